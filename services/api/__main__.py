@@ -1,0 +1,5 @@
+"""``python -m services.api`` (also ``echodesk api``)."""
+
+from services.api.main import main
+
+main()

@@ -1,0 +1,1 @@
+"""Media: ICE-lite WebRTC endpoint with DTLS-SRTP and the packet path to the carriers' plain RTP."""

@@ -1,0 +1,1 @@
+"""The contract every EchoDesk Voice service shares: events, subjects, the bus, settings, logging, numbers."""

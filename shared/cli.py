@@ -1,0 +1,47 @@
+"""``echodesk``: one console script, a subcommand per service, plus the development supervisor.
+
+Service modules are imported only when their subcommand runs, so an image that carries one
+service's dependencies (the api image has no aiortc) still runs ``echodesk api``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from pathlib import Path
+
+SERVICES = ("signaling", "media", "recorder", "api")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="echodesk", description="EchoDesk Voice")
+    commands = parser.add_subparsers(dest="command", required=True)
+    for name in SERVICES:
+        commands.add_parser(name, help=f"run the {name} service")
+    run = commands.add_parser("run", help="run the whole stack on this machine (development)")
+    run.add_argument("--data-dir", type=Path, default=Path("data"), help="where NATS, SQLite and recordings live")
+    run.add_argument("--nats-port", type=int, default=4222, help="embedded nats-server port (a free one if taken)")
+    schemas = commands.add_parser("schemas", help="generate the event JSON Schemas into docs/events")
+    schemas.add_argument("--check", action="store_true", help="fail if the committed schemas are stale")
+    schemas.add_argument("--dir", type=Path, default=Path("docs/events"))
+    args = parser.parse_args(argv)
+
+    if args.command in SERVICES:
+        importlib.import_module(f"services.{args.command}.main").main()
+    elif args.command == "run":
+        from shared.supervisor import Supervisor
+
+        sys.exit(Supervisor(data_dir=args.data_dir, nats_port=args.nats_port).run())
+    elif args.command == "schemas":
+        from shared import schemas as event_schemas
+
+        if args.check:
+            problems = event_schemas.stale(args.dir)
+            if problems:
+                print(f"stale event schemas in {args.dir}: {', '.join(problems)}; run `echodesk schemas`")
+                sys.exit(1)
+            print("event schemas are up to date")
+        else:
+            for path in event_schemas.write(args.dir):
+                print(f"wrote {path}")
