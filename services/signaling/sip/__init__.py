@@ -1,0 +1,1 @@
+"""SIP stack (RFC 3261): one module per protocol object."""
