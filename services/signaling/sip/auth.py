@@ -88,7 +88,7 @@ class Algorithm(StrEnum):
     @property
     def base(self) -> Algorithm:
         """The algorithm whose HA1 is stored: a ``-sess`` variant derives its HA1 from its base's."""
-        return Algorithm(self.value.removesuffix("-sess"))
+        return _BASE[self]
 
     @property
     def strength(self) -> int:
@@ -101,9 +101,10 @@ class Algorithm(StrEnum):
 
 
 _ALGORITHMS_BY_TOKEN: Final[dict[str, Algorithm]] = {a.value.lower(): a for a in Algorithm}
+_BASE: Final[dict[Algorithm, Algorithm]] = {a: Algorithm(a.value.removesuffix("-sess")) for a in Algorithm}
 _STRENGTH: Final[dict[Algorithm, int]] = {Algorithm.MD5: 1, Algorithm.SHA256: 2, Algorithm.SHA512_256: 3}
-# hashlib's sha512_256 is FIPS 180-4 SHA-512/256 (own IV), which RFC 7616 section 3.2 requires,
-# not SHA-512 cut to 256 bits.
+# hashlib's sha512_256 is FIPS 180-4 SHA-512/256 (its own initial values), the SHA-512-256 of
+# RFC 7616 and RFC 8760, not SHA-512 cut to 256 bits.
 _HASH_NAMES: Final[dict[Algorithm, str]] = {
     Algorithm.MD5: "md5",
     Algorithm.SHA256: "sha256",
@@ -175,10 +176,9 @@ def request_digest(
 # RFC 7235 section 2.1 / RFC 7616 section 3.3-3.4: challenge and credentials are
 #   auth-scheme [ 1*SP ( token68 / #auth-param ) ]
 #   auth-param = token BWS "=" BWS ( token / quoted-string )
-# Every parameter may come as token or quoted-string (RFC 7235 section 2.1), names are
-# case-insensitive, and a name may appear once (RFC 7616 section 3.4 "MUST NOT ... more than once",
-# RFC 3261 section 7.3.1). Whitespace includes CRLF so an unfolded-by-nobody value still parses
-# (RFC 3261 section 7.3.1 line folding).
+# Every parameter may come as token or quoted-string and a name may occur only once (RFC 7235
+# section 2.1; RFC 3261 section 7.3.1); names are case-insensitive. Whitespace includes CRLF so a
+# value whose line folding nobody undid still parses (RFC 3261 section 7.3.1).
 
 _MAX_VALUE_LENGTH: Final = 8192
 _WS: Final = r"[ \t\r\n]*"
@@ -193,6 +193,7 @@ _PARAM_RE: Final = re.compile(rf"{_WS}({_TOKEN}){_WS}={_WS}(?:({_TOKEN})|{_QUOTE
 _SCHEME_RE: Final = re.compile(rf"{_WS}({_TOKEN})(?:[ \t\r\n]+|(?=,)|\Z)")
 _TOKEN68_RE: Final = re.compile(rf"([A-Za-z0-9\-._~+/]+=*){_WS}(?=,|\Z)")
 _UNESCAPE_RE: Final = re.compile(r"\\(.)", re.DOTALL)
+_SEPARATORS_RE: Final = re.compile(r"[ \t\r\n,]*")
 _HEX_RE: Final = re.compile(r"[0-9A-Fa-f]+")
 _NC_RE: Final = re.compile(r"[0-9A-Fa-f]{8}")
 # RFC 8187 section 3.2.1 ext-value, UTF-8 only, for username* (RFC 7616 section 3.4.4).
@@ -209,9 +210,8 @@ class _AuthItem:
 
 def _skip_separators(value: str, pos: int) -> tuple[int, bool]:
     """Skip whitespace and empty list elements (RFC 7230 section 7); say whether a comma was crossed."""
-    end = pos
-    while end < len(value) and value[end] in " \t\r\n,":
-        end += 1
+    match = _SEPARATORS_RE.match(value, pos)
+    end = match.end() if match is not None else pos
     return end, "," in value[pos:end]
 
 
@@ -254,7 +254,10 @@ def _parse_params(value: str, pos: int, params: dict[str, str]) -> int:
         if name in params:
             raise DigestParseError(f"parameter {name!r} appears more than once")
         token, quoted = param.group(2), param.group(3)
-        params[name] = token if token is not None else _UNESCAPE_RE.sub(r"\1", quoted)
+        if token is not None:
+            params[name] = token
+        else:
+            params[name] = _UNESCAPE_RE.sub(r"\1", quoted) if "\\" in quoted else quoted
         pos = param.end()
         if pos < len(value) and value[pos] != ",":
             raise DigestParseError(f"expected ',' after parameter {name!r} at offset {pos}")
@@ -782,7 +785,12 @@ class DigestClient:
         return "auth" in challenge.qop
 
     def choose(self, challenges: Iterable[DigestChallenge]) -> DigestChallenge:
-        """The strongest challenge we can answer; among equals, the topmost (RFC 8760 section 2.4)."""
+        """The strongest challenge we can answer; among equals, the topmost.
+
+        RFC 8760 section 2.4 says to use the topmost supported one "unless a local policy dictates
+        otherwise". Ours is strength first: challenges are not integrity-protected, so an on-path
+        attacker could reorder them to put MD5 on top (the downgrade of RFC 8760 section 3).
+        """
         best: DigestChallenge | None = None
         for challenge in challenges:
             if self.supports(challenge) and (
