@@ -409,12 +409,13 @@ def _quote(text: str) -> str:
 
 
 class FailureKind(StrEnum):
-    """Why credentials were refused, with the answer RFC 3261 section 22 suggests to the registrar.
+    """Why credentials were refused, and how we mean the registrar or proxy to answer.
 
-    Challenge again (401/407): ``MISMATCH``, ``INVALID_NONCE``, ``REPLAY``; with ``stale=true``:
-    ``STALE_NONCE``, which is not a failure of the agent. ``BAD_CREDENTIALS`` and ``UNKNOWN_USER``
-    are wrong secrets: count them per source, answer both alike (so usernames cannot be probed),
-    and switch to 403 after repeated failures. ``MALFORMED`` is a 400 (RFC 2617 section 3.2.2).
+    Challenge again with a fresh nonce (401/407, RFC 3261 sections 22.2-22.3): ``MISMATCH``,
+    ``INVALID_NONCE``, ``REPLAY``; with ``stale=true``: ``STALE_NONCE``, which is not the agent's
+    fault and not counted. ``BAD_CREDENTIALS`` and ``UNKNOWN_USER`` are wrong secrets: count them
+    per source, answer both alike so usernames cannot be probed, and turn to 403 after repeated
+    failures. ``MALFORMED`` is a 400 (RFC 2617 section 3.2.2).
     """
 
     MALFORMED = "malformed"
@@ -458,8 +459,7 @@ HA1Lookup: TypeAlias = Callable[[str, Algorithm], str | None]
 _NONCE_STRUCT: Final = struct.Struct(">q8s")
 _NONCE_TAG_BYTES: Final = 16
 _NONCE_BYTES: Final = _NONCE_STRUCT.size + _NONCE_TAG_BYTES
-_NONCE_CHARS: Final = 43  # unpadded base64url of 32 bytes
-_NONCE_RE: Final = re.compile(r"[A-Za-z0-9_-]{43}")
+_NONCE_RE: Final = re.compile(r"[A-Za-z0-9_-]{43}")  # unpadded base64url of the 32 bytes
 #: How far in the future an issue time may be before the nonce is refused as stale: covers clock
 #: differences between gateway instances sharing one secret.
 _FUTURE_TOLERANCE_MS: Final = 5_000
@@ -476,7 +476,8 @@ class _NonceCounts:
 
     Forgetting a live nonce would reopen it to replays, so the issue time of the newest live nonce
     ever evicted becomes a floor: a nonce issued no later than it and with no entry is "forgotten"
-    and the agent is told it is stale, which costs a round trip, not a password prompt.
+    and the agent is told it is stale, which costs a round trip, not a password prompt. Only a
+    correct digest creates an entry, so only an authenticated agent can push others out.
     """
 
     def __init__(self, capacity: int) -> None:
@@ -599,7 +600,8 @@ class DigestServer:
     ) -> DigestResult:
         """Check one Authorization / Proxy-Authorization value for a request with ``method``.
 
-        Never raises for anything in ``authorization``; exceptions from ``lookup_ha1`` propagate.
+        ``source`` must be what :meth:`challenges` was given. Never raises for anything in
+        ``authorization``; exceptions from ``lookup_ha1`` propagate.
         The caller compares ``DigestOk.uri`` with the Request-URI if it wants that binding
         (RFC 7616 section 3.4.6; SIP URI equality is RFC 3261 section 19.1.4's business).
         """
