@@ -130,24 +130,25 @@ class Bus:
 
     @classmethod
     async def connect(cls, url: str, *, name: str, timeout: float = 60.0) -> Bus:
-        """Connect, retrying with capped backoff until ``timeout``; then keep reconnecting forever."""
+        """Connect, retrying until ``timeout``; once connected, reconnect forever after any loss."""
 
         async def on_disconnect() -> None:
             if not nc.is_closed and not nc.is_draining:
                 log.warning("nats disconnected", client=name)
 
         async def on_reconnect() -> None:
-            log.info("nats reconnected", client=name, server=nc.connected_url.netloc if nc.connected_url else None)
+            log.info(
+                "nats reconnected", client=name, server=nc.connected_url.netloc if nc.connected_url else None
+            )
 
         async def on_error(exc: Exception) -> None:
             log.warning("nats error", client=name, error=str(exc) or type(exc).__name__)
 
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        delay = 0.1
-        while True:
-            nc = NatsClient()
-            try:
+        nc = NatsClient()
+        try:
+            # With max_reconnect_attempts=-1 nats-py keeps retrying the first connection too
+            # (every reconnect_time_wait, each failure reported through on_error); the timeout bounds it.
+            async with asyncio.timeout(timeout):
                 await nc.connect(
                     servers=[url],
                     name=name,
@@ -159,14 +160,13 @@ class Bus:
                     reconnected_cb=on_reconnect,
                     error_cb=on_error,
                 )
-                log.info("nats connected", client=name, url=url)
-                return cls(nc, name)
-            except (OSError, nats.errors.Error, asyncio.TimeoutError) as exc:
-                if loop.time() + delay > deadline:
-                    raise BusError(f"cannot reach NATS at {url}: {exc or type(exc).__name__}") from exc
-                log.info("waiting for nats", url=url, retry_in_s=round(delay, 2))
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 2.0)
+        except (TimeoutError, OSError, nats.errors.Error) as exc:
+            with contextlib.suppress(Exception):
+                await nc.close()
+            reason = "no answer" if isinstance(exc, TimeoutError) else str(exc) or type(exc).__name__
+            raise BusError(f"cannot reach NATS at {url} within {timeout:g}s: {reason}") from exc
+        log.info("nats connected", client=name, url=url)
+        return cls(nc, name)
 
     @property
     def connected(self) -> bool:
@@ -294,11 +294,11 @@ class Bus:
             while True:
                 try:
                     msgs = await psub.fetch(batch, timeout=1.0)
-                except (nats.errors.TimeoutError, asyncio.TimeoutError):
+                except (TimeoutError, nats.errors.TimeoutError):
                     continue
                 except nats.errors.ConnectionClosedError:
                     return
-                except Exception as exc:  # noqa: BLE001 - a flaky server must not kill the loop
+                except Exception as exc:
                     log.warning("fetch failed", consumer=durable, error=str(exc) or type(exc).__name__)
                     await asyncio.sleep(0.5)
                     continue
@@ -324,14 +324,20 @@ class Bus:
             return
         try:
             await handler(Delivery(value, msg.subject, attempt))
-        except Exception as exc:  # noqa: BLE001 - any handler failure means "try again later"
+        except Exception as exc:
             error = f"{type(exc).__name__}: {exc}"
             if attempt >= max_deliver:
                 await self._dead_letter(stream, durable, msg, f"failed {attempt} times: {error}", attempt)
                 return
             delay = min(0.2 * 2 ** (attempt - 1), 30.0) * random.uniform(0.8, 1.2)
-            log.warning("handler failed, will retry", consumer=durable, subject=msg.subject,
-                        attempt=attempt, retry_in_s=round(delay, 2), error=error)
+            log.warning(
+                "handler failed, will retry",
+                consumer=durable,
+                subject=msg.subject,
+                attempt=attempt,
+                retry_in_s=round(delay, 2),
+                error=error,
+            )
             HANDLED.labels(durable, "retry").inc()
             await msg.nak(delay=delay)
             return
@@ -340,8 +346,15 @@ class Bus:
 
     async def _dead_letter(self, stream: str, durable: str, msg: Msg, error: str, attempt: int) -> None:
         seq = msg.metadata.sequence.stream if msg.metadata.sequence else 0
-        log.error("message dead-lettered", stream=stream, consumer=durable, subject=msg.subject,
-                  sequence=seq, attempts=attempt, error=error)
+        log.error(
+            "message dead-lettered",
+            stream=stream,
+            consumer=durable,
+            subject=msg.subject,
+            sequence=seq,
+            attempts=attempt,
+            error=error,
+        )
         try:
             await self.js.publish(
                 subjects.dead_letter(stream, durable),
@@ -354,7 +367,7 @@ class Bus:
                     HDR_DELIVERIES: str(attempt),
                 },
             )
-        except Exception as exc:  # noqa: BLE001 - keep the message in its stream rather than lose it
+        except Exception as exc:
             log.error("dead-letter publish failed, message kept", error=str(exc) or type(exc).__name__)
             await msg.nak(delay=5.0)
             return
@@ -384,7 +397,7 @@ class Bus:
                 return
             try:
                 await handler(value, msg.subject)
-            except Exception:  # noqa: BLE001 - one bad message must not end the subscription
+            except Exception:
                 log.exception("core handler failed", subject=msg.subject)
 
         await self.nc.subscribe(subject, queue=queue, cb=on_msg)
@@ -407,7 +420,7 @@ class Bus:
             msg = await self.nc.request(subject, message.model_dump_json().encode(), timeout=timeout)
         except nats.errors.NoRespondersError as exc:
             raise NoResponders(subject) from exc
-        except (nats.errors.TimeoutError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, nats.errors.TimeoutError) as exc:
             raise RequestTimeout(subject, timeout) from exc
         try:
             envelope = ReplyEnvelope.model_validate_json(msg.data)
@@ -434,16 +447,20 @@ class Bus:
             except ValidationError as exc:
                 error = _summarize(exc)
                 await self._dead_letter_core(msg, f"invalid: {error}")
-                await _respond(msg, ReplyEnvelope(ok=False, error=ErrorBody(code="invalid_request", message=error)))
+                await _respond(
+                    msg, ReplyEnvelope(ok=False, error=ErrorBody(code="invalid_request", message=error))
+                )
                 return
             try:
                 result = await handler(request)
                 envelope = ReplyEnvelope(ok=True, result=result.model_dump(mode="json"))
             except Rejected as exc:
                 envelope = ReplyEnvelope(ok=False, error=ErrorBody(code=exc.code, message=exc.message))
-            except Exception as exc:  # noqa: BLE001 - the caller gets an error, the service stays up
+            except Exception as exc:
                 log.exception("request handler failed", subject=msg.subject)
-                envelope = ReplyEnvelope(ok=False, error=ErrorBody(code="internal", message=type(exc).__name__))
+                envelope = ReplyEnvelope(
+                    ok=False, error=ErrorBody(code="internal", message=type(exc).__name__)
+                )
             await _respond(msg, envelope)
 
         return await self.nc.subscribe(subject, queue=queue, cb=on_msg)
@@ -473,13 +490,6 @@ def _summarize(exc: ValidationError) -> str:
     return "; ".join(parts) + (f" (+{more} more)" if more > 0 else "")
 
 
-async def wait_connected(bus: Bus, timeout: float) -> None:
-    """Wait until the bus is connected again (after a server restart), or raise TimeoutError."""
-    async with asyncio.timeout(timeout):
-        while not bus.connected:
-            await asyncio.sleep(0.05)
-
-
 __all__ = [
     "Bus",
     "BusError",
@@ -489,5 +499,4 @@ __all__ = [
     "RemoteError",
     "ReplyEnvelope",
     "RequestTimeout",
-    "wait_connected",
 ]

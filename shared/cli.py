@@ -20,8 +20,12 @@ def main(argv: list[str] | None = None) -> None:
     for name in SERVICES:
         commands.add_parser(name, help=f"run the {name} service")
     run = commands.add_parser("run", help="run the whole stack on this machine (development)")
-    run.add_argument("--data-dir", type=Path, default=Path("data"), help="where NATS, SQLite and recordings live")
-    run.add_argument("--nats-port", type=int, default=4222, help="embedded nats-server port (a free one if taken)")
+    run.add_argument(
+        "--data-dir", type=Path, default=Path("data"), help="where NATS, SQLite and recordings live"
+    )
+    run.add_argument(
+        "--nats-port", type=int, default=4222, help="embedded nats-server port (a free one if taken)"
+    )
     schemas = commands.add_parser("schemas", help="generate the event JSON Schemas into docs/events")
     schemas.add_argument("--check", action="store_true", help="fail if the committed schemas are stale")
     schemas.add_argument("--dir", type=Path, default=Path("docs/events"))

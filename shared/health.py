@@ -59,7 +59,9 @@ class HealthServer:
         if method not in ("GET", "HEAD"):
             await self._reply(writer, 405, "text/plain", b"only GET\n", extra=b"Allow: GET, HEAD\r\n")
         elif path == "/healthz":
-            await self._reply(writer, 200, "application/json", _json({"status": "ok", "service": self.service}))
+            await self._reply(
+                writer, 200, "application/json", _json({"status": "ok", "service": self.service})
+            )
         elif path == "/readyz":
             ready, detail = self._readiness()
             body = _json({"status": "ready" if ready else "not ready", "service": self.service, **detail})
@@ -73,12 +75,22 @@ class HealthServer:
     async def _reply(
         writer: asyncio.StreamWriter, status: int, content_type: str, body: bytes, extra: bytes = b""
     ) -> None:
-        reason = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed",
-                  431: "Request Header Fields Too Large", 503: "Service Unavailable"}[status]
+        reason = {
+            200: "OK",
+            400: "Bad Request",
+            404: "Not Found",
+            405: "Method Not Allowed",
+            431: "Request Header Fields Too Large",
+            503: "Service Unavailable",
+        }[status]
         head = (
-            f"HTTP/1.1 {status} {reason}\r\nContent-Type: {content_type}\r\n"
-            f"Content-Length: {len(body)}\r\nConnection: close\r\n"
-        ).encode() + extra + b"\r\n"
+            (
+                f"HTTP/1.1 {status} {reason}\r\nContent-Type: {content_type}\r\n"
+                f"Content-Length: {len(body)}\r\nConnection: close\r\n"
+            ).encode()
+            + extra
+            + b"\r\n"
+        )
         with contextlib.suppress(ConnectionError):
             writer.write(head + body)
             await writer.drain()

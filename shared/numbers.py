@@ -129,12 +129,16 @@ def normalize(
         raise NumberError(raw, f"too long: E.164 numbers have at most {_MAX_E164_DIGITS} digits")
     valid = phonenumbers.is_valid_number(parsed)
     kind = _KINDS.get(phonenumbers.number_type(parsed), NumberKind.UNKNOWN) if valid else NumberKind.UNKNOWN
-    return NormalizedNumber(e164, valid, kind, phonenumbers.region_code_for_number(parsed))
+    # An invalid number has no region of its own; its country code still names one (+995 -> GE).
+    where = phonenumbers.region_code_for_number(parsed) or phonenumbers.region_code_for_country_code(
+        parsed.country_code
+    )
+    return NormalizedNumber(e164, valid, kind, None if where == "ZZ" else where)
 
 
 def _check_characters(raw: str, compact: str) -> None:
     for ch in compact:
-        if ch.isascii() and ch.isdigit() or ch == "+":
+        if (ch.isascii() and ch.isdigit()) or ch == "+":
             continue
         if ch.isalpha():
             raise NumberError(raw, f"contains the letter {ch!r}; dial digits only")

@@ -49,8 +49,11 @@ def write(directory: Path = DEFAULT_DIR) -> list[Path]:
 def stale(directory: Path = DEFAULT_DIR) -> list[str]:
     """Names of files that are missing, differ from the models, or belong to no model any more."""
     wanted = render()
-    problems = [name for name, text in wanted.items()
-                if not (directory / name).exists() or (directory / name).read_text() != text]
+    problems = [
+        name
+        for name, text in wanted.items()
+        if not (directory / name).exists() or (directory / name).read_text() != text
+    ]
     if directory.exists():
         problems += [p.name for p in directory.iterdir() if p.name not in wanted]
     return sorted(problems)

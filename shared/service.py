@@ -113,8 +113,11 @@ async def _main(service: Service, settings: CommonSettings) -> int:
                 return EXIT_CONFIG
             raise
     try:
-        bus = await Bus.connect(settings.nats_url, name=f"{settings.service}-{settings.instance_id}",
-                                timeout=settings.nats_connect_timeout_s)
+        bus = await Bus.connect(
+            settings.nats_url,
+            name=f"{settings.service}-{settings.instance_id}",
+            timeout=settings.nats_connect_timeout_s,
+        )
         await bus.ensure_streams()
         await bus.ensure_buckets()
     except BusError as exc:

@@ -7,7 +7,7 @@ subject must be single tokens; :func:`token` refuses anything that would change 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import timedelta
 
 from shared.events import (

