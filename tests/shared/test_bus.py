@@ -191,7 +191,8 @@ async def test_invalid_request_gets_an_error_and_a_dead_letter(bus: Bus) -> None
     assert caught.value.code == "invalid_request"
     assert "text" in caught.value.message
     [letter] = await dead_letters(bus, 1)
-    assert letter.headers is not None and letter.headers[HDR_ORIGINAL_SUBJECT] == "test.echo"
+    assert letter.headers is not None
+    assert letter.headers[HDR_ORIGINAL_SUBJECT] == "test.echo"
 
 
 async def test_invalid_core_message_is_dead_lettered_and_the_subscription_lives(bus: Bus) -> None:

@@ -98,4 +98,5 @@ def test_digit_like_input_never_crashes_and_e164_is_well_formed(raw: str) -> Non
         return
     if result.is_phone_number:
         digits = result.number[1:]
-        assert digits.isdigit() and 1 <= len(digits) <= 15
+        assert digits.isdigit()
+        assert 1 <= len(digits) <= 15
