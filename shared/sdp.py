@@ -141,6 +141,8 @@ _FQDN = re.compile(r"(?=[A-Za-z0-9.-]*[A-Za-z])[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251
 _FORBIDDEN = re.compile(r"[\x00\r\n]")
 # RFC 8839 section 5.1: extension-att-value = *VCHAR
 _VCHARS = re.compile(r"[\x21-\x7e]+")
+_OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
+_IPV4 = re.compile(rf"{_OCTET}(?:\.{_OCTET}){{3}}")
 _HEX_PAIRS = re.compile(r"[0-9A-Fa-f]{2}(?::[0-9A-Fa-f]{2})*")
 
 _UNITS: Final = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -176,15 +178,27 @@ def _check_text(text: str, reason: str) -> str:
     return text
 
 
+def _ip_version(address: str) -> int | None:
+    """4 or 6 for an IP literal, None otherwise; a regex first because ipaddress is slow on IPv4."""
+    if _IPV4.fullmatch(address) is not None:
+        return 4
+    if ":" in address:
+        try:
+            ipaddress.IPv6Address(address)
+        except ValueError:
+            return None
+        return 6
+    return None
+
+
 def _check_host(address: str, addr_type: str | None, reason: str) -> str:
     """An IPv4/IPv6 literal or an FQDN (RFC 8866 section 9 unicast-address; RFC 8839 mDNS names)."""
-    try:
-        parsed = ipaddress.ip_address(address)
-    except ValueError:
+    version = _ip_version(address)
+    if version is None:
         if _FQDN.fullmatch(address) is None:
-            raise SdpError(reason, f"{address!r} is not an address") from None
+            raise SdpError(reason, f"{address!r} is not an address")
         return address
-    if addr_type is not None and addr_type != f"IP{parsed.version}":
+    if addr_type is not None and addr_type != f"IP{version}":
         raise SdpError(reason, f"{address!r} is not an {addr_type} address")
     return address
 
@@ -579,10 +593,10 @@ class Connection:
 
     @property
     def is_multicast(self) -> bool:
-        try:
-            return ipaddress.ip_address(self.address).is_multicast
-        except ValueError:
-            return False
+        version = _ip_version(self.address)
+        if version == 4:
+            return 224 <= int(self.address.partition(".")[0]) <= 239
+        return version == 6 and ipaddress.IPv6Address(self.address).is_multicast
 
     @classmethod
     def parse(cls, value: str) -> Connection:
