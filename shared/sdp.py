@@ -779,7 +779,7 @@ class ExtMap:
         if len(parts) < 2:
             raise SdpError(cls._REASON, "want <id>[/<direction>] <uri> [<attributes>]")
         ident, slash, direction = parts[0].partition("/")
-        if slash and direction not in Direction.__members__.values():
+        if slash and direction not in _DIRECTIONS:
             raise SdpError(cls._REASON, f"direction {direction!r} is not a direction")
         return cls(
             _int(ident, "id", cls._REASON, 1, 65535),
@@ -1261,6 +1261,12 @@ def _direction(attributes: Iterable[Attribute]) -> Direction | None:
     return None
 
 
+def _check_directions(attributes: Iterable[Attribute], reason: str) -> None:
+    # RFC 3264 section 5.1 gives a stream one direction; the same one repeated is harmless.
+    if len({attribute.typed for attribute in attributes if isinstance(attribute.typed, Direction)}) > 1:
+        raise SdpError(reason, "conflicting direction attributes")
+
+
 @dataclass(frozen=True, slots=True)
 class MediaDescription:
     """``m=<media> <port>[/<count>] <proto> <fmt>...`` with its ``i= c= b= k= a=`` lines
@@ -1307,6 +1313,7 @@ class MediaDescription:
         for text in (self.information, self.key):
             if text is not None:
                 _check_text(text, reason)
+        _check_directions(self.attributes, reason)
 
     @classmethod
     def parse(cls, value: str) -> MediaDescription:
@@ -1534,6 +1541,7 @@ class SessionDescription:
                 _check_text(text, "bad session description")
         if not self.times:
             raise SdpError("bad session description", "at least one t= line (RFC 8866 section 5.9)")
+        _check_directions(self.attributes, "bad session description")
         if self.connection is None:
             for index, media in enumerate(self.media):
                 if not media.connections and not media.is_rejected:
@@ -1655,9 +1663,10 @@ class SessionDescription:
         """
         if self.direction_of(media) in (Direction.SENDONLY, Direction.INACTIVE):
             return True
-        return self._unreachable(media)
+        return self.is_unreachable(media)
 
-    def _unreachable(self, media: MediaDescription) -> bool:
+    def is_unreachable(self, media: MediaDescription) -> bool:
+        """``c=IN IP4 0.0.0.0`` without ICE: send this stream neither RTP nor RTCP (RFC 3264 section 8.4)."""
         connection = self.connection_of(media)
         return (
             connection is not None
@@ -1677,6 +1686,16 @@ class _Parser:
 
     def fail(self, reason: str, detail: str | None = None) -> SdpError:
         return SdpError(reason, detail, line=self.line, text=self.text)
+
+    def add_attribute(self, attributes: list[Attribute], value: str) -> None:
+        attribute = Attribute.parse(value)
+        direction = attribute.typed
+        if isinstance(direction, Direction):
+            # Checked here too, to name the line (see _check_directions).
+            earlier = _direction(attributes)
+            if earlier is not None and earlier is not direction:
+                raise self.fail("conflicting direction", f"already {earlier}")
+        attributes.append(attribute)
 
     def parse(self, data: str) -> SessionDescription:
         head: dict[str, str] = {}
@@ -1730,7 +1749,7 @@ class _Parser:
                 if letter not in _SESSION_LETTERS:
                     raise self.fail(f"unexpected '{letter}=' line")
                 if letter == "a":
-                    attributes.append(Attribute.parse(value))
+                    self.add_attribute(attributes, value)
                 elif letter == "c":
                     if connection is not None:
                         raise self.fail("second session-level 'c=' line")
@@ -1827,7 +1846,7 @@ class _MediaBuilder:
 
     def add(self, letter: str, value: str) -> None:
         if letter == "a":
-            self.attributes.append(Attribute.parse(value))
+            self.parser.add_attribute(self.attributes, value)
         elif letter == "c":
             self.connections.append(Connection.parse(value))
         elif letter == "b":
@@ -1868,14 +1887,13 @@ class _Preference:
     @classmethod
     def parse(cls, text: str) -> _Preference:
         parts = text.split("/")
-        if not 1 <= len(parts) <= 3 or _TOKEN.fullmatch(parts[0]) is None:
+        if (
+            not 1 <= len(parts) <= 3
+            or _TOKEN.fullmatch(parts[0]) is None
+            or any(_DIGITS.fullmatch(part) is None for part in parts[1:])
+        ):
             raise ValueError(f"a codec preference is <name>[/<clock rate>[/<channels>]], not {text!r}")
-        try:
-            numbers = [int(part) for part in parts[1:]]
-        except ValueError:
-            raise ValueError(
-                f"a codec preference is <name>[/<clock rate>[/<channels>]], not {text!r}"
-            ) from None
+        numbers = [int(part) for part in parts[1:]]
         return cls(
             parts[0].lower(),
             numbers[0] if numbers else None,
@@ -1912,6 +1930,8 @@ def negotiate_codecs(
 
     Raises :class:`NoCommonCodec` when no codec other than telephone-event and CN matches.
     """
+    if limit is not None and limit < 1:
+        raise ValueError("limit keeps at least one codec")
     preferences = [_Preference.parse(text) for text in our_preferences]
     offered = offer_media.codecs
     ranked: list[tuple[int, int, Codec]] = []
@@ -2035,7 +2055,7 @@ def answer_media(
     (RFC 5761 section 5.1.1).
     """
     offered_direction = offer.direction_of(offered)
-    if offer._unreachable(offered):
+    if offer.is_unreachable(offered):
         offered_direction = Direction.of(send=offered_direction.sends, receive=False)
     return build_media(
         offered.kind,

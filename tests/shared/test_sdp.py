@@ -577,6 +577,10 @@ def test_telephone_event_alone_is_not_a_common_codec() -> None:
         negotiate_codecs(audio, [])
     with pytest.raises(ValueError, match="codec preference"):
         negotiate_codecs(audio, ["PCMU/x"])
+    with pytest.raises(ValueError, match="codec preference"):
+        negotiate_codecs(audio, ["PCMU/+8000"])
+    with pytest.raises(ValueError, match="at least one"):
+        negotiate_codecs(audio, ["PCMU"], limit=0)
 
 
 # --- malformed descriptions --------------------------------------------------------------------------
@@ -619,6 +623,8 @@ HEAD = "v=0\no=- 1 1 IN IP4 192.0.2.1\ns=-\nc=IN IP4 192.0.2.1\nt=0 0\nm=audio 4
         (HEAD + "a=maxptime:-20\n", 7, "line 7: bad maxptime"),
         (HEAD + "a=sendrecv:yes\n", 7, "line 7: bad sendrecv 'a=sendrecv:yes' (takes no value)"),
         (HEAD + "a=rtcp-mux:1\n", 7, "line 7: bad rtcp-mux"),
+        (HEAD + "a=sendonly\na=sendonly\na=recvonly\n", 9, "line 9: conflicting direction 'a=recvonly'"),
+        ("v=0\no=- 1 1 IN IP4 192.0.2.1\ns=-\na=inactive\na=sendrecv\n", 5, "line 5: conflicting direction"),
         (HEAD + "a=rtpmap\n", 7, "line 7: bad rtpmap 'a=rtpmap' (missing value)"),
         (HEAD + "a=\n", 7, "line 7: bad attribute name"),
         (HEAD + "a=bad name:x\n", 7, "line 7: bad attribute name"),
@@ -705,6 +711,8 @@ def test_building_invalid_values_raises_sdp_error() -> None:
         RtpMap(300, "PCMU", 8000)
     with pytest.raises(SdpError, match="bad ice-pwd"):
         IceCredentials("abcd", "short")
+    with pytest.raises(SdpError, match="conflicting direction"):
+        build_media("audio", 4000, [Codec(0, "PCMU", 8000)], attributes=[Attribute("inactive")])
     with pytest.raises(SdpError, match="missing connection"):
         build_session(
             Origin.for_address("192.0.2.1", 1), [build_media("audio", 4000, [Codec(0, "PCMU", 8000)])]
@@ -953,6 +961,7 @@ KNOWN = {
     "recvonly",
     "inactive",
 }
+DIRECTIONS = {direction.value for direction in Direction}
 simple_attributes = st.one_of(
     st.sampled_from(list(Direction)).map(lambda d: Attribute(d.value)),
     st.sampled_from(["rtcp-mux", "rtcp-rsize", "ice-lite", "end-of-candidates"]).map(Attribute),
@@ -963,7 +972,11 @@ simple_attributes = st.one_of(
     tokens.map(lambda mid: Attribute("mid", mid)),
     st.builds(Attribute, tokens.filter(lambda name: name not in KNOWN), st.none() | texts),
 )
-attributes = st.lists(known_attributes | simple_attributes, max_size=8).map(tuple)
+attributes = (
+    st.lists(known_attributes | simple_attributes, max_size=8)
+    .filter(lambda items: len({a.name for a in items if a.name in DIRECTIONS}) <= 1)
+    .map(tuple)
+)
 
 
 @st.composite
