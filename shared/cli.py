@@ -26,9 +26,9 @@ def main(argv: list[str] | None = None) -> None:
     run.add_argument(
         "--nats-port", type=int, default=4222, help="embedded nats-server port (a free one if taken)"
     )
-    schemas = commands.add_parser("schemas", help="generate the event JSON Schemas into docs/events")
-    schemas.add_argument("--check", action="store_true", help="fail if the committed schemas are stale")
-    schemas.add_argument("--dir", type=Path, default=Path("docs/events"))
+    docs = commands.add_parser("docs", help="generate docs/events (JSON Schemas) and docs/configuration.md")
+    docs.add_argument("--check", action="store_true", help="fail if the committed files are stale")
+    docs.add_argument("--dir", type=Path, default=Path("docs"))
     args = parser.parse_args(argv)
 
     if args.command in SERVICES:
@@ -37,15 +37,15 @@ def main(argv: list[str] | None = None) -> None:
         from shared.supervisor import Supervisor
 
         sys.exit(Supervisor(data_dir=args.data_dir, nats_port=args.nats_port).run())
-    elif args.command == "schemas":
-        from shared import schemas as event_schemas
+    elif args.command == "docs":
+        from shared import docs as generated
 
         if args.check:
-            problems = event_schemas.stale(args.dir)
+            problems = generated.stale(args.dir)
             if problems:
-                print(f"stale event schemas in {args.dir}: {', '.join(problems)}; run `echodesk schemas`")
+                print(f"stale generated docs in {args.dir}: {', '.join(problems)}; run `echodesk docs`")
                 sys.exit(1)
-            print("event schemas are up to date")
+            print("generated docs are up to date")
         else:
-            for path in event_schemas.write(args.dir):
+            for path in generated.write(args.dir):
                 print(f"wrote {path}")

@@ -131,7 +131,7 @@ def normalize(
     kind = _KINDS.get(phonenumbers.number_type(parsed), NumberKind.UNKNOWN) if valid else NumberKind.UNKNOWN
     # An invalid number has no region of its own; its country code still names one (+995 -> GE).
     where = phonenumbers.region_code_for_number(parsed) or phonenumbers.region_code_for_country_code(
-        parsed.country_code
+        parsed.country_code or 0
     )
     return NormalizedNumber(e164, valid, kind, None if where == "ZZ" else where)
 

@@ -1,18 +1,12 @@
-"""JSON Schemas of the events, generated from the models into ``docs/events/`` (never by hand).
-
-``echodesk schemas`` writes them; ``echodesk schemas --check`` (and a test) fails when the
-committed files no longer match the models.
-"""
+"""JSON Schemas of the events, generated from the models into ``docs/events/`` (never by hand,
+see :mod:`shared.docs`)."""
 
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 from shared.events import EVENT_TYPES, event_schema
 from shared.subjects import STREAMS
-
-DEFAULT_DIR = Path("docs/events")
 
 
 def render() -> dict[str, str]:
@@ -30,35 +24,6 @@ def render() -> dict[str, str]:
     return files
 
 
-def write(directory: Path = DEFAULT_DIR) -> list[Path]:
-    directory.mkdir(parents=True, exist_ok=True)
-    wanted = render()
-    written = []
-    for name, text in wanted.items():
-        path = directory / name
-        if not path.exists() or path.read_text() != text:
-            path.write_text(text)
-            written.append(path)
-    for path in directory.iterdir():
-        if path.name not in wanted:
-            path.unlink()
-            written.append(path)
-    return written
-
-
-def stale(directory: Path = DEFAULT_DIR) -> list[str]:
-    """Names of files that are missing, differ from the models, or belong to no model any more."""
-    wanted = render()
-    problems = [
-        name
-        for name, text in wanted.items()
-        if not (directory / name).exists() or (directory / name).read_text() != text
-    ]
-    if directory.exists():
-        problems += [p.name for p in directory.iterdir() if p.name not in wanted]
-    return sorted(problems)
-
-
 def _dump(schema: dict[str, object]) -> str:
     return json.dumps(schema, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
 
@@ -67,7 +32,7 @@ def _index() -> str:
     lines = [
         "# Event schemas",
         "",
-        "Generated from `shared/events.py` by `echodesk schemas`; do not edit. Every event is one",
+        "Generated from `shared/events.py` by `echodesk docs`; do not edit. Every event is one",
         "envelope (`id`, `type`, `version`, `occurred_at`, `source`, `tenant_id`, and for calls `call_id`",
         "and a per-call `sequence`) around typed `data`. `event.json` is the union, discriminated on `type`.",
         "The event `id` is also the `Nats-Msg-Id`: consumers de-duplicate by it.",

@@ -1,19 +1,22 @@
-"""Settings from the environment, one class per service, all under the ``ECHODESK_`` prefix.
+"""Settings from the environment, one class per service.
+
+Settings shared by every service are read from ``ECHODESK_<NAME>`` (``ECHODESK_NATS_URL``); a
+service's own from ``ECHODESK_<SERVICE>_<NAME>`` (``ECHODESK_SIGNALING_SIP_UDP_PORT``), so one
+environment (the development supervisor's) configures the whole stack without clashes.
 
 The default ports keep what users configured for the old Asterisk-gateway guide working (see
-ARCHITECTURE.md, "Entry points and default ports"). Deployment manifests and tests read the ports
-from these classes, so there is one list of them, here.
+ARCHITECTURE.md, "Entry points and default ports"). Deployment manifests, tests and
+``docs/configuration.md`` read the ports from these classes: there is one list of them, here.
 """
 
 from __future__ import annotations
 
 import socket
 from enum import StrEnum
-from functools import cached_property
 from pathlib import Path
 from typing import Any, ClassVar
 
-from pydantic import AliasChoices, Field, computed_field
+from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -22,48 +25,54 @@ class Environment(StrEnum):
     PRODUCTION = "production"
 
 
-def _common(default: Any, name: str, **kwargs: Any) -> Any:
-    """A setting shared by all services: read from ``ECHODESK_<NAME>`` whatever the service."""
-    env = f"ECHODESK_{name.upper()}"
+def _shared(default: Any, name: str, description: str) -> Any:
+    """A setting every service reads from ``ECHODESK_<NAME>``, whatever its own prefix."""
+    alias = AliasChoices(f"ECHODESK_{name.upper()}", name)
     if callable(default):
-        return Field(default_factory=default, validation_alias=AliasChoices(env, name), **kwargs)
-    return Field(default=default, validation_alias=AliasChoices(env, name), **kwargs)
+        return Field(default_factory=default, validation_alias=alias, description=description)
+    return Field(default=default, validation_alias=alias, description=description)
+
+
+def _own_config(service: str) -> SettingsConfigDict:
+    return SettingsConfigDict(
+        env_prefix=f"ECHODESK_{service.upper()}_", extra="ignore", populate_by_name=True
+    )
 
 
 class CommonSettings(BaseSettings):
-    """What every service reads: where the bus is, how to log, who this instance is.
-
-    Settings of one service are read from ``ECHODESK_<SERVICE>_<NAME>`` (``ECHODESK_SIGNALING_SIP_UDP_PORT``),
-    so one environment can hold all services' settings (the development supervisor's) without clashes;
-    the shared ones from ``ECHODESK_<NAME>`` (``ECHODESK_NATS_URL``).
-    """
+    """What every service reads: where the bus is, how to log, who this instance is."""
 
     model_config = SettingsConfigDict(env_prefix="ECHODESK_", extra="ignore", populate_by_name=True)
-
-    #: Name of the service; each subclass fixes it.
     service: ClassVar[str] = "echodesk"
 
-    environment: Environment = _common(Environment.DEVELOPMENT, "environment")
-    log_level: str = _common("INFO", "log_level")
-    #: Force JSON logs (production) or console logs (development); default follows ``environment``.
-    log_json: bool | None = _common(None, "log_json")
-    nats_url: str = _common("nats://127.0.0.1:4222", "nats_url")
-    #: How long a service keeps trying to reach NATS at start-up before it gives up.
-    nats_connect_timeout_s: float = _common(60.0, "nats_connect_timeout_s")
-    #: Identity of this instance on the bus (heartbeats, queue groups, media worker ids).
-    instance_id: str = _common(lambda: socket.gethostname().split(".")[0], "instance_id")
-    data_dir: Path = _common(Path("data"), "data_dir")
-    heartbeat_interval_s: float = _common(5.0, "heartbeat_interval_s")
-    #: On SIGTERM a service stops taking work and gets this long to finish what it has.
-    drain_timeout_s: float = _common(30.0, "drain_timeout_s")
-    health_host: str = _common("0.0.0.0", "health_host")
-    #: Port of the health/readiness/metrics endpoint; 0 where the service serves them itself.
-    health_port: int = 0
-    #: Times a JetStream message is delivered before it goes to the dead-letter stream.
-    max_deliver: int = _common(5, "max_deliver")
+    environment: Environment = _shared(
+        Environment.DEVELOPMENT, "environment", "`production` switches logs to JSON"
+    )
+    log_level: str = _shared("INFO", "log_level", "DEBUG, INFO, WARNING or ERROR")
+    log_json: bool | None = _shared(None, "log_json", "Force JSON (true) or console (false) logs")
+    nats_url: str = _shared("nats://127.0.0.1:4222", "nats_url", "Where the NATS server (JetStream on) is")
+    nats_connect_timeout_s: float = _shared(
+        60.0, "nats_connect_timeout_s", "How long a service waits for NATS at start-up before it gives up"
+    )
+    instance_id: str = _shared(
+        lambda: socket.gethostname().split(".")[0],
+        "instance_id",
+        "This instance's name on the bus (heartbeats, media worker id); the host name by default",
+    )
+    data_dir: Path = _shared(Path("data"), "data_dir", "Where local state lives in development")
+    heartbeat_interval_s: float = _shared(
+        5.0, "heartbeat_interval_s", "Seconds between heartbeats; 3 missed ones mean the instance is gone"
+    )
+    drain_timeout_s: float = _shared(
+        30.0, "drain_timeout_s", "On SIGTERM: how long to finish the work in hand before exiting"
+    )
+    health_host: str = _shared("0.0.0.0", "health_host", "Address of the health and metrics endpoint")
+    max_deliver: int = _shared(
+        5, "max_deliver", "Deliveries of a failing JetStream message before it is dead-lettered"
+    )
+    health_port: int = Field(0, description="Port of /healthz, /readyz and /metrics")
 
-    @computed_field  # type: ignore[prop-decorator]
-    @cached_property
+    @property
     def json_logs(self) -> bool:
         if self.log_json is not None:
             return self.log_json
@@ -85,50 +94,55 @@ class CommonSettings(BaseSettings):
 
 
 class SignalingSettings(CommonSettings):
-    model_config = SettingsConfigDict(env_prefix="ECHODESK_SIGNALING_", extra="ignore", populate_by_name=True)
+    model_config = _own_config("signaling")
     service: ClassVar[str] = "signaling"
 
-    health_port: int = 9101
-    sip_host: str = "0.0.0.0"
-    sip_udp_port: int = 5060
-    sip_tcp_port: int = 5060
-    sip_tls_port: int = 5061
-    sip_ws_port: int = 8088
-    sip_wss_port: int = 8089
-    sip_ws_path: str = "/ws"
-    #: The address carriers and browsers are told to reach us at (never a pod IP: PEERS.md).
-    sip_public_host: str | None = None
+    health_port: int = Field(9101, description="Port of /healthz, /readyz and /metrics")
+    sip_host: str = Field("0.0.0.0", description="Address the SIP transports listen on")
+    sip_udp_port: int = Field(5060, description="SIP over UDP (RFC 3261)")
+    sip_tcp_port: int = Field(5060, description="SIP over TCP (RFC 3261)")
+    sip_tls_port: int = Field(5061, description="SIP over TLS (RFC 3261)")
+    sip_ws_port: int = Field(8088, description="SIP over WebSocket (RFC 7118), as Asterisk's http.conf")
+    sip_wss_port: int = Field(8089, description="SIP over secure WebSocket, the old guide's `sip_port`")
+    sip_ws_path: str = Field("/ws", description="HTTP path of the WebSocket endpoints")
+    sip_public_host: str | None = Field(
+        None, description="Address carriers and browsers are told to reach us at (never a pod IP)"
+    )
 
 
 class MediaSettings(CommonSettings):
-    model_config = SettingsConfigDict(env_prefix="ECHODESK_MEDIA_", extra="ignore", populate_by_name=True)
+    model_config = _own_config("media")
     service: ClassVar[str] = "media"
 
-    health_port: int = 9102
-    #: One UDP port carries the WebRTC legs of all this worker's calls (ICE-lite, ARCHITECTURE.md).
-    webrtc_port: int = 7882
-    rtp_port_min: int = 10000
-    rtp_port_max: int = 20000
-    public_address: str | None = None
-    capacity: int = 500
+    health_port: int = Field(9102, description="Port of /healthz, /readyz and /metrics")
+    webrtc_port: int = Field(7882, description="UDP port carrying the WebRTC legs of all this worker's calls")
+    rtp_port_min: int = Field(10000, description="Lowest UDP port of RTP legs towards carriers")
+    rtp_port_max: int = Field(20000, description="Highest UDP port of RTP legs towards carriers")
+    public_address: str | None = Field(
+        None, description="Address put in SDP and ICE candidates (the public one behind NAT)"
+    )
+    capacity: int = Field(500, description="Sessions this worker takes before it leaves the queue group")
 
 
 class RecorderSettings(CommonSettings):
-    model_config = SettingsConfigDict(env_prefix="ECHODESK_RECORDER_", extra="ignore", populate_by_name=True)
+    model_config = _own_config("recorder")
     service: ClassVar[str] = "recorder"
 
-    health_port: int = 9103
-    recordings_dir: Path = Path("data/recordings")
+    health_port: int = Field(9103, description="Port of /healthz, /readyz and /metrics")
+    recordings_dir: Path = Field(Path("data/recordings"), description="Local directory for recordings")
 
 
 class ApiSettings(CommonSettings):
-    model_config = SettingsConfigDict(env_prefix="ECHODESK_API_", extra="ignore", populate_by_name=True)
+    model_config = _own_config("api")
     service: ClassVar[str] = "api"
 
-    #: REST, web UI, live events, and this service's health and metrics, all on one port.
-    http_port: int = 8000
-    http_host: str = "0.0.0.0"
-    database_url: str = "sqlite+aiosqlite:///data/echodesk.db"
+    health_port: int = Field(0, description="Unused: the api serves health and metrics on its HTTP port")
+    http_port: int = Field(8000, description="REST, web UI, live events, health and metrics")
+    http_host: str = Field("0.0.0.0", description="Address the HTTP server listens on")
+    database_url: str = Field(
+        "sqlite+aiosqlite:///data/echodesk.db",
+        description="SQLAlchemy URL (sqlite+aiosqlite or postgresql+asyncpg)",
+    )
 
 
 SERVICE_SETTINGS: dict[str, type[CommonSettings]] = {

@@ -26,7 +26,9 @@ async function refresh() {
     const tr = document.createElement('tr');
     const cells = [r.service, r.instance_id, r.alive ? r.state : 'gone',
                    r.capacity ? `${r.active}/${r.capacity}` : ''];
-    for (const text of cells) { const td = document.createElement('td'); td.textContent = text; tr.append(td); }
+    for (const text of cells) {
+      const td = document.createElement('td'); td.textContent = text; tr.append(td);
+    }
     tr.className = r.alive ? 'up' : 'down';
     return tr;
   }));

@@ -12,7 +12,7 @@ import jsonschema
 import pytest
 from pydantic import ValidationError
 
-from shared import schemas, subjects
+from shared import docs, subjects
 from shared.events import (
     EVENT_TYPES,
     AgentPresence,
@@ -221,18 +221,18 @@ def test_subject_tokens_are_checked() -> None:
         subjects.media_session("w 1", "s", "close")
 
 
-def test_committed_schemas_are_current() -> None:
-    stale = schemas.stale(REPO_ROOT / "docs" / "events")
-    assert stale == [], f"run `echodesk schemas`: stale {stale}"
+def test_committed_generated_docs_are_current() -> None:
+    stale = docs.stale(REPO_ROOT / "docs")
+    assert stale == [], f"run `echodesk docs`: stale {stale}"
 
 
 def test_staleness_is_detected(tmp_path: Path) -> None:
-    directory = tmp_path
-    schemas.write(directory)
-    assert schemas.stale(directory) == []
-    (directory / "call.ended.json").write_text("{}\n")
-    (directory / "call.retired.json").write_text("{}\n")
-    assert schemas.stale(directory) == ["call.ended.json", "call.retired.json"]
+    docs.write(tmp_path)
+    assert docs.stale(tmp_path) == []
+    (tmp_path / "events" / "call.ended.json").write_text("{}\n")
+    (tmp_path / "events" / "call.retired.json").write_text("{}\n")
+    (tmp_path / "configuration.md").unlink()
+    assert docs.stale(tmp_path) == ["configuration.md", "events/call.ended.json", "events/call.retired.json"]
 
 
 def _matches(pattern: str, subject: str) -> bool:

@@ -1,0 +1,42 @@
+# The two commands of the README: `make run` and `make test`. Both install what they need first.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: run test lint typecheck unit install test-tools docs clean
+
+run: install
+	$(BIN)/echodesk run
+
+test: install test-tools lint typecheck unit
+
+install: $(STAMP)
+
+# Reinstall whenever the locked requirements or the project metadata change.
+$(STAMP): requirements/dev.txt pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
+		{ echo "Python 3.11 or newer is needed (found $$($(PYTHON) --version))"; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -r requirements/dev.txt
+	$(BIN)/pip install --quiet --no-deps -e .
+	@touch $@
+
+test-tools:
+	@scripts/install-test-tools.sh
+
+lint: install
+	$(BIN)/ruff check .
+
+typecheck: install
+	$(BIN)/mypy shared services bench
+
+unit: install
+	$(BIN)/pytest
+
+docs: install
+	$(BIN)/echodesk docs
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
