@@ -1,4 +1,4 @@
-"""SDP parsing, serialization and offer/answer (shared/sdp.py) against real-looking peers."""
+"""SDP parsing, serialization and offer/answer (shared.sdp) against real-looking peers."""
 
 from __future__ import annotations
 
