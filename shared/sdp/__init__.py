@@ -32,6 +32,7 @@ Modules: :mod:`~shared.sdp.session` (media sections, descriptions, the parser),
 
 from shared.sdp.attributes import (
     Attribute,
+    AttributeValue,
     Candidate,
     Crypto,
     Direction,
@@ -66,6 +67,7 @@ from shared.sdp.session import MediaDescription, SessionDescription
 __all__ = [
     "STATIC_PAYLOAD_TYPES",
     "Attribute",
+    "AttributeValue",
     "Bandwidth",
     "Candidate",
     "Codec",

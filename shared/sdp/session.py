@@ -567,7 +567,7 @@ class _Parser:
                     if uri is not None:
                         raise self.fail("second 'u=' line")
                     uri = value
-                else:  # "k", obsolete (RFC 8866 section 5.12) but kept so it can be seen and refused
+                else:  # "k": obsolete (RFC 8866 section 5.12), kept as written for the caller to judge
                     if key is not None:
                         raise self.fail("second 'k=' line")
                     key = value
