@@ -842,9 +842,9 @@ def test_sdes_crypto_for_rtp_savp() -> None:
 TOKEN_ALPHABET = "!#$%&'*+-." + string.digits + string.ascii_letters + "^_`{|}~"
 tokens = st.text(TOKEN_ALPHABET, min_size=1, max_size=10)
 ice_chars = string.ascii_letters + string.digits + "+/"
-texts = st.text(
-    st.characters(blacklist_characters="\r\n\x00", blacklist_categories=("Cs",)), max_size=20
-).filter(lambda text: text == text.rstrip(" \t"))
+texts = st.text(st.characters(exclude_characters="\r\n\x00", exclude_categories=["Cs"]), max_size=20).filter(
+    lambda text: text == text.rstrip(" \t")
+)
 ports = st.integers(0, 65535)
 hostnames = st.from_regex(r"[a-z][a-z0-9-]{0,10}\.(local|example\.com)", fullmatch=True)
 ipv4 = st.ip_addresses(v=4).filter(lambda ip: not ip.is_multicast).map(str)
