@@ -1,7 +1,8 @@
-"""The SIP message layer of the signaling service, sans-I/O: bytes in, objects out (RFC 3261 7, 19, 20, 25).
+"""SIP stack (RFC 3261): one module per protocol object.
 
-Nothing here touches a socket, a clock or an event loop. Transports hand bytes to ``parse_message``
-(or to a ``StreamFramer`` first, on TCP and TLS) and send what ``Message.encode`` returns.
+The message layer is sans-I/O: bytes in, objects out (RFC 3261 7, 19, 20, 25). Nothing here touches
+a socket, a clock or an event loop. Transports hand bytes to ``parse_message`` (through a
+``StreamFramer`` first on TCP and TLS) and send what ``Message.encode`` returns.
 """
 
 from services.signaling.sip.address import STAR, Address, parse_address, parse_contacts
