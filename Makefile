@@ -3,13 +3,14 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+NODE_STAMP := node_modules/.installed
 
-.PHONY: run test lint typecheck unit install test-tools docs clean
+.PHONY: run test lint typecheck unit install node-install test-tools docs clean
 
 run: install
 	$(BIN)/echodesk run
 
-test: install test-tools lint typecheck unit
+test: install node-install test-tools lint typecheck unit
 
 install: $(STAMP)
 
@@ -23,6 +24,14 @@ $(STAMP): requirements/dev.txt pyproject.toml
 	$(BIN)/pip install --quiet --no-deps -e .
 	@touch $@
 
+# The browser tests' JavaScript (SIP.js, esbuild): reinstalled from the lock whenever it changes.
+node-install: $(NODE_STAMP)
+
+$(NODE_STAMP): package-lock.json package.json
+	@command -v npm >/dev/null 2>&1 || { echo "npm is needed for the browser tests: apt-get install npm"; exit 1; }
+	npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
 test-tools:
 	@scripts/install-test-tools.sh
 
@@ -32,11 +41,11 @@ lint: install
 typecheck: install
 	$(BIN)/mypy shared services bench
 
-unit: install
+unit: install node-install
 	$(BIN)/pytest
 
 docs: install
 	$(BIN)/echodesk docs
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) node_modules .mypy_cache .ruff_cache .pytest_cache
