@@ -229,6 +229,46 @@ class Bus:
             except nats.js.errors.BadRequestError:
                 return await self.js.key_value(spec.name)
 
+    async def watch_bucket(
+        self,
+        spec: subjects.BucketSpec,
+        handler: Callable[[str, bytes | None], None],
+        *,
+        on_initial_done: Callable[[], None] | None = None,
+    ) -> None:
+        """Feed ``handler`` every key's current value, then each change (None for a deletion).
+
+        Runs in the background; when the watcher dies (a NATS restart), it is re-created and the
+        whole bucket replayed, so the handler must be idempotent (it is given values, not deltas).
+        """
+
+        async def loop() -> None:
+            delay = 0.2
+            initial_pending = on_initial_done is not None
+            while True:
+                try:
+                    kv = await self.bucket(spec)
+                    watcher = await kv.watchall()
+                    delay = 0.2
+                    async for entry in watcher:
+                        if entry is None:
+                            if initial_pending and on_initial_done is not None:
+                                on_initial_done()
+                                initial_pending = False
+                            continue
+                        deleted = entry.operation in ("DEL", "PURGE")
+                        handler(entry.key, None if deleted else entry.value)
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:  # keep watching through server restarts
+                    log.warning(
+                        "bucket watch lost, retrying", bucket=spec.name, error=str(exc) or type(exc).__name__
+                    )
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+
+        self._spawn(loop(), f"watch:{spec.name}")
+
     # --- events ----------------------------------------------------------------------------
 
     async def publish_event(self, event: EventEnvelope) -> bool:

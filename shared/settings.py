@@ -108,6 +108,22 @@ class SignalingSettings(CommonSettings):
     sip_public_host: str | None = Field(
         None, description="Address carriers and browsers are told to reach us at (never a pod IP)"
     )
+    tls_cert_file: Path | None = Field(None, description="PEM certificate (chain) for SIP over TLS and WSS")
+    tls_key_file: Path | None = Field(None, description="PEM private key of that certificate")
+    sip_t1: float = Field(0.5, description="RFC 3261 T1: round-trip estimate, base of retransmissions (s)")
+    sip_t2: float = Field(4.0, description="RFC 3261 T2: longest retransmit interval of non-INVITE (s)")
+    sip_t4: float = Field(5.0, description="RFC 3261 T4: how long a message may stay in the network (s)")
+    sip_min_expires: int = Field(60, description="Shorter registrations get 423 Interval Too Brief")
+    sip_max_expires: int = Field(3600, description="Longer registrations are shortened to this")
+    sip_default_expires: int = Field(600, description="Registration time when the agent names none")
+    sip_max_message_bytes: int = Field(65535, description="Larger SIP messages are refused (513)")
+    sip_idle_timeout_s: float = Field(3900.0, description="A silent SIP connection is closed after this")
+    sip_max_connections: int = Field(10000, description="Open SIP connections this instance accepts")
+    sip_max_connections_per_ip: int = Field(100, description="Open SIP connections from one address")
+    sip_nonce_secret: str | None = Field(
+        None, description="Digest nonce key shared by all signaling instances (random when unset)"
+    )
+    sip_nonce_lifetime_s: float = Field(300.0, description="Digest nonces older than this are stale")
 
 
 class MediaSettings(CommonSettings):

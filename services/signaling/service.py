@@ -2,26 +2,91 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import ssl
+
+from services.signaling.directory import AgentDirectory
+from services.signaling.stack import SipStack
+from shared import subjects
+from shared.events import EventEnvelope
 from shared.logging import get_logger
 from shared.service import ServiceContext
 from shared.settings import SignalingSettings
 
 log = get_logger("echodesk.signaling")
 
+#: Events waiting for NATS; beyond this the oldest are dropped (logged) rather than stall SIP.
+EVENT_QUEUE_LIMIT = 10000
+
 
 class SignalingService:
     def __init__(self, settings: SignalingSettings) -> None:
         self.settings = settings
-        self.ctx: ServiceContext | None = None
+        self.directory = AgentDirectory()
+        self.stack: SipStack | None = None
+        self._events: asyncio.Queue[EventEnvelope] = asyncio.Queue(EVENT_QUEUE_LIMIT)
+        self._publisher: asyncio.Task[None] | None = None
 
     async def start(self, ctx: ServiceContext) -> None:
-        self.ctx = ctx
+        self.stack = SipStack(self.settings, self.directory, self._publish, server_tls=self._server_tls())
+        loaded = asyncio.Event()
+        await ctx.bus.watch_bucket(subjects.AGENTS_KV, self._agent_changed, on_initial_done=loaded.set)
+        # Registrations are only answered once the agents are known (else everyone gets 401).
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(10):
+                await loaded.wait()
+        log.info("agents loaded", count=len(self.directory))
+        self._publisher = asyncio.create_task(self._publish_events(ctx))
+        await self.stack.start()
+
+    def _agent_changed(self, key: str, value: bytes | None) -> None:
+        before, after = self.directory.apply(key, value)
+        if self.stack is not None and before is not None and (after is None or not after.enabled):
+            self.stack.agent_removed(before)
+
+    def _publish(self, event: EventEnvelope) -> None:
+        if self._events.full():
+            dropped = self._events.get_nowait()
+            self._events.task_done()
+            log.error("event queue full, dropping oldest", type=getattr(dropped, "type", "?"))
+        self._events.put_nowait(event)
+
+    async def _publish_events(self, ctx: ServiceContext) -> None:
+        while True:
+            event = await self._events.get()
+            delay = 0.1
+            while True:
+                try:
+                    await ctx.bus.publish_event(event)
+                    self._events.task_done()
+                    break
+                except Exception as exc:  # NATS down: keep the event and retry
+                    log.warning("event publish failed, retrying", error=str(exc) or type(exc).__name__)
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, 5.0)
+
+    def _server_tls(self) -> ssl.SSLContext | None:
+        cert, key = self.settings.tls_cert_file, self.settings.tls_key_file
+        if cert is None or key is None:
+            return None
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(cert, key)
+        return context
 
     async def drain(self) -> None:
-        return None
+        # Let queued events reach NATS before the process goes (bounded by the drain deadline).
+        await self._events.join()
 
     async def stop(self) -> None:
-        return None
+        if self.stack is not None:
+            await self.stack.stop()
+        if self._publisher is not None:
+            self._publisher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._publisher
 
     def load(self) -> tuple[int, int]:
-        return (0, 0)
+        if self.stack is None:
+            return (0, 0)
+        return (len(self.stack.registrar), 0)

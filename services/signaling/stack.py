@@ -1,0 +1,428 @@
+"""One signaling instance's SIP element: the thin asyncio layer over the sans-I/O cores.
+
+Transports hand in parsed messages; the transaction layer, the registrar and digest auth decide;
+this class carries out their actions (send bytes, answer requests, publish presence) and drives
+their timers with the event loop's clock. Nothing here waits on NATS: events leave through a
+callback that only queues them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import ssl
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from prometheus_client import Counter, Gauge
+
+from services.signaling.directory import AgentDirectory
+from services.signaling.registrar import Binding, Refused, Registrar, RegistrarPolicy
+from services.signaling.sip.auth import Algorithm, DigestFailure, DigestServer, FailureKind
+from services.signaling.sip.errors import SipParseError
+from services.signaling.sip.limits import ParseLimits
+from services.signaling.sip.message import Request, Response, make_response
+from services.signaling.sip.transaction import (
+    Action,
+    ClientTransaction,
+    RequestReceived,
+    ResponseReceived,
+    ServerTransaction,
+    Terminated,
+    TimedOut,
+    Timers,
+    TransactionLayer,
+    Transmit,
+    TransportFailed,
+)
+from services.signaling.sip.uas_checks import check_request
+from services.signaling.sip.uri import SipUri
+from services.signaling.transport.connection import ConnectionLimits
+from services.signaling.transport.flow import Flow, TransportKind
+from services.signaling.transport.layer import Listener, TransportLayer, TransportUnavailable
+from shared.events import AgentPresence, AgentPresenceData, EventEnvelope, PresenceState
+from shared.logging import get_logger
+from shared.records import AgentRecord
+from shared.service import PortInUse, is_address_in_use, package_version
+from shared.settings import SignalingSettings
+
+log = get_logger("echodesk.signaling.sip")
+
+REGISTRATIONS = Gauge("echodesk_sip_registrations", "Registered agent contacts")
+AUTH_FAILURES = Counter("echodesk_sip_auth_failures_total", "Digest authentication failures", ["kind"])
+REQUESTS = Counter("echodesk_sip_requests_total", "SIP requests handled", ["method", "status"])
+
+#: Methods this element processes today; others get 405 with Allow (RFC 3261 8.2.1).
+METHODS = ("REGISTER", "OPTIONS", "ACK", "CANCEL")
+EXTENSIONS = ("outbound", "path")
+HOUSEKEEPING_S = 30.0
+
+
+class Guard:
+    """What the stack asks of abuse protection; the default lets everything through."""
+
+    def admit(self, ip: str, user_agent: str | None, now: float) -> bool:
+        return True
+
+    def auth_failed(self, ip: str, now: float) -> None:
+        return None
+
+    def auth_succeeded(self, ip: str, now: float) -> None:
+        return None
+
+    def sweep(self, now: float) -> None:
+        return None
+
+
+#: Called with (client transaction, response or None on timeout/transport failure).
+ResponseHandler = Callable[[ClientTransaction, Response | None], None]
+
+
+@dataclass
+class _Registered:
+    record: AgentRecord
+    bindings: int
+
+
+class SipStack:
+    def __init__(
+        self,
+        settings: SignalingSettings,
+        directory: AgentDirectory,
+        publish: Callable[[EventEnvelope], None],
+        *,
+        guard: Guard | None = None,
+        server_tls: ssl.SSLContext | None = None,
+    ) -> None:
+        self.settings = settings
+        self.directory = directory
+        self.publish = publish
+        self.guard = guard or Guard()
+        self.transactions = TransactionLayer(Timers(settings.sip_t1, settings.sip_t2, settings.sip_t4))
+        self.registrar = Registrar(
+            RegistrarPolicy(
+                min_expires=settings.sip_min_expires,
+                max_expires=settings.sip_max_expires,
+                default_expires=settings.sip_default_expires,
+            )
+        )
+        self.transport = TransportLayer(
+            self,
+            limits=ParseLimits(max_message_bytes=settings.sip_max_message_bytes),
+            conn_limits=ConnectionLimits(idle_timeout_s=settings.sip_idle_timeout_s),
+            ws_path=settings.sip_ws_path,
+            server_tls=server_tls,
+            max_connections=settings.sip_max_connections,
+            max_connections_per_ip=settings.sip_max_connections_per_ip,
+        )
+        self._secret = (settings.sip_nonce_secret or secrets.token_hex(32)).encode()
+        self._digest: dict[str, DigestServer] = {}
+        self._agents: dict[str, _Registered] = {}
+        self._timer: asyncio.TimerHandle | None = None
+        self._armed_for: float | None = None
+        self._housekeeping_at = 0.0
+        self.server_header = f"EchoDesk-Voice/{package_version()}"
+
+    # --- lifecycle ---------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        s = self.settings
+        listeners = [
+            Listener(TransportKind.UDP, s.sip_host, s.sip_udp_port, "sip_udp_port"),
+            Listener(TransportKind.TCP, s.sip_host, s.sip_tcp_port, "sip_tcp_port"),
+            Listener(TransportKind.WS, s.sip_host, s.sip_ws_port, "sip_ws_port"),
+        ]
+        if self.transport.server_tls is not None:
+            listeners += [
+                Listener(TransportKind.TLS, s.sip_host, s.sip_tls_port, "sip_tls_port"),
+                Listener(TransportKind.WSS, s.sip_host, s.sip_wss_port, "sip_wss_port"),
+            ]
+        else:
+            log.warning("TLS and WSS are off: set ECHODESK_SIGNALING_TLS_CERT_FILE and _KEY_FILE")
+        for listener in listeners:
+            try:
+                await self.transport.listen(listener)
+            except OSError as exc:
+                await self.transport.close()
+                if is_address_in_use(exc):
+                    raise PortInUse(SignalingSettings, listener.setting, listener.port) from exc
+                raise
+        self._housekeeping_at = self._now() + HOUSEKEEPING_S
+        self._arm()
+
+    async def stop(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        await self.transport.close()
+
+    # --- transport callbacks (Endpoint) ------------------------------------------------------
+
+    def message_received(self, message: Request | Response, flow: Flow) -> None:
+        now = self._now()
+        if isinstance(message, Response):
+            self._run(self.transactions.receive_response(message, flow, now), now)
+            return
+        if not self.guard.admit(flow.remote[0], message.headers.get("User-Agent"), now):
+            return  # scanners and floods get silence, not an answer to learn from
+        self._run(self.transactions.receive_request(message, _response_flow(message, flow), now), now)
+
+    def flow_closed(self, flow: Flow) -> None:
+        self._bindings_gone(self.registrar.flow_closed(flow))
+
+    # --- sending requests (trunks, calls) ----------------------------------------------------
+
+    def send_request(self, request: Request, flow: Flow, on_response: ResponseHandler) -> ClientTransaction:
+        now = self._now()
+        txn, actions = self.transactions.send_request(request, flow, now)
+        txn.owner = on_response
+        self._run(actions, now)
+        return txn
+
+    # --- actions -----------------------------------------------------------------------------
+
+    def _run(self, actions: list[Action], now: float) -> None:
+        queue = deque(actions)
+        while queue:
+            action = queue.popleft()
+            if isinstance(action, Transmit):
+                try:
+                    self.transport.send(action.destination, action.data)  # type: ignore[arg-type]
+                except TransportUnavailable as exc:
+                    log.info("send failed", flow=str(action.destination), error=str(exc))
+                    if action.transaction is not None:
+                        queue.extend(self.transactions.transport_failed(action.transaction))
+            elif isinstance(action, RequestReceived):
+                if action.transaction is not None:
+                    self._on_request(action.transaction, action.request, action.destination, now)  # type: ignore[arg-type]
+            elif isinstance(action, ResponseReceived):
+                if action.transaction is not None and callable(action.transaction.owner):
+                    action.transaction.owner(action.transaction, action.response)
+            elif isinstance(action, TimedOut | TransportFailed):
+                txn = action.transaction
+                if isinstance(txn, ClientTransaction) and callable(txn.owner):
+                    txn.owner(txn, None)
+            elif isinstance(action, Terminated):
+                pass
+        self._arm()
+
+    def _respond(
+        self,
+        txn: ServerTransaction,
+        request: Request,
+        status: int,
+        reason: str | None = None,
+        headers: tuple[tuple[str, str], ...] = (),
+    ) -> None:
+        response = make_response(
+            request, status, reason, to_tag=txn.to_tag, headers=(("Server", self.server_header), *headers)
+        )
+        REQUESTS.labels(request.method, str(status)).inc()
+        now = self._now()
+        self._run(self.transactions.respond(txn, response, now), now)
+
+    # --- requests ----------------------------------------------------------------------------
+
+    def _on_request(self, txn: ServerTransaction, request: Request, flow: Flow, now: float) -> None:
+        rejection = check_request(
+            request,
+            supported_methods=METHODS,
+            supported_extensions=EXTENSIONS,
+            accepted_content_types=("application/sdp",),
+        )
+        if rejection is not None:
+            REQUESTS.labels(request.method, str(rejection.status_code)).inc()
+            rejection.headers.add("Server", self.server_header)
+            self._run(self.transactions.respond(txn, rejection, now), now)
+            return
+        method = request.method
+        if method == "REGISTER":
+            self._on_register(txn, request, flow, now)
+        elif method == "OPTIONS":
+            self._respond(txn, request, 200, headers=self._capabilities())
+        elif method == "CANCEL":
+            # No INVITE is handled yet, so there is nothing to cancel (RFC 3261 9.2).
+            self._respond(txn, request, 481, "Call/Transaction Does Not Exist")
+
+    def _capabilities(self) -> tuple[tuple[str, str], ...]:
+        return (
+            ("Allow", ", ".join(METHODS)),
+            ("Accept", "application/sdp"),
+            ("Supported", ", ".join(EXTENSIONS)),
+        )
+
+    def _on_register(self, txn: ServerTransaction, request: Request, flow: Flow, now: float) -> None:
+        to_uri = request.to.uri
+        if not isinstance(to_uri, SipUri) or not to_uri.user:
+            self._respond(txn, request, 404, "Not Found")
+            return
+        domain = to_uri.host.lower()
+        ip = flow.remote[0]
+        digest = self._digest_for(domain)
+        authorization = request.headers.get("Authorization")
+        if authorization is None:
+            self._challenge(txn, request, digest, now, ip)
+            return
+
+        def lookup(username: str, algorithm: Algorithm) -> str | None:
+            agent = self.directory.find(domain, username)
+            if agent is None:
+                return None
+            return agent.ha1_sha256 if algorithm.base is Algorithm.SHA256 else agent.ha1_md5
+
+        result = digest.verify(authorization, "REGISTER", now, lookup, source=ip)
+        if isinstance(result, DigestFailure):
+            AUTH_FAILURES.labels(result.kind.value).inc()
+            if result.kind is FailureKind.MALFORMED:
+                self._respond(txn, request, 400, f"Bad Authorization header: {result.reason}"[:120])
+            elif result.kind is FailureKind.STALE_NONCE:
+                self._challenge(txn, request, digest, now, ip, stale=True)
+            else:
+                if result.kind in (FailureKind.BAD_CREDENTIALS, FailureKind.UNKNOWN_USER):
+                    self.guard.auth_failed(ip, now)
+                    log.info(
+                        "registration refused", source=str(flow), user=result.username, why=result.kind.value
+                    )
+                self._challenge(txn, request, digest, now, ip)
+            return
+        agent = self.directory.find(domain, result.username)
+        if agent is None:
+            self._challenge(txn, request, digest, now, ip)
+            return
+        if result.username != to_uri.user:
+            # RFC 3261 10.3 step 3: the authenticated user may only bind its own address.
+            self._respond(txn, request, 403, "Authenticated user does not own this address")
+            return
+        self.guard.auth_succeeded(ip, now)
+        aor = f"{agent.tenant_id}/{agent.agent_id}"
+        # The binding keeps the flow it came on: the connection, or the UDP source (its NAT binding),
+        # never the Contact's private address (PEERS.md: the cause of one-way audio).
+        outcome = self.registrar.register(request, aor, flow, now)
+        if isinstance(outcome, Refused):
+            self._respond(txn, request, outcome.status, outcome.reason, outcome.headers)
+            return
+        headers: list[tuple[str, str]] = [
+            (
+                "Contact",
+                str(b.contact.with_params(b.contact.params.with_param("expires", str(b.remaining(now))))),
+            )
+            for b in outcome.bindings
+        ]
+        if outcome.outbound:
+            headers.append(("Require", "outbound"))  # RFC 5626 6: the registrar supports outbound
+        headers.append(("Supported", ", ".join(EXTENSIONS)))
+        self._respond(txn, request, 200, headers=tuple(headers))
+        if outcome.added or outcome.removed:
+            self._presence(aor, agent, outcome.bindings)
+
+    def _challenge(
+        self,
+        txn: ServerTransaction,
+        request: Request,
+        digest: DigestServer,
+        now: float,
+        ip: str,
+        *,
+        stale: bool = False,
+    ) -> None:
+        values = digest.challenges(now, stale=stale, source=ip)
+        self._respond(txn, request, 401, "Unauthorized", tuple(("WWW-Authenticate", v) for v in values))
+
+    def _digest_for(self, realm: str) -> DigestServer:
+        server = self._digest.get(realm)
+        if server is None:
+            server = DigestServer(realm, self._secret, nonce_lifetime=self.settings.sip_nonce_lifetime_s)
+            self._digest[realm] = server
+        return server
+
+    # --- presence ----------------------------------------------------------------------------
+
+    def _bindings_gone(self, gone: list[Binding]) -> None:
+        if not gone:
+            return
+        now = self._now()
+        for aor in {b.aor for b in gone}:
+            known = self._agents.get(aor)
+            if known is not None:
+                self._presence(aor, known.record, self.registrar.bindings(aor, now))
+
+    def _presence(self, aor: str, agent: AgentRecord, bindings: tuple[Binding, ...]) -> None:
+        self._agents[aor] = _Registered(agent, len(bindings))
+        REGISTRATIONS.set(len(self.registrar))
+        latest = max(bindings, key=lambda b: b.expires_at, default=None)
+        data = AgentPresenceData(
+            state=PresenceState.REGISTERED if bindings else PresenceState.UNREGISTERED,
+            contacts=len(bindings),
+            transport=latest.flow.transport.value if latest else None,
+            source=str(latest.flow).split(":", 1)[1] if latest else None,
+            user_agent=latest.user_agent[:200] if latest and latest.user_agent else None,
+        )
+        if not bindings:
+            del self._agents[aor]
+        self.publish(
+            AgentPresence(
+                tenant_id=agent.tenant_id, agent_id=agent.agent_id, source=self.server_header, data=data
+            )
+        )
+
+    def agent_removed(self, agent: AgentRecord) -> None:
+        """The api deleted or disabled an agent: its registrations end now."""
+        self._bindings_gone(self.registrar.remove_aor(f"{agent.tenant_id}/{agent.agent_id}"))
+
+    # --- time --------------------------------------------------------------------------------
+
+    def _now(self) -> float:
+        return asyncio.get_running_loop().time()
+
+    def _arm(self) -> None:
+        deadlines = [
+            d
+            for d in (
+                self.transactions.next_deadline(),
+                self.registrar.next_deadline(),
+                self._housekeeping_at,
+            )
+            if d is not None
+        ]
+        if not deadlines:
+            return
+        when = min(deadlines)
+        if self._armed_for is not None and self._armed_for <= when and self._timer is not None:
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+        self._armed_for = when
+        self._timer = asyncio.get_running_loop().call_at(when, self._tick)
+
+    def _tick(self) -> None:
+        self._timer = None
+        self._armed_for = None
+        now = self._now()
+        actions = self.transactions.expire(now)
+        self._bindings_gone(self.registrar.expire(now))
+        if now >= self._housekeeping_at:
+            for digest in self._digest.values():
+                digest.forget_expired(now)
+            self.guard.sweep(now)
+            self._housekeeping_at = now + HOUSEKEEPING_S
+        self._run(actions, now)
+
+
+def _response_flow(request: Request, flow: Flow) -> Flow:
+    """Where responses to ``request`` go (RFC 3261 18.2.2, RFC 3581 4).
+
+    Connections: back on the same connection. UDP: to the source address when the client asked
+    for rport (NAT); otherwise to the received address and the port in Via's sent-by.
+    """
+    if flow.reliable:
+        return flow
+    try:
+        via = request.via
+    except SipParseError:
+        return flow
+    if via.rport_requested:
+        return flow
+    port = via.port or 5060
+    if port == flow.remote[1]:
+        return flow
+    return Flow(flow.transport, (flow.remote[0], port), flow.local, None)

@@ -1,0 +1,58 @@
+"""Configuration records the api writes to NATS KV and signaling reads (buckets ``agents``,
+``trunks``). The api owns them; signaling only watches. Keys are built here and nowhere else."""
+
+from __future__ import annotations
+
+import re
+from enum import StrEnum
+from typing import Annotated
+
+from pydantic import Field
+
+from shared.events import ContractModel, Token
+
+_HEX32 = r"^[0-9a-f]{32}$"
+_HEX64 = r"^[0-9a-f]{64}$"
+#: SIP user part characters that are also safe in a KV key (RFC 3261 25.1 unreserved, minus a few).
+SipUsername = Annotated[str, Field(pattern=r"^[A-Za-z0-9_.!~*'()+\-]{1,64}$")]
+SipDomain = Annotated[str, Field(pattern=r"^[A-Za-z0-9.\-]{1,253}$")]
+
+
+class AgentRecord(ContractModel):
+    """An agent's SIP identity: what the registrar challenges against. Never a clear password:
+    only the digest HA1 values (RFC 7616 3.4.2), which are useless at another realm."""
+
+    tenant_id: Token
+    agent_id: Token
+    extension: str = Field(pattern=r"^[0-9]{2,8}$")
+    sip_username: SipUsername
+    #: The tenant's SIP domain; also the digest realm agents authenticate in.
+    domain: SipDomain
+    ha1_md5: str = Field(pattern=_HEX32)
+    ha1_sha256: str = Field(pattern=_HEX64)
+    display_name: str | None = Field(default=None, max_length=128)
+    ring_groups: tuple[Token, ...] = ()
+    enabled: bool = True
+    max_concurrent_calls: int = Field(default=2, ge=0, le=100)
+
+
+class TrunkTransport(StrEnum):
+    UDP = "udp"
+    TCP = "tcp"
+    TLS = "tls"
+    WS = "ws"
+    WSS = "wss"
+
+
+def _safe(part: str) -> str:
+    """KV keys allow ``[-/_=.a-zA-Z0-9]``; escape anything else so every key is valid and unique."""
+    return re.sub(r"[^A-Za-z0-9_.\-]", lambda m: f"={ord(m.group()):02X}", part)
+
+
+def agent_key(domain: str, sip_username: str) -> str:
+    """KV ``agents`` key: the registrar looks an agent up by the domain and user it registers as."""
+    return f"{_safe(domain.lower())}/{_safe(sip_username)}"
+
+
+def trunk_key(tenant_id: str, trunk_id: str) -> str:
+    return f"{_safe(tenant_id)}/{_safe(trunk_id)}"
