@@ -24,7 +24,7 @@ $(STAMP): requirements/dev.txt pyproject.toml
 	$(BIN)/pip install --quiet --no-deps -e .
 	@touch $@
 
-# The browser tests' JavaScript (SIP.js, esbuild): reinstalled from the lock whenever it changes.
+# The browser tests' JavaScript (SIP.js, esbuild, tsc): reinstalled from the lock whenever it changes.
 node-install: $(NODE_STAMP)
 
 $(NODE_STAMP): package-lock.json package.json
@@ -38,8 +38,9 @@ test-tools:
 lint: install
 	$(BIN)/ruff check .
 
-typecheck: install
+typecheck: install node-install
 	$(BIN)/mypy shared services bench
+	node_modules/.bin/tsc -p tests/browser
 
 unit: install node-install
 	$(BIN)/pytest

@@ -1,0 +1,312 @@
+"""The browser agent of the tests: SIP.js 0.21 in headless Chromium, driven through Playwright.
+
+``browser_agent()`` starts Debian's Chromium (never a Playwright-downloaded build) with a fresh
+profile, loads ``tests/browser/harness.ts`` (bundled once per test run by esbuild from
+``node_modules``, which ``make test`` installs with ``npm ci``) from a local HTTP server on
+127.0.0.1, which is a secure context as getUserMedia requires, and yields a :class:`BrowserAgent`
+whose methods call ``window.harness``::
+
+    async with browser_agent() as agent:
+        await agent.register(server="ws://127.0.0.1:8088/ws", aor="sip:100@example.test",
+                             user="100", password="secret")
+        assert (await agent.sent())[0].startswith("REGISTER ")
+
+A step that fails in the page raises :class:`AgentError` with the SIP status when there was one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import functools
+import shutil
+import subprocess
+import tempfile
+import threading
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any, Literal, NoReturn
+
+import pytest
+from playwright.async_api import BrowserContext, Page, async_playwright
+
+from tests.support.tools import IN_CI, REPO_ROOT, require_tool
+
+HARNESS_SOURCE = REPO_ROOT / "tests" / "browser" / "harness.ts"
+NODE_MODULES = REPO_ROOT / "node_modules"
+
+#: Flags for every browser. The machine has no route out: nothing may try to reach Google's
+#: services, and QUIC/background fetches would only add noise and delays. The fake media devices
+#: answer getUserMedia without a prompt; loopback candidates are off by default in Chromium.
+CHROMIUM_FLAGS: tuple[str, ...] = (
+    "--headless=new",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--use-fake-ui-for-media-stream",
+    "--use-fake-device-for-media-stream",
+    "--allow-loopback-in-peer-connection",
+)
+
+#: How long one harness call may take before the test fails instead of hanging.
+DEFAULT_STEP_TIMEOUT = 10.0
+
+_INDEX_HTML = """<!doctype html>
+<html><head><meta charset="utf-8"><title>EchoDesk browser agent</title><link rel="icon" href="data:,"></head>
+<body><script src="harness.js"></script></body></html>
+"""
+
+LogKind = Literal["sent", "received", "state", "sipjs"]
+
+
+class AgentError(Exception):
+    """A harness step that failed in the page; ``status``/``reason`` are the SIP final response's."""
+
+    def __init__(self, status: int | None, reason: str | None, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.reason = reason
+
+
+@dataclass(frozen=True, slots=True)
+class LogEntry:
+    seq: int
+    at_ms: int
+    kind: LogKind
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class AgentState:
+    user_agent: str | None
+    transport: str | None
+    registerer: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Registration:
+    state: str
+    contacts: tuple[str, ...]
+
+
+def _unavailable(message: str) -> NoReturn:
+    # Same rule as require_tool: outside CI a missing piece skips, in CI it fails.
+    if IN_CI:
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+@functools.cache
+def harness_bundle() -> Path:
+    """A directory holding index.html and the harness bundled into one IIFE, built once per run."""
+    esbuild = NODE_MODULES / ".bin" / "esbuild"
+    if not esbuild.exists():
+        _unavailable("node_modules is not installed: run `npm ci` (make test does)")
+    out_dir = Path(tempfile.mkdtemp(prefix="echodesk-harness-"))
+    atexit.register(shutil.rmtree, out_dir, ignore_errors=True)
+    subprocess.run(
+        [
+            str(esbuild),
+            str(HARNESS_SOURCE),
+            "--bundle",
+            "--format=iife",
+            "--platform=browser",
+            "--target=chrome110",
+            "--sourcemap=inline",
+            "--log-level=warning",
+            f"--outfile={out_dir / 'harness.js'}",
+        ],
+        check=True,
+        cwd=REPO_ROOT,
+        timeout=60,
+    )
+    (out_dir / "index.html").write_text(_INDEX_HTML)
+    return out_dir
+
+
+class _QuietHandler(SimpleHTTPRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:
+        """Keep pytest's output for the test's own messages."""
+
+
+@asynccontextmanager
+async def _serve_directory(directory: Path) -> AsyncIterator[str]:
+    handler = functools.partial(_QuietHandler, directory=str(directory))
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    # A short poll interval: shutdown() waits for the loop to notice, and the test waits for that.
+    thread = threading.Thread(
+        target=server.serve_forever, kwargs={"poll_interval": 0.05}, name="harness-http", daemon=True
+    )
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
+
+
+def chromium_args(*, fake_audio: Path | None = None, extra_args: Sequence[str] = ()) -> list[str]:
+    """The command-line flags of one browser; ``fake_audio`` is a WAV the fake microphone plays."""
+    args = list(CHROMIUM_FLAGS)
+    if fake_audio is not None:
+        args.append(f"--use-file-for-fake-audio-capture={fake_audio}")
+    args.extend(extra_args)
+    return args
+
+
+class BrowserAgent:
+    """One Chromium page running the harness: SIP.js as our softphone would run it."""
+
+    def __init__(self, context: BrowserContext, page: Page, step_timeout: float) -> None:
+        self.context = context
+        self.page = page
+        self.step_timeout = step_timeout
+        #: The page's console lines and uncaught errors, for a failing test's report.
+        self.console: list[str] = []
+        page.on("console", lambda message: self.console.append(f"{message.type}: {message.text}"))
+        page.on("pageerror", lambda error: self.console.append(f"pageerror: {error}"))
+
+    async def _call(self, method: str, *args: object) -> Any:
+        # harness.call turns a rejection into a tagged result, so the SIP status survives the
+        # trip out of the page (Playwright would flatten an exception into its message).
+        script = f"args => window.harness.call(() => window.harness.{method}(...args))"
+        outcome = await asyncio.wait_for(self.page.evaluate(script, list(args)), self.step_timeout)
+        if not outcome["ok"]:
+            failure = outcome["failure"]
+            raise AgentError(failure["status"], failure["reason"], f"{method}: {failure['message']}")
+        return outcome["value"]
+
+    async def start(self, **options: object) -> AgentState:
+        """Create the UserAgent and open its WebSocket (``register`` does this itself)."""
+        return _state(await self._call("start", _agent_options(options)))
+
+    async def register(
+        self,
+        *,
+        server: str,
+        aor: str,
+        user: str | None = None,
+        password: str | None = None,
+        display_name: str | None = None,
+        instance_id: str | None = None,
+        reg_id: int | None = None,
+        expires: int | None = None,
+        user_agent_string: str | None = None,
+        connection_timeout: float | None = None,
+        ice_gathering_timeout_ms: int | None = None,
+    ) -> Registration:
+        """Start if needed, REGISTER and wait for the outcome; raises :class:`AgentError` on failure."""
+        options = _agent_options(
+            {
+                "server": server,
+                "aor": aor,
+                "user": user,
+                "password": password,
+                "displayName": display_name,
+                "instanceId": instance_id,
+                "regId": reg_id,
+                "expires": expires,
+                "userAgentString": user_agent_string,
+                "connectionTimeout": connection_timeout,
+                "iceGatheringTimeout": ice_gathering_timeout_ms,
+            }
+        )
+        value = await self._call("register", options)
+        return Registration(state=str(value["state"]), contacts=tuple(str(c) for c in value["contacts"]))
+
+    async def unregister(self) -> AgentState:
+        return _state(await self._call("unregister"))
+
+    async def stop(self) -> AgentState:
+        return _state(await self._call("stop"))
+
+    async def state(self) -> AgentState:
+        return _state(await asyncio.wait_for(self.page.evaluate("() => window.harness.state()"), 5))
+
+    async def log(self, after_seq: int = 0) -> list[LogEntry]:
+        raw = await asyncio.wait_for(self.page.evaluate("n => window.harness.log(n)", after_seq), 5)
+        return [LogEntry(int(e["seq"]), int(e["at"]), e["kind"], str(e["text"])) for e in raw]
+
+    async def sent(self) -> list[str]:
+        """The SIP messages SIP.js wrote to its WebSocket, in order, as sent."""
+        return [entry.text for entry in await self.log() if entry.kind == "sent"]
+
+    async def received(self) -> list[str]:
+        """The SIP messages that came in over the WebSocket, in order, as received."""
+        return [entry.text for entry in await self.log() if entry.kind == "received"]
+
+    async def print_report(self) -> None:
+        """Print the harness log and the page console (pytest shows it when the test fails)."""
+        print("--- browser agent log ---")
+        try:
+            for entry in await self.log():
+                print(f"[{entry.at_ms:>7} ms] {entry.kind}: {entry.text.rstrip()}")
+        except Exception as exc:  # the page may be what failed; still show the console
+            print(f"(no harness log: {exc})")
+        print("--- browser console ---")
+        print("\n".join(self.console) or "(empty)")
+
+
+def _agent_options(options: dict[str, object]) -> dict[str, object]:
+    # Leave unset options out so the harness (and SIP.js) apply their defaults.
+    return {name: value for name, value in options.items() if value is not None}
+
+
+def _state(value: Any) -> AgentState:
+    return AgentState(
+        user_agent=value["userAgent"], transport=value["transport"], registerer=value["registerer"]
+    )
+
+
+@asynccontextmanager
+async def browser_agent(
+    *,
+    ignore_https_errors: bool = False,
+    fake_audio: Path | None = None,
+    extra_args: Sequence[str] = (),
+    chromium: str | None = None,
+    step_timeout: float = DEFAULT_STEP_TIMEOUT,
+) -> AsyncIterator[BrowserAgent]:
+    """Headless Chromium with the harness loaded; closed (profile removed) on exit.
+
+    ``ignore_https_errors`` lets wss:// reach a test's self-signed certificate. ``chromium``
+    overrides the browser found on PATH; without one the test skips (fails in CI).
+    """
+    executable = chromium or require_tool("chromium")
+    bundle = harness_bundle()
+    # Playwright's ignore_https_errors covers the page's WebSockets too (checked with Chromium 156),
+    # so no --ignore-certificate-errors flag: browsers without the option still check certificates.
+    args = chromium_args(fake_audio=fake_audio, extra_args=extra_args)
+    with tempfile.TemporaryDirectory(prefix="echodesk-chromium-") as profile:
+        async with _serve_directory(bundle) as origin, async_playwright() as playwright:
+            context = await playwright.chromium.launch_persistent_context(
+                profile,
+                executable_path=executable,
+                headless=True,
+                args=args,
+                ignore_https_errors=ignore_https_errors,
+                timeout=30_000,
+            )
+            try:
+                page = context.pages[0] if context.pages else await context.new_page()
+                agent = BrowserAgent(context, page, step_timeout)
+                await page.goto(f"{origin}/index.html", wait_until="load", timeout=15_000)
+                await page.wait_for_function("() => window.harness !== undefined", timeout=5_000)
+                if not await page.evaluate("() => window.isSecureContext"):
+                    raise RuntimeError("the harness page is not a secure context: getUserMedia would fail")
+                try:
+                    yield agent
+                except Exception:
+                    # pytest shows a failing test's output: the page's view of what went wrong.
+                    await agent.print_report()
+                    raise
+            finally:
+                await context.close()
