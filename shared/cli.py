@@ -29,6 +29,15 @@ def main(argv: list[str] | None = None) -> None:
     docs = commands.add_parser("docs", help="generate docs/events (JSON Schemas) and docs/configuration.md")
     docs.add_argument("--check", action="store_true", help="fail if the committed files are stale")
     docs.add_argument("--dir", type=Path, default=Path("docs"))
+    agent = commands.add_parser("agent", help="write an agent to NATS KV (until the api manages agents)")
+    agent.add_argument("--nats-url", default=None, help="default: ECHODESK_NATS_URL")
+    agent.add_argument("--tenant", required=True)
+    agent.add_argument("--agent-id", required=True)
+    agent.add_argument("--extension", required=True)
+    agent.add_argument("--username", required=True, help="SIP username (also the digest user)")
+    agent.add_argument("--domain", required=True, help="the tenant's SIP domain (digest realm)")
+    agent.add_argument("--password", required=True)
+    agent.add_argument("--delete", action="store_true", help="remove the agent instead")
     args = parser.parse_args(argv)
 
     if args.command in SERVICES:
@@ -37,6 +46,10 @@ def main(argv: list[str] | None = None) -> None:
         from shared.supervisor import Supervisor
 
         sys.exit(Supervisor(data_dir=args.data_dir, nats_port=args.nats_port).run())
+    elif args.command == "agent":
+        import asyncio
+
+        asyncio.run(_put_agent(args))
     elif args.command == "docs":
         from shared import docs as generated
 
@@ -49,3 +62,32 @@ def main(argv: list[str] | None = None) -> None:
         else:
             for path in generated.write(args.dir):
                 print(f"wrote {path}")
+
+
+async def _put_agent(args: argparse.Namespace) -> None:
+    from shared import subjects
+    from shared.bus import Bus
+    from shared.records import agent_key, agent_record
+    from shared.settings import CommonSettings
+
+    url = args.nats_url or CommonSettings().nats_url
+    bus = await Bus.connect(url, name="echodesk-cli", timeout=10)
+    try:
+        kv = await bus.bucket(subjects.AGENTS_KV)
+        key = agent_key(args.domain, args.username)
+        if args.delete:
+            await kv.delete(key)
+            print(f"deleted agent {key}")
+            return
+        record = agent_record(
+            tenant_id=args.tenant,
+            agent_id=args.agent_id,
+            extension=args.extension,
+            sip_username=args.username,
+            domain=args.domain,
+            password=args.password,
+        )
+        await kv.put(key, record.model_dump_json().encode())
+        print(f"agent {key} written")
+    finally:
+        await bus.close()

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
 from enum import StrEnum
 from typing import Annotated
@@ -34,6 +35,37 @@ class AgentRecord(ContractModel):
     ring_groups: tuple[Token, ...] = ()
     enabled: bool = True
     max_concurrent_calls: int = Field(default=2, ge=0, le=100)
+
+
+def digest_ha1(username: str, realm: str, password: str, algorithm: str = "MD5") -> str:
+    """HA1 = H(username ":" realm ":" password) (RFC 7616 3.4.2), what the registrar stores."""
+    name = {"MD5": "md5", "SHA-256": "sha256"}[algorithm]
+    return hashlib.new(name, f"{username}:{realm}:{password}".encode()).hexdigest()
+
+
+def agent_record(
+    *,
+    tenant_id: str,
+    agent_id: str,
+    extension: str,
+    sip_username: str,
+    domain: str,
+    password: str,
+    display_name: str | None = None,
+    ring_groups: tuple[str, ...] = (),
+) -> AgentRecord:
+    """An agent record from a clear password, which is hashed here and not kept."""
+    return AgentRecord(
+        tenant_id=tenant_id,
+        agent_id=agent_id,
+        extension=extension,
+        sip_username=sip_username,
+        domain=domain.lower(),
+        ha1_md5=digest_ha1(sip_username, domain.lower(), password, "MD5"),
+        ha1_sha256=digest_ha1(sip_username, domain.lower(), password, "SHA-256"),
+        display_name=display_name,
+        ring_groups=ring_groups,
+    )
 
 
 class TrunkTransport(StrEnum):

@@ -55,13 +55,12 @@ class Connection(asyncio.Protocol):
     # --- asyncio.Protocol --------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        self.transport = transport  # type: ignore[assignment]  # uvloop's transports are not subclasses
         peer = transport.get_extra_info("peername")
         sock = transport.get_extra_info("sockname")
         self.flow = Flow(self.kind, (peer[0], peer[1]), (sock[0], sock[1]), self.id)
         if not self._on_open(self):
-            transport.abort()
+            self.transport.abort()
             return
         self._arm_idle(self.conn_limits.first_message_timeout_s)
         self.opened()

@@ -70,11 +70,13 @@ class TransportLayer:
         loop = asyncio.get_running_loop()
         kind = listener.kind
         if kind is TransportKind.UDP:
-            _, protocol = await loop.create_datagram_endpoint(
+            transport, protocol = await loop.create_datagram_endpoint(
                 lambda: UdpTransport(self.endpoint, self.limits),
                 local_addr=(listener.host, listener.port),
             )
-            address = (protocol.local[0], protocol.local[1])
+            sockname = transport.get_extra_info("sockname")
+            address = (sockname[0], sockname[1])
+            protocol.local = address
             self._udp[address] = protocol
         else:
             tls = self.server_tls if kind.secure else None

@@ -18,8 +18,8 @@ class UdpTransport(asyncio.DatagramProtocol):
         self.local: tuple[str, int] = ("0.0.0.0", 0)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.DatagramTransport)
-        self.transport = transport
+        # uvloop's UDP transport does not subclass asyncio.DatagramTransport, so no isinstance here.
+        self.transport = transport  # type: ignore[assignment]
         sockname = transport.get_extra_info("sockname")
         self.local = (sockname[0], sockname[1])
 
