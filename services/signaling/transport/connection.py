@@ -6,6 +6,7 @@ import asyncio
 import itertools
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import cast
 
 from services.signaling.sip.limits import ParseLimits
 from services.signaling.transport.endpoint import Endpoint
@@ -55,7 +56,8 @@ class Connection(asyncio.Protocol):
     # --- asyncio.Protocol --------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]  # uvloop's transports are not subclasses
+        # uvloop's transports do not subclass asyncio.Transport, so this is a cast, not a check.
+        self.transport = cast(asyncio.Transport, transport)
         peer = transport.get_extra_info("peername")
         sock = transport.get_extra_info("sockname")
         self.flow = Flow(self.kind, (peer[0], peer[1]), (sock[0], sock[1]), self.id)
