@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
 
+from shared.devcert import SelfSigned, self_signed
 from shared.service import EXIT_CONFIG
 from shared.settings import ApiSettings
 
@@ -180,7 +181,20 @@ class Supervisor:
         env.setdefault("ECHODESK_API_DATABASE_URL", f"sqlite+aiosqlite:///{data / 'echodesk.db'}")
         env.setdefault("ECHODESK_INSTANCE_ID", "dev")
         env.setdefault("ECHODESK_DRAIN_TIMEOUT_S", "10")
+        if "ECHODESK_SIGNALING_TLS_CERT_FILE" not in env:
+            # WSS (8089, the old guide's port) needs a certificate; a self-signed one under the data
+            # directory lets browsers connect after accepting it once.
+            cert = self._dev_certificate(data / "tls")
+            env["ECHODESK_SIGNALING_TLS_CERT_FILE"] = str(cert.cert_path)
+            env["ECHODESK_SIGNALING_TLS_KEY_FILE"] = str(cert.key_path)
         return env
+
+    @staticmethod
+    def _dev_certificate(directory: Path) -> SelfSigned:
+        existing = SelfSigned(directory / "cert.pem", directory / "key.pem")
+        if existing.cert_path.exists() and existing.key_path.exists():
+            return existing
+        return self_signed(directory, "localhost", days=365)
 
     def _tend_children(self) -> bool:
         """Restart crashed services; True when one cannot start for a reason a restart won't fix."""

@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 
 from services.signaling.sip.auth import Algorithm, FailureKind
+from shared.devcert import self_signed
 from tests.support.browser import AgentError, browser_agent
 from tests.support.fake_registrar import FakeRegistrar, parse_contact
-from tests.support.tls import self_signed
 
 pytestmark = pytest.mark.needs_chromium
 

@@ -12,13 +12,13 @@ import pytest
 
 from shared import subjects
 from shared.bus import Bus
+from shared.devcert import self_signed
 from shared.events import PresenceState
 from shared.records import agent_key, agent_record
 from tests.signaling.test_signaling_service import DOMAIN, presence_events
 from tests.support.browser import AgentError, browser_agent
 from tests.support.nats import NatsServer
 from tests.support.processes import free_ports_env, start_service
-from tests.support.tls import self_signed
 
 pytestmark = pytest.mark.needs_chromium
 

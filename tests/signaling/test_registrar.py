@@ -68,7 +68,8 @@ def test_default_expiry_when_nobody_says() -> None:
 
 
 def test_too_brief_gets_423_with_min_expires() -> None:
-    outcome = Registrar(RegistrarPolicy(min_expires=60)).register(register(["<sip:a@h>"], expires=30), AOR, UDP, 0)
+    registrar = Registrar(RegistrarPolicy(min_expires=60))
+    outcome = registrar.register(register(["<sip:a@h>"], expires=30), AOR, UDP, 0)
     assert outcome == Refused(423, "Interval Too Brief", (("Min-Expires", "60"),))
 
 

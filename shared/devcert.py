@@ -1,4 +1,8 @@
-"""Self-signed certificates made by the test itself, for TLS and WSS servers on loopback."""
+"""Self-signed certificates for development and tests: SIP over TLS and WSS on this machine.
+
+``echodesk run`` makes one under the data directory so the WSS port works out of the box; tests
+make their own. Production certificates come from the operator (docs/configuration.md).
+"""
 
 from __future__ import annotations
 
@@ -25,8 +29,8 @@ class SelfSigned:
         return context
 
 
-def self_signed(directory: Path, host: str = "127.0.0.1") -> SelfSigned:
-    """A P-256 certificate for ``host`` (an IP address or a DNS name), valid for one day."""
+def self_signed(directory: Path, host: str = "127.0.0.1", *, days: int = 1) -> SelfSigned:
+    """A P-256 certificate for ``host`` (an IP address or a DNS name), valid for ``days``."""
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, host)])
     try:
@@ -42,7 +46,7 @@ def self_signed(directory: Path, host: str = "127.0.0.1") -> SelfSigned:
         .serial_number(x509.random_serial_number())
         # A little in the past, so a clock a few seconds behind does not make it "not yet valid".
         .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=days))
         .add_extension(x509.SubjectAlternativeName([alt_name]), critical=False)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .sign(key, hashes.SHA256())
