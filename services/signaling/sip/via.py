@@ -158,7 +158,7 @@ def parse_via(value: str) -> Via:
                 if port > 65535:
                     raise SipParseError("Bad Via header")
             rest = value[m.end() :]
-            params = parse_header_parameters(rest) if rest else EMPTY_PARAMETERS
+            params = _params(rest) if rest else EMPTY_PARAMETERS
             if params:
                 _check_params(params)
             return Via(transport.upper(), host, port, params)
@@ -184,10 +184,17 @@ def parse_via(value: str) -> Via:
     if not is_token(transport):
         raise SipParseError("Bad Via header")
     host, port = _sent_by(rest[gap:].strip(WSP))
-    params = EMPTY_PARAMETERS if semi < 0 else parse_header_parameters(value[semi:])
+    params = EMPTY_PARAMETERS if semi < 0 else _params(value[semi:])
     if params:
         _check_params(params)
     return Via(transport.upper(), host, port, params, protocol=protocol, version=version)
+
+
+def _params(text: str) -> Parameters:
+    try:
+        return parse_header_parameters(text)
+    except SipParseError:
+        raise SipParseError("Bad Via header") from None
 
 
 def _sent_by(text: str) -> tuple[str, int | None]:
