@@ -425,3 +425,10 @@ def test_messages_built_from_parts() -> None:
     assert Response(299).reason == ""
     request = Request("MESSAGE", "tel:+995555123456")
     assert request.uri.scheme == "tel"
+
+
+def test_built_messages_refuse_line_injection() -> None:
+    with pytest.raises(ValueError, match="method"):
+        Request("IN VITE", "sip:bob@example.com")
+    with pytest.raises(ValueError, match="reason"):
+        Response(200, "OK\r\nVia: SIP/2.0/UDP evil.example.com")

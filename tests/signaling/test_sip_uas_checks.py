@@ -136,6 +136,10 @@ def test_optional_body_may_be_ignored() -> None:
     assert code(request("INFO", extra=extra, body=b"x")) is None
     extra = "Content-Type: application/unknownformat\r\nContent-Disposition: render;handling=required\r\n"
     assert code(request("INFO", extra=extra, body=b"x")) == 415
+    extra = "Content-Type: application/unknownformat\r\nContent-Disposition: render;;\r\n"
+    response = check(request("INFO", extra=extra, body=b"x"))
+    assert response is not None
+    assert (response.status_code, response.reason) == (400, "Bad Content-Disposition header")
 
 
 def test_body_without_content_type_gets_400() -> None:

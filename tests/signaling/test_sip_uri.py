@@ -91,7 +91,7 @@ def test_valid_sip_uris_serialize_back_to_their_text(text: str) -> None:
     ],
 )
 def test_malformed_uris_raise_sip_parse_error(text: str) -> None:
-    with pytest.raises(SipParseError, match=r"^Bad (URI|URI parameter|port)$"):
+    with pytest.raises(SipParseError, match=r"^Bad URI$"):
         parse_uri(text)
 
 

@@ -98,6 +98,13 @@ def parse_address(value: str) -> Address:
 
     ``value`` is one element, already free of surrounding LWS. Raises SipParseError("Bad address").
     """
+    try:
+        return _parse_address(value)
+    except SipParseError:
+        raise SipParseError("Bad address") from None
+
+
+def _parse_address(value: str) -> Address:
     m = _PLAIN_NAME_ADDR_RE.match(value)
     if m is not None:
         display_text, uri_text = m.group(1, 2)

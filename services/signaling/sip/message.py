@@ -277,6 +277,8 @@ class Request(Message):
         body: bytes = b"",
         version: str = SIP_2_0,
     ) -> None:
+        if not is_token(method):
+            raise ValueError(f"invalid method {method!r}")
         super().__init__(headers, body, version)
         self.method = method
         self.uri = parse_uri(uri) if isinstance(uri, str) else uri
@@ -301,6 +303,9 @@ class Response(Message):
         body: bytes = b"",
         version: str = SIP_2_0,
     ) -> None:
+        if reason is not None and _CONTROL_RE.search(reason) is not None:
+            # A reason phrase carries no CR or LF (RFC 3261 25.1 Reason-Phrase): no header injection.
+            raise ValueError(f"invalid reason phrase {reason!r}")
         super().__init__(headers, body, version)
         self.status_code = status_code
         self.reason = REASON_PHRASES.get(status_code, "") if reason is None else reason

@@ -16,6 +16,7 @@ from typing import Final
 from services.signaling.sip.errors import SipParseError
 from services.signaling.sip.headers import parse_media_type, split_list
 from services.signaling.sip.message import SIP_2_0, Request, Response, make_response
+from services.signaling.sip.parameters import EMPTY_PARAMETERS, parse_header_parameters
 from services.signaling.sip.uri import SipUri
 
 #: Methods defined by RFC 3261 and its registered extensions (IANA "Methods and Response Codes").
@@ -141,10 +142,13 @@ def _check_body(request: Request, content_types: set[str], to_tag: str | None) -
         return None
     disposition = request.headers.get("Content-Disposition")
     if disposition is not None:
+        # Content-Disposition = disp-type *( SEMI disp-param ) (20.11)
+        semi = disposition.find(";")
         try:
-            handling = parse_media_type("x/" + disposition)[1].get("handling")
+            params = parse_header_parameters(disposition[semi:]) if semi >= 0 else EMPTY_PARAMETERS
         except SipParseError:
             raise SipParseError("Bad Content-Disposition header") from None
+        handling = params.get("handling")
         if handling is not None and handling.lower() == "optional":
             # A body marked optional may be ignored instead of refused (20.11).
             return None

@@ -284,7 +284,10 @@ def parse_uri(text: str) -> SipUri | AbsoluteUri:
         raise SipParseError("Bad URI")
     scheme = text[:colon].lower()
     if scheme == "sip" or scheme == "sips":
-        return _parse_sip_uri(scheme, text[colon + 1 :])
+        try:
+            return _parse_sip_uri(scheme, text[colon + 1 :])
+        except SipParseError:
+            raise SipParseError("Bad URI") from None
     rest = text[colon + 1 :]
     # hier-part and opaque-part are both non-empty runs of uric characters (RFC 2396 3).
     if _SCHEME_RE.fullmatch(scheme) is None or _URIC_RE.fullmatch(rest) is None:
