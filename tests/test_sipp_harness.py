@@ -30,7 +30,9 @@ def sipp_build() -> SippBuild:
     return require_sipp()
 
 
-def carrier(tmp_path: Path, transport: Transport, calls: int, scenario: str = "carrier_registrar_uas") -> Sipp:
+def carrier(
+    tmp_path: Path, transport: Transport, calls: int, scenario: str = "carrier_registrar_uas"
+) -> Sipp:
     # A bounded server: -m ends it once the expected calls are done, its timeout otherwise.
     return Sipp(scenario, tmp_path, transport=transport, injection=CARRIER, calls=calls, timeout=8)
 
@@ -183,7 +185,7 @@ def test_tls_needs_a_tls_build(tmp_path: Path, sipp_build: SippBuild) -> None:
 
 
 def test_only_loopback_peers(tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match="127.0.0.1"):
+    with pytest.raises(ValueError, match=r"127\.0\.0\.1"):
         Sipp("options_uac", tmp_path, remote="192.0.2.1:5060")
 
 
