@@ -175,15 +175,13 @@ def parse_contacts(values: list[str]) -> tuple[Address, ...] | Literal["*"]:
     contacts: list[Address] = []
     for part in parts:
         address = parse_address(part)
-        params = address.params
-        if params:
-            q = params.get("q")
-            if "q" in params and (q is None or not _is_qvalue(q)):
-                raise SipParseError("Bad address")
-            if "expires" in params:
-                expires = params.get("expires")
-                if expires is None or not (expires.isascii() and expires.isdigit()):
+        for name, value in address.params.pairs:
+            key = name.lower()
+            if key == "q":
+                if value is None or not _is_qvalue(value):
                     raise SipParseError("Bad address")
+            elif key == "expires" and (value is None or not (value.isascii() and value.isdigit())):
+                raise SipParseError("Bad address")
         contacts.append(address)
     return tuple(contacts)
 

@@ -164,6 +164,15 @@ def parse_uri_parameters(text: str) -> UriParameters:
     return UriParameters(items)
 
 
+def _quotes_hold_no_separator(text: str) -> bool:
+    # When no quoted string holds a ";" (or a quoted-pair that could hide a quote), splitting at ";"
+    # cannot cut one: true of nearly every real value, +sip.instance="<urn:uuid:...>" included.
+    pieces = text.split('"')
+    if len(pieces) % 2 == 0:
+        return False
+    return not any(";" in inner or "\\" in inner for inner in pieces[1::2])
+
+
 @memoized
 def parse_header_parameters(text: str) -> Parameters:
     """Header parameters: ``text`` is empty or starts (after LWS) with ``;``.
@@ -172,7 +181,7 @@ def parse_header_parameters(text: str) -> Parameters:
     around ``;`` and ``=`` is allowed (RFC 4475 3.1.1.1) but an empty parameter is not (3.1.2.1).
     """
     items: list[tuple[str, str | None]] = []
-    if '"' not in text:
+    if '"' not in text or _quotes_hold_no_separator(text):
         stripped = text.strip(WSP)
         if not stripped:
             return EMPTY_PARAMETERS
@@ -189,7 +198,7 @@ def parse_header_parameters(text: str) -> Parameters:
             if eq:
                 if gen_value(value) is None:
                     value = value.strip(WSP)
-                    if gen_value(value) is None:
+                    if not value or not is_gen_value(value):
                         raise SipParseError("Bad header parameter")
                 items.append((name, value))
             else:
