@@ -1,0 +1,1 @@
+"""Trunks: our side of the carriers' SIP service (registration, reachability)."""
