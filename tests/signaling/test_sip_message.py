@@ -179,6 +179,9 @@ def test_datagram_rules_for_the_body() -> None:
 
 def test_leading_crlfs_are_skipped() -> None:
     assert parse_request(b"\r\n\r\n" + REGISTER).method == "REGISTER"
+    assert parse_request(b"\r\n" * 20000 + REGISTER).method == "REGISTER"
+    # Only whole CRLFs: a stray LF is the start of a (bad) start line.
+    assert parse_error(b"\r\n" * 5 + b"\n" + REGISTER).reason == "Bad method"
 
 
 def test_typed_views_follow_header_changes() -> None:

@@ -344,14 +344,31 @@ def parse_message(data: bytes, limits: ParseLimits = DEFAULT_LIMITS) -> Request 
     On error, ``partial_headers`` and ``is_request`` of the exception are filled in as far as the
     bytes allow, so that ``error_response`` can answer a request.
     """
-    start = 0
-    while data.startswith(b"\r\n", start):
-        start += 2
+    start = _leading_crlfs(data)
     try:
         return _parse(data, start, limits)
     except SipParseError as exc:
         fill_partial_headers(exc, data[start:], limits)
         raise
+
+
+def _leading_crlfs(data: bytes) -> int:
+    # CRLFs before the start line are ignored (RFC 3261 7.5). Counted with C-level bytes methods,
+    # so a datagram full of them costs microseconds.
+    if data[:2] != b"\r\n":
+        return 0
+    pairs = (len(data) - len(data.lstrip(b"\r\n"))) // 2
+    if data.startswith(b"\r\n" * pairs):
+        return pairs * 2
+    # A stray CR or LF among them: find where the pairs stop by bisection.
+    low, high = 1, pairs - 1
+    while low < high:
+        middle = (low + high + 1) // 2
+        if data.startswith(b"\r\n" * middle):
+            low = middle
+        else:
+            high = middle - 1
+    return low * 2
 
 
 def _parse(data: bytes, start: int, limits: ParseLimits) -> Request | Response:
