@@ -104,6 +104,12 @@ def canonical_name(name: str) -> str:
     return header_key(name)[1]
 
 
+# One piece of a list value: a quoted string (to its closing quote, or the end when unterminated),
+# a <...> section, a run of anything else, or a separating comma. Together they cover every
+# character, so findall loses nothing.
+_LIST_TOKEN_RE = re.compile(r'"(?:[^"\\]+|\\[\s\S]|\\\Z)*(?:"|\Z)|<[^>]*(?:>|\Z)|[^,"<]+|,')
+
+
 def split_list(value: str) -> list[str]:
     """Split a comma-separated header value into its elements (RFC 3261 7.3.1).
 
@@ -115,24 +121,14 @@ def split_list(value: str) -> list[str]:
     if '"' not in value and "<" not in value:
         return [part.strip(WSP) for part in value.split(",")]
     parts: list[str] = []
-    start = 0
-    i = 0
-    n = len(value)
-    while i < n:
-        ch = value[i]
-        if ch == '"':
-            # Skip to the closing quote, stepping over quoted-pairs.
-            i += 1
-            while i < n and value[i] != '"':
-                i += 2 if value[i] == "\\" else 1
-        elif ch == "<":
-            close = value.find(">", i)
-            i = n if close < 0 else close
-        elif ch == ",":
-            parts.append(value[start:i].strip(WSP))
-            start = i + 1
-        i += 1
-    parts.append(value[start:].strip(WSP))
+    current: list[str] = []
+    for token in _LIST_TOKEN_RE.findall(value):
+        if token == ",":
+            parts.append("".join(current).strip(WSP))
+            current = []
+        else:
+            current.append(token)
+    parts.append("".join(current).strip(WSP))
     return parts
 
 
