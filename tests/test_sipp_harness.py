@@ -4,6 +4,7 @@ sipp's own timeouts."""
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 
 import pytest
@@ -165,7 +166,38 @@ def test_idle_server_stops_on_demand(tmp_path: Path) -> None:
     result = server.stop()
     assert result.elapsed < 5
     assert result.created == 0
+    assert result.stopped
     assert not result.killed
+
+
+def test_server_stopped_mid_call_reports_the_call_unfinished(tmp_path: Path) -> None:
+    with (
+        carrier(tmp_path, "u1", calls=1) as registrar,
+        socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock,
+    ):
+        # A REGISTER nobody follows up: the carrier challenges it and waits for credentials.
+        sock.bind(("127.0.0.1", 0))
+        sock.settimeout(3)
+        port = sock.getsockname()[1]
+        register = (
+            "REGISTER sip:carrier.test SIP/2.0\r\n"
+            f"Via: SIP/2.0/UDP 127.0.0.1:{port};branch=z9hG4bK-harness-1\r\n"
+            "Max-Forwards: 70\r\n"
+            "From: <sip:trunk1@carrier.test>;tag=harness\r\n"
+            "To: <sip:trunk1@carrier.test>\r\n"
+            "Call-ID: harness-unfinished\r\n"
+            "CSeq: 1 REGISTER\r\n"
+            f"Contact: <sip:trunk1@127.0.0.1:{port}>\r\n"
+            "Content-Length: 0\r\n\r\n"
+        )
+        sock.sendto(register.encode(), ("127.0.0.1", registrar.port))
+        assert sock.recv(4096).startswith(b"SIP/2.0 401 ")
+        result = registrar.stop()
+    # sipp itself exits with 0 and counts the call nowhere: the result must not read as success.
+    assert result.returncode == 0
+    assert result.unfinished == 1
+    assert not result.ok
+    assert "1 unfinished" in result.describe()
 
 
 def test_server_that_outlives_its_timeout_reports_it(tmp_path: Path) -> None:

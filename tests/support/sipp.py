@@ -1,7 +1,8 @@
 """sipp as a real SIP peer for pytest: run a scenario of ``tests/sipp/`` and read what happened.
 
 A run is a child process (never ``-bg``, so a test can always stop it) on 127.0.0.1 only, on a
-free port, with stdin closed and ``-nostdin``, and it always ends by itself: ``-timeout`` with
+free port, with ``-nostdin`` and stdin at /dev/null (an immediate end of file; a really closed
+fd 0 would be reused by sipp's first socket), and it always ends by itself: ``-timeout`` with
 ``-timeout_error`` bounds the whole run, ``-recv_timeout`` every awaited message, and Python kills
 what outlives both. Its traces go into a directory of their own: the final statistics
 (``-trace_stat``) give the successful and failed call counts, ``-trace_counts`` how many of each
@@ -39,7 +40,7 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -84,16 +85,13 @@ class SippBuild:
     version: tuple[int, ...]
     #: Compile-time options from the version string, e.g. ``{"TLS", "SCTP", "PCAP", "RTPSTREAM"}``.
     options: frozenset[str]
+    #: Whether its scenario parser knows the <verifyauth> action (a UAS checking digest
+    #: credentials). No OpenSSL is needed for it with MD5: sipp 3.6 has its own md5.c.
+    verifyauth: bool
 
     @property
     def tls(self) -> bool:
         return "TLS" in self.options
-
-    @property
-    def verifyauth(self) -> bool:
-        # The <verifyauth> action came with 3.5. It needs no OpenSSL for MD5: 3.6 computes MD5
-        # with its own md5.c (the self-tests prove it: a wrong password must get a 403).
-        return self.version >= (3, 5)
 
 
 _VERSION_RE: Final = re.compile(r"SIPp v(?P<version>\d+(?:\.\d+)*)(?P<options>(?:-[A-Za-z0-9]+)*)")
@@ -110,7 +108,10 @@ def sipp_build(path: str) -> SippBuild:
         raise SippUnsupported(f"cannot read the version of {path}: {completed.stdout!r}")
     version = tuple(int(part) for part in match["version"].split("."))
     options = frozenset(option for option in match["options"].split("-") if option)
-    return SippBuild(path=path, version=version, options=options)
+    # The action names are strings of the binary's scenario parser; no option lists them, and a
+    # scenario run to find out would need ports. The self-tests prove the action really works.
+    verifyauth = b"verifyauth" in Path(path).read_bytes()
+    return SippBuild(path=path, version=version, options=options, verifyauth=verifyauth)
 
 
 def require_sipp(*, tls: bool = False) -> SippBuild:
@@ -118,7 +119,7 @@ def require_sipp(*, tls: bool = False) -> SippBuild:
     build = sipp_build(require_tool("sipp"))
     missing = []
     if not build.verifyauth:
-        missing.append("verifyauth (sipp >= 3.5)")
+        missing.append("the <verifyauth> action (sipp 3.5 or later)")
     if tls and not build.tls:
         missing.append("TLS (a sipp built with OpenSSL; Debian's sip-tester is not)")
     if missing:
@@ -249,16 +250,27 @@ class SippResult:
     stats: Mapping[str, str]
     #: Message counts per scenario step, e.g. ``{"1_401_Recv": 1, "2_REGISTER_Sent": 1}``.
     counts: Mapping[str, int]
+    #: Calls neither successful nor failed: still running when sipp was stopped (SIGTERM ends
+    #: sipp with exit code 0 and counts them nowhere else).
+    unfinished: int
     #: sipp's own -timeout ended the run.
     timed_out: bool
     #: Python had to kill sipp (it outlived its own timeout plus a grace period).
     killed: bool
+    #: The run was ended by ``stop`` rather than by itself.
+    stopped: bool
     elapsed: float
     files: SippFiles
 
     @property
     def ok(self) -> bool:
-        return self.returncode == 0 and self.failed == 0 and not self.timed_out and not self.killed
+        return (
+            self.returncode == 0
+            and self.failed == 0
+            and self.unfinished == 0
+            and not self.timed_out
+            and not self.killed
+        )
 
     @property
     def error_log(self) -> str:
@@ -308,6 +320,8 @@ class SippResult:
         lines = [
             f"sipp {self.scenario}: exit code {self.returncode}, {self.successful} successful and "
             f"{self.failed} failed of {self.created} calls in {self.elapsed:.2f} s"
+            + (f", {self.unfinished} unfinished" if self.unfinished else "")
+            + (", stopped" if self.stopped else "")
             + (", timed out" if self.timed_out else "")
             + (", killed" if self.killed else ""),
             f"command: {' '.join(self.argv)}",
@@ -317,8 +331,10 @@ class SippResult:
             lines.append(f"failure reasons: {self.failure_reasons}")
         if self.error_log:
             lines.append(f"error log:\n{_tail(self.error_log)}")
-        if self.stderr:
-            lines.append(f"stderr:\n{_tail(self.stderr, 2000)}")
+        # sipp prints its errors to stderr too: only what the error log lacks is worth showing.
+        stderr = "\n".join(line for line in self.stderr.splitlines() if line not in self.error_log)
+        if stderr:
+            lines.append(f"stderr:\n{_tail(stderr, 2000)}")
         return "\n".join(lines)
 
     def assert_success(self, calls: int | None = None) -> None:
@@ -329,7 +345,7 @@ class SippResult:
 
     def assert_failed(self, calls: int = 1) -> None:
         """Exit code 1 (some call failed) and exactly ``calls`` failed calls, none left running."""
-        if self.returncode != 1 or self.failed != calls or self.timed_out or self.killed:
+        if self.returncode != 1 or self.failed != calls or self.unfinished or self.timed_out or self.killed:
             raise AssertionError(f"expected {calls} failed calls\n{self.describe()}")
 
 
@@ -418,6 +434,7 @@ class Sipp:
     _started_at: float = field(init=False, default=0.0)
     _result: SippResult | None = field(init=False, default=None)
     _killed: bool = field(init=False, default=False)
+    _stopped: bool = field(init=False, default=False)
 
     def __post_init__(self) -> None:
         self.scenario_file = scenario_path(self.scenario)
@@ -582,35 +599,33 @@ class Sipp:
             f"sipp did not bind port {self.port} in {_READY_TIMEOUT} s\n{self._finish().describe()}"
         )
 
-    def start(self) -> Sipp:
-        """Start sipp; return once it has bound its port (or, a client, has already ended)."""
+    def _starting(self) -> Iterator[float]:
+        """Start sipp, yielding how long to pause while it binds: ``start`` sleeps, ``start_async``
+        awaits, the steps are the same."""
         for _ in range(_BIND_ATTEMPTS):
             self._spawn()
             deadline = time.monotonic() + _READY_TIMEOUT
             while (state := self._startup_state()) == "waiting" and time.monotonic() < deadline:
-                time.sleep(_POLL_INTERVAL)
+                yield _POLL_INTERVAL
             if state == "ready":
-                return self
+                return
             if state == "waiting":
                 self._startup_timed_out()
             if not self._startup_failed():
-                return self
+                return
         raise SippStartError(f"sipp found no free port in {_BIND_ATTEMPTS} attempts; last run:\n{self.argv}")
+
+    def start(self) -> Sipp:
+        """Start sipp; return once it has bound its port (or, a client, has already ended)."""
+        for pause in self._starting():
+            time.sleep(pause)
+        return self
 
     async def start_async(self) -> Sipp:
         """``start`` without blocking the event loop."""
-        for _ in range(_BIND_ATTEMPTS):
-            self._spawn()
-            deadline = time.monotonic() + _READY_TIMEOUT
-            while (state := self._startup_state()) == "waiting" and time.monotonic() < deadline:
-                await asyncio.sleep(_POLL_INTERVAL)
-            if state == "ready":
-                return self
-            if state == "waiting":
-                self._startup_timed_out()
-            if not self._startup_failed():
-                return self
-        raise SippStartError(f"sipp found no free port in {_BIND_ATTEMPTS} attempts; last run:\n{self.argv}")
+        for pause in self._starting():
+            await asyncio.sleep(pause)
+        return self
 
     # -- ending -----------------------------------------------------------------------------
 
@@ -634,17 +649,22 @@ class Sipp:
         returncode = self.process.wait()
         stats = _parse_stat_file(self.files.stats)
         errors = _read_text(self.files.errors) + _read_text(self.files.stderr)
+        successful = _int_stat(stats, "SuccessfulCall(C)")
+        failed = _int_stat(stats, "FailedCall(C)")
+        created = _int_stat(stats, "TotalCallCreated")
         self._result = SippResult(
             scenario=self.scenario_file.name,
             argv=self.argv,
             returncode=returncode,
-            successful=_int_stat(stats, "SuccessfulCall(C)"),
-            failed=_int_stat(stats, "FailedCall(C)"),
-            created=_int_stat(stats, "TotalCallCreated"),
+            successful=successful,
+            failed=failed,
+            created=created,
+            unfinished=max(0, created - successful - failed),
             stats=stats,
             counts=_parse_counts_file(self.files.counts(self.scenario_file.stem, self.process.pid)),
             timed_out=" timed out after " in errors,
             killed=self._killed,
+            stopped=self._stopped,
             elapsed=time.monotonic() - self._started_at,
             files=self.files,
         )
@@ -671,8 +691,10 @@ class Sipp:
         return self._finish()
 
     def _terminate(self) -> None:
-        # SIGTERM makes sipp stop like its 'q' key: calls aborted, statistics written, exit.
+        # SIGTERM makes sipp quit at once, statistics written, exit code 0; calls still running
+        # are counted neither successful nor failed (SippResult.unfinished).
         if self.process is not None and self.process.poll() is None:
+            self._stopped = True
             self.process.send_signal(signal.SIGTERM)
 
     def stop(self, timeout: float = _EXIT_GRACE) -> SippResult:
