@@ -1,5 +1,5 @@
-"""name-addr / addr-spec header values: From, To, Contact, Route, Record-Route, Reply-To
-(RFC 3261 20.10, 20.20, 20.39, 20.30, 20.34 and the grammar of 25.1).
+"""name-addr / addr-spec header values: From (RFC 3261 20.20), To (20.39), Contact (20.10), Route
+(20.34), Record-Route (20.30) and Reply-To (20.31), with the grammar of 25.1.
 """
 
 from __future__ import annotations

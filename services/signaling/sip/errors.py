@@ -2,7 +2,7 @@
 
 A UAS answers a request it cannot parse with 400 (RFC 3261 21.4.1) whose reason phrase names the
 fault, or 513 when the message is larger than it accepts (RFC 3261 21.5.7); a response that cannot
-be parsed is dropped (RFC 3261 18.1.2, RFC 4475 3.1.2.5 and 3.1.2.19).
+be parsed is dropped, since nothing answers a response (RFC 4475 3.1.2.5 and 3.1.2.19).
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ On a stream, Content-Length is the only thing that says where a message ends, so
 (18.3); a message without it, with a bad one, or over a size limit leaves the rest of the stream
 unreadable and the connection has to be closed. CRLFs before a start line are skipped (7.5); a
 double CRLF is a keep-alive ping the transport answers with a single CRLF pong (RFC 5626 3.5.1).
-WebSocket needs none of this: each WebSocket message carries exactly one SIP message (RFC 7118 5).
+WebSocket needs none of this: each WebSocket message carries exactly one SIP message (RFC 7118).
 """
 
 from __future__ import annotations

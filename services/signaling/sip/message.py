@@ -419,7 +419,7 @@ def _request_line(line: str) -> Request:
     except SipParseError:
         raise SipParseError("Bad Request-URI") from None
     if isinstance(uri, SipUri) and uri.headers:
-        # Headers are not allowed in a Request-URI (RFC 3261 19.1.5 table 1, RFC 4475 3.1.2.11).
+        # Headers are not allowed in a Request-URI (RFC 3261 19.1.1 table 1, RFC 4475 3.1.2.11).
         raise SipParseError("Headers in Request-URI")
     request = Request.__new__(Request)
     request.method = method

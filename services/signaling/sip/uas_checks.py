@@ -55,7 +55,8 @@ def check_request(
     B2BUA routing an INVITE to a carrier): then Max-Forwards 0 gets 483 like at a proxy (RFC 3261
     16.3 step 2). An endpoint answering for itself processes it as usual (RFC 4475 3.3.11).
     ``to_tag``: the tag to put in the response's To (random when None).
-    ACK never gets a response (RFC 3261 17.1.1.3): it always passes.
+    ACK never gets a response: the ACK of a 2xx is a request without one (RFC 3261 17), that of
+    an error is absorbed by the INVITE server transaction (17.2.1). It always passes.
     """
     if request.method == "ACK":
         return None
