@@ -112,6 +112,19 @@ def test_423_interval_too_brief_then_min_expires(tmp_path: Path, transport: Tran
     assert "trunk1 registered for 120 s" in result.scenario_log
 
 
+def test_client_gives_up_on_a_carrier_that_challenges_forever(tmp_path: Path) -> None:
+    with Sipp("carrier_challenge_forever_uas", tmp_path, calls=1, recv_timeout=1, timeout=8) as registrar:
+        result = agent(tmp_path, registrar.address, "u1", "s3cret").run()
+        # The carrier's call ends once no REGISTER follows its last challenge (recv_timeout).
+        served = registrar.wait()
+    result.assert_failed(calls=1)
+    # The first REGISTER, its answer, then three retries: the fourth repeated challenge ends it.
+    assert result.count("REGISTER", "Sent") == 5, result.describe()
+    assert "gave up after" in result.describe()
+    served.assert_success(calls=1)
+    assert served.count("401", "Sent") == 5, served.describe()
+
+
 def test_carrier_registrar_also_answers_options(tmp_path: Path) -> None:
     with carrier(tmp_path, "u1", calls=1) as registrar:
         Sipp("options_uac", tmp_path, remote=registrar.address, calls=1).run().assert_success(calls=1)
