@@ -124,6 +124,13 @@ class SignalingSettings(CommonSettings):
         None, description="Digest nonce key shared by all signaling instances (random when unset)"
     )
     sip_nonce_lifetime_s: float = Field(300.0, description="Digest nonces older than this are stale")
+    sip_rate_per_source: float = Field(10.0, description="SIP requests per second one address may send")
+    sip_burst_per_source: float = Field(40.0, description="Requests one address may send at once")
+    sip_failures_to_ban: int = Field(5, description="Failed logins from one address before it is banned")
+    sip_ban_s: float = Field(900.0, description="First ban of an address (repeat offenders get longer)")
+    sip_trusted_networks: str = Field(
+        "", description="Comma-separated CIDRs never rate-limited or banned (carriers, load balancers)"
+    )
 
 
 class MediaSettings(CommonSettings):

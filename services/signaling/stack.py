@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 from prometheus_client import Counter, Gauge
 
+from services.signaling.abuse import GuardPolicy, SourceGuard, Verdict
 from services.signaling.directory import AgentDirectory
 from services.signaling.registrar import Binding, Refused, Registrar, RegistrarPolicy
 from services.signaling.sip.auth import Algorithm, DigestFailure, DigestServer, FailureKind
@@ -51,28 +52,13 @@ log = get_logger("echodesk.signaling.sip")
 
 REGISTRATIONS = Gauge("echodesk_sip_registrations", "Registered agent contacts")
 AUTH_FAILURES = Counter("echodesk_sip_auth_failures_total", "Digest authentication failures", ["kind"])
+DROPPED = Counter("echodesk_sip_requests_dropped_total", "Requests dropped by abuse protection", ["verdict"])
 REQUESTS = Counter("echodesk_sip_requests_total", "SIP requests handled", ["method", "status"])
 
 #: Methods this element processes today; others get 405 with Allow (RFC 3261 8.2.1).
 METHODS = ("REGISTER", "OPTIONS", "ACK", "CANCEL")
 EXTENSIONS = ("outbound", "path")
 HOUSEKEEPING_S = 30.0
-
-
-class Guard:
-    """What the stack asks of abuse protection; the default lets everything through."""
-
-    def admit(self, ip: str, user_agent: str | None, now: float) -> bool:
-        return True
-
-    def auth_failed(self, ip: str, now: float) -> None:
-        return None
-
-    def auth_succeeded(self, ip: str, now: float) -> None:
-        return None
-
-    def sweep(self, now: float) -> None:
-        return None
 
 
 #: Called with (client transaction, response or None on timeout/transport failure).
@@ -92,13 +78,21 @@ class SipStack:
         directory: AgentDirectory,
         publish: Callable[[EventEnvelope], None],
         *,
-        guard: Guard | None = None,
+        guard: SourceGuard | None = None,
         server_tls: ssl.SSLContext | None = None,
     ) -> None:
         self.settings = settings
         self.directory = directory
         self.publish = publish
-        self.guard = guard or Guard()
+        self.guard = guard or SourceGuard(
+            GuardPolicy(
+                rate_per_s=settings.sip_rate_per_source,
+                burst=settings.sip_burst_per_source,
+                failures_to_ban=settings.sip_failures_to_ban,
+                ban_s=settings.sip_ban_s,
+                trusted=tuple(n.strip() for n in settings.sip_trusted_networks.split(",") if n.strip()),
+            )
+        )
         self.transactions = TransactionLayer(Timers(settings.sip_t1, settings.sip_t2, settings.sip_t4))
         self.registrar = Registrar(
             RegistrarPolicy(
@@ -163,8 +157,11 @@ class SipStack:
         if isinstance(message, Response):
             self._run(self.transactions.receive_response(message, flow, now), now)
             return
-        if not self.guard.admit(flow.remote[0], message.headers.get("User-Agent"), now):
-            return  # scanners and floods get silence, not an answer to learn from
+        verdict = self.guard.check(flow.remote[0], message.headers.get("User-Agent"), now)
+        if verdict is not Verdict.ALLOW:
+            # Scanners, floods and banned sources get silence, not an answer to learn from.
+            DROPPED.labels(verdict.value).inc()
+            return
         self._run(self.transactions.receive_request(message, _response_flow(message, flow), now), now)
 
     def flow_closed(self, flow: Flow) -> None:
@@ -279,10 +276,18 @@ class SipStack:
                 self._challenge(txn, request, digest, now, ip, stale=True)
             else:
                 if result.kind in (FailureKind.BAD_CREDENTIALS, FailureKind.UNKNOWN_USER):
-                    self.guard.auth_failed(ip, now)
+                    banned = self.guard.auth_failed(ip, now)
                     log.info(
-                        "registration refused", source=str(flow), user=result.username, why=result.kind.value
+                        "registration refused",
+                        source=str(flow),
+                        user=result.username,
+                        why=result.kind.value,
+                        banned=banned,
                     )
+                    if banned:
+                        # RFC 3261 21.4.3: the credentials were tried too often; stop challenging.
+                        self._respond(txn, request, 403, "Forbidden: too many failed attempts")
+                        return
                 self._challenge(txn, request, digest, now, ip)
             return
         agent = self.directory.find(domain, result.username)

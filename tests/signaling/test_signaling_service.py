@@ -34,8 +34,8 @@ class Signaling:
     def address(self, transport: str) -> tuple[str, int]:
         return ("127.0.0.1", int(self.env[f"ECHODESK_SIGNALING_SIP_{transport.upper()}_PORT"]))
 
-    def client(self, transport: str = "udp") -> SipClient:
-        return SipClient(self.address(transport), transport)
+    def client(self, transport: str = "udp", local_ip: str = "127.0.0.1", timeout: float = 3.0) -> SipClient:
+        return SipClient(self.address(transport), transport, timeout=timeout, local_ip=local_ip)
 
     async def put_agent(self, user: str, password: str, agent_id: str | None = None) -> None:
         record = agent_record(
@@ -204,3 +204,30 @@ async def test_agent_changes_apply_without_a_restart(signaling: Signaling) -> No
     assert unregistered.data.state is PresenceState.UNREGISTERED
     assert (await asyncio.to_thread(client.register, "102", DOMAIN, "pw-102")).status_code == 401
     client.close()
+
+
+async def test_scanner_is_dropped_and_banned_without_disturbing_an_agent(signaling: Signaling) -> None:
+    scanner = signaling.client(local_ip="127.0.0.66", timeout=1.0)
+    with pytest.raises(TimeoutError):
+        await asyncio.to_thread(scanner.register, "100", DOMAIN, None, user_agent="friendly-scanner")
+    # Banned now: even an innocent-looking request from that address gets silence.
+    with pytest.raises(TimeoutError):
+        await asyncio.to_thread(scanner.register, "100", DOMAIN, None, user_agent="Zoiper")
+    agent = signaling.client(local_ip="127.0.0.7")
+    assert (await asyncio.to_thread(agent.register, "100", DOMAIN, "secret-100")).status_code == 200
+    scanner.close()
+    agent.close()
+
+
+async def test_password_guessing_gets_the_source_banned(signaling: Signaling) -> None:
+    guesser = signaling.client(local_ip="127.0.0.99", timeout=1.0)
+    answers = [
+        (await asyncio.to_thread(guesser.register, "100", DOMAIN, f"guess-{n}")).status_code for n in range(5)
+    ]
+    assert answers == [401, 401, 401, 401, 403]
+    with pytest.raises(TimeoutError):  # banned: not even a challenge any more
+        await asyncio.to_thread(guesser.register, "100", DOMAIN, "secret-100")
+    agent = signaling.client(local_ip="127.0.0.8")
+    assert (await asyncio.to_thread(agent.register, "100", DOMAIN, "secret-100")).status_code == 200
+    guesser.close()
+    agent.close()

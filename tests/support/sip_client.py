@@ -17,6 +17,8 @@ class SipClient:
     server: tuple[str, int]
     transport: str = "udp"
     timeout: float = 3.0
+    #: Any 127.x.y.z works on loopback: tests use several to play different sources.
+    local_ip: str = "127.0.0.1"
     sock: socket.socket = field(init=False)
     _framer: StreamFramer = field(default_factory=StreamFramer)
     _pending: list[bytes] = field(default_factory=list)
@@ -24,9 +26,11 @@ class SipClient:
     def __post_init__(self) -> None:
         if self.transport == "udp":
             self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-            self.sock.bind(("127.0.0.1", 0))
+            self.sock.bind((self.local_ip, 0))
         else:
-            self.sock = socket.create_connection(self.server, timeout=self.timeout)
+            self.sock = socket.create_connection(
+                self.server, timeout=self.timeout, source_address=(self.local_ip, 0)
+            )
         self.sock.settimeout(self.timeout)
 
     @property
@@ -55,7 +59,7 @@ class SipClient:
 
     def request(self, method: str, uri: str, headers: list[str], body: bytes = b"") -> Response:
         branch = f"z9hG4bK{secrets.token_hex(8)}"
-        via = f"Via: SIP/2.0/{self.transport.upper()} 127.0.0.1:{self.port};branch={branch};rport"
+        via = f"Via: SIP/2.0/{self.transport.upper()} {self.local_ip}:{self.port};branch={branch};rport"
         text = "\r\n".join([f"{method} {uri} SIP/2.0", via, "Max-Forwards: 70", *headers])
         self.send(f"{text}\r\nContent-Length: {len(body)}\r\n\r\n".encode() + body)
         response = self.receive()
@@ -72,7 +76,7 @@ class SipClient:
             f"From: <sip:{user}@{domain}>;tag={secrets.token_hex(4)}",
             f"To: <sip:{user}@{domain}>",
             f"Call-ID: {call_id}",
-            f"Contact: <sip:{user}@127.0.0.1:{self.port};transport={self.transport}>",
+            f"Contact: <sip:{user}@{self.local_ip}:{self.port};transport={self.transport}>",
             f"Expires: {expires}",
             f"User-Agent: {user_agent}",
         ]
