@@ -67,6 +67,7 @@ _POLL_INTERVAL: Final = 0.02
 #: Attempts at a free port: another process may take the one we picked before sipp binds it.
 _BIND_ATTEMPTS: Final = 3
 _ERROR_TEXT_LIMIT: Final = 6000
+_STDERR_CHATTER: Final = ("Resolving remote host", "There were more errors, see")
 
 
 class SippUnsupported(RuntimeError):
@@ -331,8 +332,13 @@ class SippResult:
             lines.append(f"failure reasons: {self.failure_reasons}")
         if self.error_log:
             lines.append(f"error log:\n{_tail(self.error_log)}")
-        # sipp prints its errors to stderr too: only what the error log lacks is worth showing.
-        stderr = "\n".join(line for line in self.stderr.splitlines() if line not in self.error_log)
+        # sipp prints its errors to stderr too: only what the error log lacks is worth showing,
+        # less its progress chatter.
+        stderr = "\n".join(
+            line
+            for line in self.stderr.splitlines()
+            if line not in self.error_log and not line.startswith(_STDERR_CHATTER)
+        )
         if stderr:
             lines.append(f"stderr:\n{_tail(stderr, 2000)}")
         return "\n".join(lines)
