@@ -399,7 +399,7 @@ def _has_bound(pid: int, port: int, transport: Transport) -> bool:
 
 @dataclass
 class Sipp:
-    """One sipp run; see the module docstring. Construct, then ``start``/``start_async``."""
+    """One sipp run; see the module docstring. Construct, then ``start``/``run`` (or async forms)."""
 
     scenario: str | Path
     log_dir: Path
