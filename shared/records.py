@@ -19,6 +19,14 @@ SipUsername = Annotated[str, Field(pattern=r"^[A-Za-z0-9_.!~*'()+\-]{1,64}$")]
 SipDomain = Annotated[str, Field(pattern=r"^[A-Za-z0-9.\-]{1,253}$")]
 
 
+class TrunkTransport(StrEnum):
+    UDP = "udp"
+    TCP = "tcp"
+    TLS = "tls"
+    WS = "ws"
+    WSS = "wss"
+
+
 class AgentRecord(ContractModel):
     """An agent's SIP identity: what the registrar challenges against. Never a clear password:
     only the digest HA1 values (RFC 7616 3.4.2), which are useless at another realm."""
@@ -68,12 +76,34 @@ def agent_record(
     )
 
 
-class TrunkTransport(StrEnum):
-    UDP = "udp"
-    TCP = "tcp"
-    TLS = "tls"
-    WS = "ws"
-    WSS = "wss"
+class TrunkRecord(ContractModel):
+    """A trunk (the old product's "SIP configuration"): how to reach a carrier and what it may do.
+
+    The password travels sealed (:mod:`shared.sealing`) and is opened only by signaling.
+    """
+
+    tenant_id: Token
+    trunk_id: Token
+    name: str = Field(min_length=1, max_length=128)
+    sip_server: SipDomain
+    sip_port: int | None = Field(default=None, ge=1, le=65535)
+    transport: TrunkTransport = TrunkTransport.UDP
+    #: User part of the registration's address of record; empty for IP-authenticated trunks.
+    username: str = Field(default="", max_length=128)
+    auth_username: str | None = Field(default=None, max_length=128)
+    password_sealed: str | None = None
+    realm: str | None = None
+    #: Domain of the address of record when it is not the server's name.
+    domain: SipDomain | None = None
+    registers: bool = True
+    expires_s: int = Field(default=3600, ge=60, le=86400)
+    keepalive_s: float = Field(default=30.0, ge=5, le=3600)
+    is_active: bool = True
+    is_default: bool = False
+    default_region: str = Field(default="GE", pattern=r"^[A-Z]{2}$")
+    dids: tuple[str, ...] = ()
+    allowed_prefixes: tuple[str, ...] = ()
+    max_concurrent_calls: int = Field(default=30, ge=0)
 
 
 def _safe(part: str) -> str:

@@ -70,6 +70,9 @@ class CommonSettings(BaseSettings):
     max_deliver: int = _shared(
         5, "max_deliver", "Deliveries of a failing JetStream message before it is dead-lettered"
     )
+    secret_key: str | None = _shared(
+        None, "secret_key", "Key that seals trunk passwords at rest (database and NATS KV); keep it secret"
+    )
     health_port: int = Field(0, description="Port of /healthz, /readyz and /metrics")
 
     @property

@@ -8,6 +8,7 @@ import ssl
 
 from services.signaling.directory import AgentDirectory
 from services.signaling.stack import SipStack
+from services.signaling.trunk.trunks import Trunks
 from shared import subjects
 from shared.events import EventEnvelope
 from shared.logging import get_logger
@@ -25,6 +26,7 @@ class SignalingService:
         self.settings = settings
         self.directory = AgentDirectory()
         self.stack: SipStack | None = None
+        self.trunks: Trunks | None = None
         self._events: asyncio.Queue[EventEnvelope] = asyncio.Queue(EVENT_QUEUE_LIMIT)
         self._publisher: asyncio.Task[None] | None = None
 
@@ -39,6 +41,9 @@ class SignalingService:
         log.info("agents loaded", count=len(self.directory))
         self._publisher = asyncio.create_task(self._publish_events(ctx))
         await self.stack.start()
+        # Trunks register once the transports are bound: their Contact names our listening ports.
+        self.trunks = Trunks(self.stack, self.settings, self._publish)
+        await ctx.bus.watch_bucket(subjects.TRUNKS_KV, self.trunks.apply)
 
     def _agent_changed(self, key: str, value: bytes | None) -> None:
         before, after = self.directory.apply(key, value)
@@ -75,10 +80,18 @@ class SignalingService:
         return context
 
     async def drain(self) -> None:
+        await self._flush_events()
+
+    async def _flush_events(self) -> None:
         # Let queued events reach NATS before the process goes (bounded by the drain deadline).
-        await self._events.join()
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(self.settings.drain_timeout_s):
+                await self._events.join()
 
     async def stop(self) -> None:
+        if self.trunks is not None:
+            await self.trunks.stop()
+            await self._flush_events()
         if self.stack is not None:
             await self.stack.stop()
         if self._publisher is not None:
