@@ -127,6 +127,11 @@ class SignalingSettings(CommonSettings):
         None, description="Digest nonce key shared by all signaling instances (random when unset)"
     )
     sip_nonce_lifetime_s: float = Field(300.0, description="Digest nonces older than this are stale")
+    sip_digest_algorithms: str = Field(
+        "SHA-256,MD5",
+        description="Digest algorithms offered to agents, strongest first (RFC 8760); MD5 alone for "
+        "clients that give up on the first challenge they cannot answer (sipp)",
+    )
     sip_rate_per_source: float = Field(10.0, description="SIP requests per second one address may send")
     sip_burst_per_source: float = Field(40.0, description="Requests one address may send at once")
     sip_failures_to_ban: int = Field(5, description="Failed logins from one address before it is banned")

@@ -84,6 +84,7 @@ class Registrar:
         self._bindings: dict[str, dict[Hashable, Binding]] = {}
         self._expiry: list[tuple[float, int, str, Hashable]] = []
         self._seq = itertools.count()
+        self._count = 0
 
     # --- REGISTER -------------------------------------------------------------------------
 
@@ -144,6 +145,8 @@ class Registrar:
             if previous is not None and previous.flow != binding.flow:
                 removed.append(previous)  # the same instance on a new connection replaces the old flow
             current = self._bindings.setdefault(aor, {})
+            if binding.key not in current:
+                self._count += 1
             current[binding.key] = binding
             heapq.heappush(self._expiry, (binding.expires_at, next(self._seq), aor, binding.key))
             if is_new or (previous is not None and previous.flow != binding.flow):
@@ -191,13 +194,14 @@ class Registrar:
         return self._drop(aor, list(self._bindings.get(aor, {})))
 
     def __len__(self) -> int:
-        return sum(len(b) for b in self._bindings.values())
+        return self._count
 
     def _drop(self, aor: str, keys: Iterable[Hashable]) -> list[Binding]:
         bindings = self._bindings.get(aor)
         if bindings is None:
             return []
         gone = [b for key in keys if (b := bindings.pop(key, None)) is not None]
+        self._count -= len(gone)
         if not bindings:
             del self._bindings[aor]
         return gone

@@ -112,6 +112,7 @@ class SipStack:
         )
         self._secret = (settings.sip_nonce_secret or secrets.token_hex(32)).encode()
         self._digest: dict[str, DigestServer] = {}
+        self._algorithms = _digest_algorithms(settings.sip_digest_algorithms)
         self._agents: dict[str, _Registered] = {}
         self._timer: asyncio.TimerHandle | None = None
         self._armed_for: float | None = None
@@ -336,7 +337,12 @@ class SipStack:
     def _digest_for(self, realm: str) -> DigestServer:
         server = self._digest.get(realm)
         if server is None:
-            server = DigestServer(realm, self._secret, nonce_lifetime=self.settings.sip_nonce_lifetime_s)
+            server = DigestServer(
+                realm,
+                self._secret,
+                nonce_lifetime=self.settings.sip_nonce_lifetime_s,
+                algorithms=self._algorithms,
+            )
             self._digest[realm] = server
         return server
 
@@ -411,6 +417,20 @@ class SipStack:
             self.guard.sweep(now)
             self._housekeeping_at = now + HOUSEKEEPING_S
         self._run(actions, now)
+
+
+def _digest_algorithms(text: str) -> tuple[Algorithm, ...]:
+    algorithms = []
+    for token in (t.strip() for t in text.split(",") if t.strip()):
+        algorithm = Algorithm.from_token(token)
+        if algorithm is None or not algorithm.available:
+            raise ValueError(
+                f"unknown digest algorithm {token!r} in ECHODESK_SIGNALING_SIP_DIGEST_ALGORITHMS"
+            )
+        algorithms.append(algorithm)
+    if not algorithms:
+        raise ValueError("ECHODESK_SIGNALING_SIP_DIGEST_ALGORITHMS names no algorithm")
+    return tuple(algorithms)
 
 
 def _response_flow(request: Request, flow: Flow) -> Flow:

@@ -241,6 +241,18 @@ class Headers:
         self._cache[cache_key] = result
         return result
 
+    def prime(self, name: str, parser: Callable[[list[str]], T], value: T) -> None:
+        """Record ``value`` as what ``parser`` gives for ``name`` now (the caller just built both)."""
+        self._cache[(header_key(name)[0], parser)] = value
+
+    def append_trusted(self, name: str, value: str) -> None:
+        """``add`` without the checks, for values copied from a parsed message (already valid)."""
+        key, written = header_key(name)
+        self._items.append((key, written, value))
+        self._index.setdefault(key, []).append(value)
+        if self._cache:
+            self._changed(key)
+
     def count(self, name: str) -> int:
         return len(self._index.get(header_key(name)[0], ()))
 

@@ -187,6 +187,20 @@ class Message:
         """The top Via (RFC 3261 8.2.6.2, 17.2.3 transaction matching)."""
         return self.vias[0]
 
+    def set_top_via(self, via: Via) -> None:
+        """Replace the top Via (a server adding received/rport, RFC 3261 18.2.1, RFC 3581 4).
+
+        The other Via values keep their order; the parsed view is updated, not re-parsed.
+        """
+        vias = self.vias
+        lines = self.headers.get_all("Via")
+        first = split_list(lines[0])
+        first[0] = str(via)
+        self.headers.set("Via", ", ".join(first))
+        for line in lines[1:]:
+            self.headers.append_trusted("Via", line)
+        self.headers.prime("via", _vias, (via, *vias[1:]))
+
     @property
     def from_(self) -> Address:
         return self.headers.typed("from", _from)
@@ -491,25 +505,25 @@ def make_response(
     src = request.headers
     out = Headers()
     for value in src.get_all("Via"):
-        out.add("Via", value)
+        out.append_trusted("Via", value)
     from_ = src.get("From")
     if from_ is not None:
-        out.add("From", from_)
+        out.append_trusted("From", from_)
     to = src.get("To")
     if to is not None:
         if status_code != 100 and request.to.tag is None:
             to = f"{to};tag={to_tag or new_tag()}"
-        out.add("To", to)
+        out.append_trusted("To", to)
     for name in ("Call-ID", "CSeq"):
         copied = src.get(name)
         if copied is not None:
-            out.add(name, copied)
+            out.append_trusted(name, copied)
     if status_code == 100:
         for value in src.get_all("Timestamp"):
-            out.add("Timestamp", value)
+            out.append_trusted("Timestamp", value)
     elif status_code < 300 and request.method in _DIALOG_CREATING:
         for value in src.get_all("Record-Route"):
-            out.add("Record-Route", value)
+            out.append_trusted("Record-Route", value)
     for name, value in headers:
         out.add(name, value)
     return Response(status_code, reason, out, body)

@@ -40,11 +40,12 @@ class Parameters:
     A parameter without a value (``;lr``, ``;rport``) maps to None: test it with ``in``.
     """
 
-    __slots__ = ("_items", "_keys")
+    __slots__ = ("_items", "_keys", "_text")
 
     def __init__(self, items: Iterable[tuple[str, str | None]] = ()) -> None:
         self._items: tuple[tuple[str, str | None], ...] = tuple(items)
         self._keys: tuple[str, ...] | None = None
+        self._text: str | None = None
 
     @staticmethod
     def _key(name: str) -> str:
@@ -114,7 +115,12 @@ class Parameters:
         return type(self)(item for item in self._items if key(item[0]) != wanted)
 
     def __str__(self) -> str:
-        return "".join(f";{name}" if value is None else f";{name}={value}" for name, value in self._items)
+        # Immutable, and serialized for every response that copies a header: remember the text.
+        text = self._text
+        if text is None:
+            text = "".join(f";{name}" if value is None else f";{name}={value}" for name, value in self._items)
+            self._text = text
+        return text
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Parameters):

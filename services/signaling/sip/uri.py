@@ -83,7 +83,7 @@ class SipUri:
     ``unescape`` gives their text. ``port`` is None when absent (not 5060: 19.1.4 tells the two apart).
     """
 
-    __slots__ = ("_headers", "_host", "_params", "_password", "_port", "_scheme", "_user")
+    __slots__ = ("_headers", "_host", "_params", "_password", "_port", "_scheme", "_text", "_user")
 
     def __init__(
         self,
@@ -103,6 +103,7 @@ class SipUri:
         self._port = port
         self._params = params
         self._headers = headers
+        self._text: str | None = None
 
     @property
     def scheme(self) -> str:
@@ -171,6 +172,9 @@ class SipUri:
         )
 
     def __str__(self) -> str:
+        # Immutable: serialize once (every response and dialog lookup needs the text).
+        if self._text is not None:
+            return self._text
         parts = [self._scheme, ":"]
         if self._user is not None:
             parts.append(self._user)
@@ -184,7 +188,8 @@ class SipUri:
             parts.append(str(self._params))
         if self._headers:
             parts.append("?" + "&".join(f"{name}={value}" for name, value in self._headers))
-        return "".join(parts)
+        self._text = "".join(parts)
+        return self._text
 
     def __repr__(self) -> str:
         return f"SipUri({str(self)!r})"

@@ -8,7 +8,6 @@ from collections.abc import Callable
 from prometheus_client import Counter
 
 from services.signaling.sip.errors import SipParseError
-from services.signaling.sip.headers import split_list
 from services.signaling.sip.limits import ParseLimits
 from services.signaling.sip.message import Request, Response, error_response, parse_message
 from services.signaling.transport.endpoint import Endpoint
@@ -48,8 +47,9 @@ def reject(exc: SipParseError, flow: Flow, reply: Callable[[bytes], object]) -> 
     kind = {True: "request", False: "response"}.get(exc.is_request, "garbage")  # type: ignore[arg-type]
     MALFORMED.labels(flow.transport.value, kind).inc()
     answer = error_response(exc)
-    log.info("malformed SIP message", flow=str(flow), kind=kind, reason=exc.reason,
-             answered=answer is not None)
+    log.info(
+        "malformed SIP message", flow=str(flow), kind=kind, reason=exc.reason, answered=answer is not None
+    )
     if answer is not None:
         reply(answer.encode())
 
@@ -65,11 +65,5 @@ def stamp_received(request: Request, flow: Flow) -> None:
         stamped = stamped.with_param("rport", str(port)).with_param("received", host)
     elif via.host.strip("[]") != host:
         stamped = stamped.with_param("received", host)
-    if stamped is via:
-        return
-    lines = request.headers.get_all("Via")
-    first = split_list(lines[0])
-    first[0] = str(stamped)
-    request.headers.set("Via", ", ".join(first))
-    for line in lines[1:]:
-        request.headers.add("Via", line)
+    if stamped is not via:
+        request.set_top_via(stamped)
