@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -181,6 +182,9 @@ class Supervisor:
         env.setdefault("ECHODESK_API_DATABASE_URL", f"sqlite+aiosqlite:///{data / 'echodesk.db'}")
         env.setdefault("ECHODESK_INSTANCE_ID", "dev")
         env.setdefault("ECHODESK_DRAIN_TIMEOUT_S", "10")
+        if "ECHODESK_SECRET_KEY" not in env:
+            # Seals trunk passwords at rest; kept under the data directory so a restart can open them.
+            env["ECHODESK_SECRET_KEY"] = self._dev_secret(data / "secret_key")
         if "ECHODESK_SIGNALING_TLS_CERT_FILE" not in env:
             # WSS (8089, the old guide's port) needs a certificate; a self-signed one under the data
             # directory lets browsers connect after accepting it once.
@@ -188,6 +192,13 @@ class Supervisor:
             env["ECHODESK_SIGNALING_TLS_CERT_FILE"] = str(cert.cert_path)
             env["ECHODESK_SIGNALING_TLS_KEY_FILE"] = str(cert.key_path)
         return env
+
+    @staticmethod
+    def _dev_secret(path: Path) -> str:
+        if not path.exists():
+            path.write_text(secrets.token_urlsafe(32))
+            path.chmod(0o600)
+        return path.read_text().strip()
 
     @staticmethod
     def _dev_certificate(directory: Path) -> SelfSigned:
