@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from pathlib import Path
 
@@ -30,7 +31,12 @@ def main(argv: list[str] | None = None) -> None:
     docs.add_argument("--check", action="store_true", help="fail if the committed files are stale")
     docs.add_argument("--dir", type=Path, default=Path("docs"))
     agent = commands.add_parser("agent", help="write an agent to NATS KV (until the api manages agents)")
-    agent.add_argument("--nats-url", default=None, help="default: ECHODESK_NATS_URL")
+    agent.add_argument(
+        "--nats-url", default=None, help="default: ECHODESK_NATS_URL, else the one `echodesk run` started"
+    )
+    agent.add_argument(
+        "--data-dir", type=Path, default=Path("data"), help="where `echodesk run` keeps its state"
+    )
     agent.add_argument("--tenant", required=True)
     agent.add_argument("--agent-id", required=True)
     agent.add_argument("--extension", required=True)
@@ -69,8 +75,13 @@ async def _put_agent(args: argparse.Namespace) -> None:
     from shared.bus import Bus
     from shared.records import agent_key, agent_record
     from shared.settings import CommonSettings
+    from shared.supervisor import NATS_URL_FILE
 
-    url = args.nats_url or CommonSettings().nats_url
+    url = args.nats_url or os.environ.get("ECHODESK_NATS_URL")
+    started = args.data_dir / NATS_URL_FILE
+    if url is None and started.exists():
+        url = started.read_text().strip()
+    url = url or CommonSettings().nats_url
     bus = await Bus.connect(url, name="echodesk-cli", timeout=10)
     try:
         kv = await bus.bucket(subjects.AGENTS_KV)

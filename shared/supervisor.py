@@ -29,6 +29,8 @@ from shared.service import EXIT_CONFIG
 from shared.settings import ApiSettings
 
 SERVICES = ("signaling", "media", "recorder", "api")
+#: File under the data directory naming the running stack's NATS URL.
+NATS_URL_FILE = "nats-url"
 #: A service that ran this long before crashing starts again without waiting.
 STABLE_AFTER_S = 30.0
 MAX_BACKOFF_S = 30.0
@@ -166,6 +168,8 @@ class Supervisor:
             # before the supervisor stops NATS.
             start_new_session=True,
         )
+        # Where other commands on this machine (echodesk agent) find this stack's NATS.
+        (self.data_dir / NATS_URL_FILE).write_text(f"nats://127.0.0.1:{port}\n")
         if not wait_for_port(port, 10):
             process.kill()
             raise RuntimeError(

@@ -16,6 +16,7 @@ import pytest
 from shared.settings import SERVICE_SETTINGS
 from shared.supervisor import free_port
 from tests.support.processes import free_ports_env, get_json, health_url, wait_until
+from tests.support.sip_client import SipClient
 
 pytestmark = [pytest.mark.needs_nats, pytest.mark.slow]
 
@@ -96,6 +97,36 @@ def test_stack_starts_heals_and_stops_clean(tmp_path: Path, taken_port: int) -> 
             return status == 200 and {s["service"] for s in body if s["alive"]} == set(SERVICE_SETTINGS)  # type: ignore[union-attr]
 
         wait_until(four_alive, 20, "heartbeats of all four services")
+
+        # The README's path for a newcomer: write an agent with the CLI, register a phone.
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "shared",
+                "agent",
+                "--data-dir",
+                str(tmp_path / "data"),
+                "--tenant",
+                "dev",
+                "--agent-id",
+                "a100",
+                "--extension",
+                "100",
+                "--username",
+                "100",
+                "--domain",
+                "dev.test",
+                "--password",
+                "pw-100",
+            ],
+            env={k: v for k, v in env.items() if k != "ECHODESK_NATS_URL"},
+            check=True,
+            timeout=30,
+        )
+        phone = SipClient(("127.0.0.1", int(env["ECHODESK_SIGNALING_SIP_UDP_PORT"])))
+        wait_until(lambda: phone.register("100", "dev.test", "pw-100").status_code == 200, 10, "registration")
+        phone.close()
 
         # A crashed service is started again by the supervisor.
         before = descendants(stack.pid)
