@@ -231,3 +231,10 @@ async def test_password_guessing_gets_the_source_banned(signaling: Signaling) ->
     assert (await asyncio.to_thread(agent.register, "100", DOMAIN, "secret-100")).status_code == 200
     guesser.close()
     agent.close()
+
+
+async def test_crlf_keepalive_gets_a_pong(signaling: Signaling) -> None:
+    # RFC 5626 3.5.1: a double-CRLF ping on a connection is answered with a single CRLF.
+    with socket.create_connection(signaling.address("tcp"), timeout=3) as sock:
+        sock.sendall(b"\r\n\r\n")
+        assert await asyncio.to_thread(sock.recv, 16) == b"\r\n"

@@ -33,7 +33,9 @@ class Gateway:
     process: subprocess.Popen[str]
     events: list[TrunkRegistration]
 
-    async def put_trunk(self, carrier_port: int, password: str, transport: TrunkTransport) -> None:
+    async def put_trunk(
+        self, carrier_port: int, password: str, transport: TrunkTransport, *, expires_s: int = 300
+    ) -> None:
         record = TrunkRecord(
             tenant_id="acme",
             trunk_id="carrier-1",
@@ -44,7 +46,7 @@ class Gateway:
             username="trunk1",
             domain="carrier.test",
             password_sealed=seal(password, SECRET_KEY),
-            expires_s=300,
+            expires_s=expires_s,
         )
         kv = await self.bus.bucket(subjects.TRUNKS_KV)
         await kv.put(trunk_key("acme", "carrier-1"), record.model_dump_json().encode())
@@ -138,3 +140,18 @@ async def test_wrong_trunk_password_fails_with_words(gateway: Gateway, tmp_path:
     assert failed.data.retry_in_s is not None
     assert failed.data.retry_in_s > 0
     assert result.count("403", "Sent") == 1
+
+
+async def test_trunk_follows_423_min_expires(gateway: Gateway, tmp_path: Path) -> None:
+    # The carrier wants at least 120 s; we ask for 60 s first and must come back with 120.
+    carrier = Sipp(
+        "carrier_registrar_423_uas", tmp_path, injection=[["trunk1", "s3cret"]], calls=1, timeout=30
+    )
+    async with carrier:
+        await gateway.put_trunk(carrier.port, "s3cret", TrunkTransport.UDP, expires_s=60)
+        registered = await gateway.next_state(TrunkState.REGISTERED, TrunkState.FAILED)
+        result = await carrier.wait_async(timeout=20)
+    assert registered.data.state is TrunkState.REGISTERED, registered.data
+    assert registered.data.expires_s == 120
+    result.assert_success(calls=1)
+    assert result.count("423", "Sent") == 1
