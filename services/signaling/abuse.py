@@ -244,6 +244,7 @@ class SourceGuard:
         self._trusted = _parse_trusted(policy.trusted)
         self._scanner = scanner_matcher(policy.scanner_agents)
         self._v6_mask = ((1 << 128) - 1) ^ ((1 << (128 - policy.ipv6_prefix)) - 1)
+        self._resolved: dict[str, tuple[IPAddress, bool]] = {}
 
     # --- configuration ---------------------------------------------------------------------------
 
@@ -251,19 +252,33 @@ class SourceGuard:
         """Replace the trusted networks (when the carriers' addresses change). Takes effect at once,
         also for a source banned before: trust wins."""
         self._trusted = _parse_trusted(networks)
+        self._resolved.clear()
 
     def trusted(self, source_ip: str) -> bool:
-        return _address(source_ip) in self._trusted
+        return self._resolve(source_ip)[1]
+
+    def _resolve(self, source_ip: str) -> tuple[IPAddress, bool]:
+        """The source's bucket key and whether it is trusted, remembered per address text: the same
+        peers send request after request, and parsing the address each time cost more than the
+        rest of the check."""
+        known = self._resolved.get(source_ip)
+        if known is None:
+            address = _address(source_ip)
+            known = (self._key(address), address in self._trusted)
+            if len(self._resolved) >= self.policy.max_sources:
+                self._resolved.clear()
+            self._resolved[source_ip] = known
+        return known
 
     # --- per request -----------------------------------------------------------------------------
 
     def check(self, source_ip: str, user_agent: str | None, now: float) -> Verdict:
         """The verdict on one request from ``source_ip``; counts it against the source's rate."""
-        address = _address(source_ip)
-        if address in self._trusted:
+        key, trusted = self._resolve(source_ip)
+        if trusted:
             self.counters.allowed += 1
             return Verdict.ALLOW
-        source = self._touch(self._key(address), now)
+        source = self._touch(key, now)
         if source.banned_until > now:
             self.counters.refused_while_banned += 1
             return Verdict.BANNED
@@ -294,11 +309,11 @@ class SourceGuard:
         Call it for credentials the digest check refused (wrong password, unknown user), not for
         the first 401 that every registration meets (RFC 3261 22.2).
         """
-        address = _address(source_ip)
-        if address in self._trusted:
+        key, trusted = self._resolve(source_ip)
+        if trusted:
             return False
         self.counters.auth_failures += 1
-        source = self._touch(self._key(address), now)
+        source = self._touch(key, now)
         if source.banned_until > now:
             # A request let in before the ban began; the ban already covers it.
             return False
@@ -313,7 +328,7 @@ class SourceGuard:
         """Credentials from ``source_ip`` were accepted."""
         if not self.policy.reset_failures_on_success:
             return
-        source = self._sources.get(self._key(_address(source_ip)))
+        source = self._sources.get(self._resolve(source_ip)[0])
         if source is not None:
             source.failures.clear()
 
@@ -322,28 +337,28 @@ class SourceGuard:
 
         Trusted sources are not banned (the result is ``now``). An active ban is kept as it is.
         """
-        address = _address(source_ip)
-        if address in self._trusted:
+        key, trusted = self._resolve(source_ip)
+        if trusted:
             return now
-        source = self._touch(self._key(address), now)
+        source = self._touch(key, now)
         if source.banned_until <= now:
             self._ban(source, now)
         return source.banned_until
 
     def banned(self, source_ip: str, now: float) -> bool:
-        address = _address(source_ip)
-        if address in self._trusted:
+        key, trusted = self._resolve(source_ip)
+        if trusted:
             return False
-        source = self._sources.get(self._key(address))
+        source = self._sources.get(key)
         return source is not None and source.banned_until > now
 
     def wait_s(self, source_ip: str, now: float) -> float:
         """Seconds until ``source_ip`` may be served again: what is left of its ban, or the time
         its bucket needs for one token; 0 when it may send now."""
-        address = _address(source_ip)
-        if address in self._trusted:
+        key, trusted = self._resolve(source_ip)
+        if trusted:
             return 0.0
-        source = self._sources.get(self._key(address))
+        source = self._sources.get(key)
         if source is None:
             return 0.0
         if source.banned_until > now:

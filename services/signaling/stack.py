@@ -14,6 +14,7 @@ import ssl
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from prometheus_client import Counter, Gauge
 
@@ -58,6 +59,9 @@ REQUESTS = Counter("echodesk_sip_requests_total", "SIP requests handled", ["meth
 #: Methods this element processes today; others get 405 with Allow (RFC 3261 8.2.1).
 METHODS = ("REGISTER", "OPTIONS", "ACK", "CANCEL")
 EXTENSIONS = ("outbound", "path")
+ACCEPTED_CONTENT_TYPES = ("application/sdp",)
+SUPPORTED = ("Supported", ", ".join(EXTENSIONS))
+CAPABILITIES = (("Allow", ", ".join(METHODS)), ("Accept", "application/sdp"), SUPPORTED)
 HOUSEKEEPING_S = 30.0
 
 
@@ -117,6 +121,8 @@ class SipStack:
         self._timer: asyncio.TimerHandle | None = None
         self._armed_for: float | None = None
         self._housekeeping_at = 0.0
+        self._depth = 0
+        self._requests: dict[tuple[str, int], Any] = {}
         self.server_header = f"EchoDesk-Voice/{package_version()}"
 
     # --- lifecycle ---------------------------------------------------------------------------
@@ -180,6 +186,17 @@ class SipStack:
     # --- actions -----------------------------------------------------------------------------
 
     def _run(self, actions: list[Action], now: float) -> None:
+        # Actions can start nested runs (a request handler responds); the timer is armed once, when
+        # the outermost run is done.
+        self._depth += 1
+        try:
+            self._run_queue(actions, now)
+        finally:
+            self._depth -= 1
+        if not self._depth:
+            self._arm()
+
+    def _run_queue(self, actions: list[Action], now: float) -> None:
         queue = deque(actions)
         while queue:
             action = queue.popleft()
@@ -202,7 +219,6 @@ class SipStack:
                     txn.owner(txn, None)
             elif isinstance(action, Terminated):
                 pass
-        self._arm()
 
     def _respond(
         self,
@@ -215,7 +231,7 @@ class SipStack:
         response = make_response(
             request, status, reason, to_tag=txn.to_tag, headers=(("Server", self.server_header), *headers)
         )
-        REQUESTS.labels(request.method, str(status)).inc()
+        self._count(request.method, status)
         now = self._now()
         self._run(self.transactions.respond(txn, response, now), now)
 
@@ -226,10 +242,10 @@ class SipStack:
             request,
             supported_methods=METHODS,
             supported_extensions=EXTENSIONS,
-            accepted_content_types=("application/sdp",),
+            accepted_content_types=ACCEPTED_CONTENT_TYPES,
         )
         if rejection is not None:
-            REQUESTS.labels(request.method, str(rejection.status_code)).inc()
+            self._count(request.method, rejection.status_code)
             rejection.headers.add("Server", self.server_header)
             self._run(self.transactions.respond(txn, rejection, now), now)
             return
@@ -243,11 +259,17 @@ class SipStack:
             self._respond(txn, request, 481, "Call/Transaction Does Not Exist")
 
     def _capabilities(self) -> tuple[tuple[str, str], ...]:
-        return (
-            ("Allow", ", ".join(METHODS)),
-            ("Accept", "application/sdp"),
-            ("Supported", ", ".join(EXTENSIONS)),
-        )
+        return CAPABILITIES
+
+    def _count(self, method: str, status: int) -> None:
+        # labels() costs more than the increment: keep each (method, status) child once resolved.
+        key = (method, status)
+        counter = self._requests.get(key)
+        if counter is None:
+            if len(self._requests) >= 1024:
+                self._requests.clear()  # methods are tokens from outside: keep the table bounded
+            counter = self._requests[key] = REQUESTS.labels(method, str(status))
+        counter.inc()
 
     def _on_register(self, txn: ServerTransaction, request: Request, flow: Flow, now: float) -> None:
         to_uri = request.to.uri
@@ -316,7 +338,7 @@ class SipStack:
         ]
         if outcome.outbound:
             headers.append(("Require", "outbound"))  # RFC 5626 6: the registrar supports outbound
-        headers.append(("Supported", ", ".join(EXTENSIONS)))
+        headers.append(SUPPORTED)
         self._respond(txn, request, 200, headers=tuple(headers))
         if outcome.added or outcome.removed:
             self._presence(aor, agent, outcome.bindings)

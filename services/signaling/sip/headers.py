@@ -87,6 +87,8 @@ def _build_lookup() -> dict[str, tuple[str, str]]:
 
 # Exact spelling -> (key, canonical name); the key is the lower-case long name.
 _LOOKUP: Final = _build_lookup()
+# Marks a typed view not parsed yet (a parser may return None).
+_MISSING: Final = object()
 
 
 def header_key(name: str) -> tuple[str, str]:
@@ -159,7 +161,8 @@ class Headers:
 
     @staticmethod
     def _check(name: str, value: str) -> None:
-        if not is_token(name):
+        # Every spelling in the lookup table is a token: only other names need the grammar check.
+        if name not in _LOOKUP and not is_token(name):
             raise ValueError(f"invalid header name {name!r}")
         if "\r" in value or "\n" in value:
             raise ValueError(f"header {name} value contains CR or LF")
@@ -231,14 +234,17 @@ class Headers:
         The parser receives the raw values (possibly none) and raises SipParseError when they are
         not valid; the error is not cached.
         """
-        key = header_key(name)[0]
+        # Called a dozen times per message, mostly with a cached result: no try/except, no call
+        # to header_key for the names in the table.
+        entry = _LOOKUP.get(name)
+        key = entry[0] if entry is not None else header_key(name)[0]
         cache_key = (key, parser)
-        try:
-            return cast(T, self._cache[cache_key])
-        except KeyError:
-            pass
+        cache = self._cache
+        result = cache.get(cache_key, _MISSING)
+        if result is not _MISSING:
+            return cast(T, result)
         result = parser(self._index.get(key, []))
-        self._cache[cache_key] = result
+        cache[cache_key] = result
         return result
 
     def prime(self, name: str, parser: Callable[[list[str]], T], value: T) -> None:

@@ -510,9 +510,16 @@ def make_response(
     if from_ is not None:
         out.append_trusted("From", from_)
     to = src.get("To")
+    # The response's To, known without parsing it again: the request's, plus the tag we add.
+    to_view: Address | None = None
+    if to is not None and status_code != 100:
+        to_view = request.to
+        if to_view.tag is None:
+            tag = to_tag or new_tag()
+            to = f"{to};tag={tag}"
+            # A tag is a token (RFC 3261 25.1); anything else is left to the parser to judge.
+            to_view = to_view.with_tag(tag) if is_token(tag) else None
     if to is not None:
-        if status_code != 100 and request.to.tag is None:
-            to = f"{to};tag={to_tag or new_tag()}"
         out.append_trusted("To", to)
     for name in ("Call-ID", "CSeq"):
         copied = src.get(name)
@@ -526,6 +533,8 @@ def make_response(
             out.append_trusted("Record-Route", value)
     for name, value in headers:
         out.add(name, value)
+    if to_view is not None and out.count("To") == 1:
+        out.prime("to", _to, to_view)
     return Response(status_code, reason, out, body)
 
 

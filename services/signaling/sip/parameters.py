@@ -26,6 +26,10 @@ _HEADER_PARAM_RE = re.compile(
     r'[ \t]*;[ \t]*([^;=" \t]*)[ \t]*(?:=[ \t]*("(?:[^"\\]|\\[\s\S])*"|[^;" \t]*))?[ \t]*'
 )
 _ESCAPE_RE = re.compile(r"%([0-9A-Fa-f]{2})")
+# Parameters as nearly every message has them (``;branch=z9hG4bK...;rport``, ``;tag=...``): no LWS,
+# no quotes, each name a token and each value a token or host. One match checks them all, and what
+# it accepts the general path below accepts with the same result.
+_PLAIN_HEADER_PARAMS_RE = re.compile(r"(?:;[A-Za-z0-9\-.!%*_+`'~]+(?:=[A-Za-z0-9\-.!%*_+`'~\[\]:]+)?)+")
 
 
 def _unescape_name(name: str) -> str:
@@ -55,15 +59,16 @@ class Parameters:
         keys = self._keys
         if keys is None:
             key = self._key
-            keys = self._keys = tuple(key(name) for name, _ in self._items)
+            keys = self._keys = tuple([key(name) for name, _ in self._items])
         return keys
 
     def _position(self, name: str) -> int:
+        # Every Via, From and To is asked for branch, rport or tag: C-level tuple scans, not a loop.
+        keys = self._keys
+        if keys is None:
+            keys = self._key_tuple()
         wanted = self._key(name)
-        for i, key in enumerate(self._key_tuple()):
-            if key == wanted:
-                return i
-        return -1
+        return keys.index(wanted) if wanted in keys else -1
 
     def __contains__(self, name: object) -> bool:
         return isinstance(name, str) and self._position(name) >= 0
@@ -186,6 +191,18 @@ def parse_header_parameters(text: str) -> Parameters:
     RFC 3261 25.1: *( SEMI generic-param ), generic-param = token [ EQUAL gen-value ]; whitespace
     around ``;`` and ``=`` is allowed (RFC 4475 3.1.1.1) but an empty parameter is not (3.1.2.1).
     """
+    if _PLAIN_HEADER_PARAMS_RE.fullmatch(text) is not None:
+        return Parameters([_plain_pair(chunk) for chunk in text[1:].split(";")])
+    return _parse_header_parameters(text)
+
+
+def _plain_pair(chunk: str) -> tuple[str, str | None]:
+    name, eq, value = chunk.partition("=")
+    return (name, value) if eq else (name, None)
+
+
+def _parse_header_parameters(text: str) -> Parameters:
+    """The general path of :func:`parse_header_parameters`: LWS, quoted strings, and every error."""
     items: list[tuple[str, str | None]] = []
     if '"' not in text or _quotes_hold_no_separator(text):
         stripped = text.strip(WSP)

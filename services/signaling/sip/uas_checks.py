@@ -11,6 +11,7 @@ here; neither are authentication (401/407) and the registrar's own rules (423, 4
 from __future__ import annotations
 
 from collections.abc import Collection, Sequence
+from functools import lru_cache
 from typing import Final
 
 from services.signaling.sip.errors import SipParseError
@@ -29,6 +30,18 @@ KNOWN_METHODS: Final = frozenset({
 # Requests that can establish a dialog carry exactly one SIP or SIPS Contact (RFC 3261 8.1.1.8).
 _DIALOG_CREATING: Final = frozenset({"INVITE", "SUBSCRIBE", "REFER"})
 _SDP: Final = "application/sdp"
+
+
+@lru_cache(maxsize=64)
+def _lowered_tuple(values: tuple[str, ...] | frozenset[str]) -> frozenset[str]:
+    return frozenset(value.lower() for value in values)
+
+
+def _lowered(values: Collection[str]) -> frozenset[str]:
+    # The element passes the same constant tuples with every request: lower them once.
+    if isinstance(values, tuple | frozenset):
+        return _lowered_tuple(values)
+    return frozenset(value.lower() for value in values)
 
 
 def _listed(values: Collection[str]) -> str:
@@ -64,8 +77,8 @@ def check_request(
         return _check(
             request,
             supported_methods,
-            {tag.lower() for tag in supported_extensions},
-            {media.lower() for media in accepted_content_types},
+            _lowered(supported_extensions),
+            _lowered(accepted_content_types),
             supported_schemes,
             relay,
             to_tag,
@@ -78,8 +91,8 @@ def check_request(
 def _check(
     request: Request,
     methods: Collection[str],
-    extensions: set[str],
-    content_types: set[str],
+    extensions: frozenset[str],
+    content_types: frozenset[str],
     schemes: Collection[str],
     relay: bool,
     to_tag: str | None,
@@ -128,7 +141,7 @@ def _check(
     return None
 
 
-def _check_body(request: Request, content_types: set[str], to_tag: str | None) -> Response | None:
+def _check_body(request: Request, content_types: frozenset[str], to_tag: str | None) -> Response | None:
     # RFC 3261 8.2.3: a body we cannot read is refused with 415 and what we can read.
     if not request.body:
         return None

@@ -120,6 +120,12 @@ class Via:
             version=self._version,
         )
 
+    def with_params(self, params: Parameters) -> Via:
+        """A copy with ``params`` instead of this one's (values the caller already checked)."""
+        return Via(
+            self._transport, self._host, self._port, params, protocol=self._protocol, version=self._version
+        )
+
     def __str__(self) -> str:
         return f"{self._protocol}/{self._version}/{self._transport} {self.sent_by}{self._params}"
 
