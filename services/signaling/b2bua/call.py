@@ -1,0 +1,574 @@
+"""One call through the gateway, agent leg and customer leg, as a sans-I/O state machine.
+
+The B2BUA (RFC 3261 6, "back-to-back user agent") terminates the agent's INVITE as a UAS and
+originates a new one to the carrier as a UAC; media goes through a worker, never end to end, so
+each leg has its own SDP. The call is driven by what happens (the worker answered, the carrier
+sent 183, the agent cancelled, a BYE came) and answers with :data:`Command` values for the stack
+to carry out: respond to the agent, send a request on a leg, ask the media worker, publish an
+event. It never reads a clock: every input carries ``now``.
+
+This module holds the outbound direction (an agent calls a customer through a trunk).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from enum import Enum
+
+from services.signaling.sip.auth import ChallengeOutcome, DigestClient, DigestError
+from services.signaling.sip.dialog import Dialog, DialogError
+from services.signaling.sip.errors import SipParseError
+from services.signaling.sip.message import Request, Response, make_response, new_tag
+from services.signaling.sip.transaction import new_branch
+from shared.events import (
+    CallAnswered,
+    CallAnsweredData,
+    CallCreated,
+    CallCreatedData,
+    CallEarlyMedia,
+    CallEarlyMediaData,
+    CallEnded,
+    CallEndedData,
+    CallEventEnvelope,
+    CallRinging,
+    CallRingingData,
+    CallStatus,
+    Direction,
+    EndCause,
+    LegKind,
+    Party,
+)
+from shared.media import CreateSession, RemoteDescription, SessionCreated, SessionKind
+from shared.outcomes import Outcome, for_cause, for_sip_status
+
+#: 3xx redirections followed before the call fails (loops between carriers end here).
+MAX_REDIRECTS = 3
+SDP = "application/sdp"
+
+
+class Phase(Enum):
+    MEDIA = "media"  # waiting for a media worker
+    DIALING = "dialing"  # INVITE sent to the carrier
+    RINGING = "ringing"
+    EARLY_MEDIA = "early-media"
+    CONNECTED = "connected"
+    ENDED = "ended"
+
+
+@dataclass(frozen=True, slots=True)
+class LegAddress:
+    """How we appear on one leg: the Via sent-by, our Contact, the transport's Via token."""
+
+    via_host: str
+    contact: str
+    transport: str
+
+
+@dataclass(frozen=True, slots=True)
+class CarrierTarget:
+    """Where and as whom the customer leg is placed (from the trunk)."""
+
+    trunk_id: str
+    domain: str
+    caller_id: str
+    credentials: DigestClient | None = None
+
+
+# --- commands -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class AnswerAgent:
+    """Respond on the agent's INVITE server transaction."""
+
+    response: Response
+
+
+@dataclass(frozen=True, slots=True)
+class SendToCarrier:
+    """Send on the customer leg (INVITE and CANCEL as client transactions; ACK for 2xx without)."""
+
+    request: Request
+
+
+@dataclass(frozen=True, slots=True)
+class SendToAgent:
+    """An in-dialog request to the agent, over the flow its INVITE came on."""
+
+    request: Request
+
+
+@dataclass(frozen=True, slots=True)
+class StartMedia:
+    request: CreateSession
+
+
+@dataclass(frozen=True, slots=True)
+class DescribeMedia:
+    description: RemoteDescription
+
+
+@dataclass(frozen=True, slots=True)
+class StopMedia:
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Publish:
+    event: CallEventEnvelope
+
+
+Command = AnswerAgent | SendToCarrier | SendToAgent | StartMedia | DescribeMedia | StopMedia | Publish
+
+
+# --- the call -------------------------------------------------------------------------------
+
+
+@dataclass
+class OutboundCall:
+    """An agent's call to a customer through a carrier."""
+
+    call_id: str
+    tenant_id: str
+    agent_id: str
+    agent_extension: str
+    customer_number: str
+    agent_invite: Request
+    agent_address: LegAddress
+    carrier_address: LegAddress
+    target: CarrierTarget
+    #: The agent speaks WebRTC (a browser over WS/WSS) or plain RTP (a desk phone).
+    webrtc_agent: bool = True
+    record: bool = False
+    phase: Phase = Phase.MEDIA
+    agent_tag: str = field(default_factory=new_tag)
+    agent_sdp: str | None = None
+    carrier_invite: Request | None = None
+    carrier_dialog: Dialog | None = None
+    agent_dialog: Dialog | None = None
+    media_session: str | None = None
+    media_worker: str | None = None
+    created_at: float = 0.0
+    answered_at: float | None = None
+    answered_wall: datetime | None = None
+    _sequence: int = 0
+    _redirects: int = 0
+    _cancel_pending: bool = False
+    _provisional_seen: bool = False
+    _ringing_published: bool = False
+    _early_published: bool = False
+    _carrier_call_id: str = field(default_factory=lambda: new_tag() + new_tag())
+    _carrier_tag: str = field(default_factory=new_tag)
+    _carrier_cseq: int = 1
+
+    # --- inputs -------------------------------------------------------------------------
+
+    def start(self, now: float) -> list[Command]:
+        self.created_at = now
+        created = CallCreated(
+            **self._envelope(),
+            data=CallCreatedData(
+                direction=Direction.OUTBOUND,
+                from_number=self.agent_extension,
+                to_number=self.customer_number,
+                agent_id=self.agent_id,
+                trunk_id=self.target.trunk_id,
+                status=CallStatus.INITIATED,
+                recorded=self.record,
+            ),
+        )
+        session = CreateSession(
+            tenant_id=self.tenant_id,
+            call_id=self.call_id,
+            kind=SessionKind.WEBRTC_RTP if self.webrtc_agent else SessionKind.RTP_RTP,
+            agent_offer=self.agent_invite.body.decode("utf-8", "replace") or None,
+            record=self.record,
+        )
+        return [AnswerAgent(self._agent_response(100)), Publish(created), StartMedia(session)]
+
+    def media_ready(self, created: SessionCreated, now: float) -> list[Command]:
+        if self.phase is not Phase.MEDIA:
+            return [StopMedia("the call ended before its media was ready")]
+        self.media_session, self.media_worker = created.session_id, created.worker_id
+        if created.agent_sdp is None or created.customer_sdp is None:
+            return self._fail(for_cause(EndCause.MEDIA_FAILURE), 500, "Media server gave no SDP", now)
+        self.agent_sdp = created.agent_sdp
+        if self._cancel_pending:
+            return self._cancelled(now)
+        self.phase = Phase.DIALING
+        self.carrier_invite = self._carrier_invite(self.customer_number, created.customer_sdp.encode())
+        return [SendToCarrier(self.carrier_invite)]
+
+    def media_failed(self, reason: str, now: float) -> list[Command]:
+        if self.phase is not Phase.MEDIA:
+            return []
+        if "codec" in reason.lower():
+            # RFC 3264 6: no common codec is the agent's offer's fault: 488 with words.
+            return self._fail(for_sip_status(488), 488, "Not Acceptable Here", now, media_running=False)
+        return self._fail(
+            for_cause(EndCause.MEDIA_FAILURE), 503, "Media unavailable", now, media_running=False
+        )
+
+    def carrier_response(self, response: Response, now: float) -> list[Command]:
+        invite = self.carrier_invite
+        if invite is None or response.cseq.method != "INVITE":
+            return []  # answers to CANCEL and BYE need nothing from the call
+        code = response.status_code
+        if self.phase is Phase.ENDED:
+            # A 2xx after we gave up (CANCEL crossed it): acknowledge and hang up (RFC 3261 15).
+            return self._ack_and_bye(response) if 200 <= code < 300 else []
+        if code < 200:
+            return self._provisional(response, now)
+        if code < 300:
+            return self._answered(response, now)
+        if code in (401, 407):
+            return self._challenged(response, now)
+        if 300 <= code < 400:
+            return self._redirected(response, now)
+        return self._fail(for_sip_status(code), code, response.reason, now, sip_reason=response.reason)
+
+    def carrier_failed(self, *, timed_out: bool, now: float) -> list[Command]:
+        """The INVITE transaction ended without a final response (Timer B, transport error)."""
+        if self.phase in (Phase.CONNECTED, Phase.ENDED):
+            return []
+        if timed_out:
+            return self._fail(for_sip_status(408), 408, "Request Timeout", now)
+        return self._fail(for_sip_status(503), 503, "Carrier unreachable", now)
+
+    def agent_cancelled(self, now: float) -> list[Command]:
+        """The agent's CANCEL (already answered 200 by the stack, RFC 3261 9.2)."""
+        if self.phase is Phase.MEDIA:
+            self._cancel_pending = True
+            return self._cancelled(now)
+        if self.phase in (Phase.DIALING, Phase.RINGING, Phase.EARLY_MEDIA):
+            if not self._provisional_seen:
+                # RFC 3261 9.1: no CANCEL before a provisional response; send it when one comes.
+                self._cancel_pending = True
+                return []
+            return [SendToCarrier(self._cancel())]
+        return []
+
+    def bye(self, from_agent: bool, now: float) -> list[Command]:
+        """A BYE from one leg (the stack answered it 200): hang up the other."""
+        if self.phase is not Phase.CONNECTED:
+            return []
+        commands: list[Command] = []
+        other = self.carrier_dialog if from_agent else self.agent_dialog
+        if other is not None:
+            address = self.carrier_address if from_agent else self.agent_address
+            bye = other.request("BYE", via_host=address.via_host, transport=address.transport)
+            commands.append(SendToCarrier(bye) if from_agent else SendToAgent(bye))
+        party = Party.AGENT if from_agent else Party.CUSTOMER
+        return commands + self._end(for_cause(EndCause.NORMAL_CLEARING), party, now)
+
+    def hang_up(self, cause: EndCause, now: float) -> list[Command]:
+        """End the call from our side (media timeout, worker failure, api hangup): BYE both legs."""
+        if self.phase is Phase.ENDED:
+            return []
+        if self.phase is not Phase.CONNECTED:
+            commands: list[Command] = []
+            if self.carrier_invite is not None and self._provisional_seen:
+                commands.append(SendToCarrier(self._cancel()))
+            outcome = for_cause(cause)
+            return commands + self._fail(
+                outcome, 480 if cause is EndCause.MEDIA_FAILURE else 487, outcome.message, now
+            )
+        commands = []
+        for dialog, address, wrap in (
+            (self.carrier_dialog, self.carrier_address, SendToCarrier),
+            (self.agent_dialog, self.agent_address, SendToAgent),
+        ):
+            if dialog is not None:
+                commands.append(
+                    wrap(dialog.request("BYE", via_host=address.via_host, transport=address.transport))
+                )
+        return commands + self._end(for_cause(cause), Party.SYSTEM, now)
+
+    # --- steps ----------------------------------------------------------------------------
+
+    def _provisional(self, response: Response, now: float) -> list[Command]:
+        code = response.status_code
+        commands: list[Command] = []
+        self._provisional_seen = True  # any provisional, 100 included, allows CANCEL (RFC 3261 9.1)
+        if self._cancel_pending:
+            self._cancel_pending = False
+            return [SendToCarrier(self._cancel())]
+        if code == 100:
+            return commands
+        if response.body and code in (180, 183):
+            # Early media (RFC 3960): the carrier's SDP answers our offer; the agent gets its own
+            # answer in a 183 so the browser plays the ringback or announcement the carrier sends.
+            commands.append(
+                DescribeMedia(RemoteDescription(leg=LegKind.CUSTOMER, sdp=_text(response), type="answer"))
+            )
+            commands.append(AnswerAgent(self._agent_response(183, body=self._agent_body())))
+            self.phase = Phase.EARLY_MEDIA
+            if not self._early_published:
+                self._early_published = True
+                commands.append(
+                    Publish(CallEarlyMedia(**self._envelope(), data=CallEarlyMediaData(sip_status=code)))
+                )
+            return commands
+        if self.phase is Phase.DIALING:
+            self.phase = Phase.RINGING
+        commands.append(AnswerAgent(self._agent_response(180)))
+        if not self._ringing_published:
+            self._ringing_published = True
+            commands.append(
+                Publish(CallRinging(**self._envelope(), data=CallRingingData(sip_status=min(code, 189))))
+            )
+        return commands
+
+    def _answered(self, response: Response, now: float) -> list[Command]:
+        invite = self.carrier_invite
+        assert invite is not None
+        if self.phase is Phase.CONNECTED:
+            # A retransmitted 2xx: our ACK was lost; send it again (RFC 3261 13.2.2.4).
+            return [SendToCarrier(self._carrier_ack())] if self.carrier_dialog is not None else []
+        try:
+            self.carrier_dialog = Dialog.as_uac(invite, response, self.carrier_address.contact)
+        except (DialogError, SipParseError) as exc:
+            return self._fail(for_sip_status(502), 502, f"Bad answer from the carrier: {exc}", now)
+        commands: list[Command] = []
+        if response.body:
+            # The 2xx's SDP is the answer (RFC 3264); after early media it may differ from the 183's.
+            commands.append(
+                DescribeMedia(RemoteDescription(leg=LegKind.CUSTOMER, sdp=_text(response), type="answer"))
+            )
+        commands.append(SendToCarrier(self._carrier_ack()))
+        ok = self._agent_response(200, body=self._agent_body(), contact=True)
+        self.agent_dialog = Dialog.as_uas(
+            self.agent_invite, self.agent_tag, self.agent_address.contact, confirmed=True
+        )
+        commands.append(AnswerAgent(ok))
+        self.phase = Phase.CONNECTED
+        self.answered_at = now
+        self.answered_wall = datetime.now(UTC)
+        commands.append(
+            Publish(CallAnswered(**self._envelope(), data=CallAnsweredData(media_worker=self.media_worker)))
+        )
+        return commands
+
+    def _challenged(self, response: Response, now: float) -> list[Command]:
+        invite = self.carrier_invite
+        assert invite is not None
+        credentials = self.target.credentials
+        header = "WWW-Authenticate" if response.status_code == 401 else "Proxy-Authenticate"
+        answer_header = "Authorization" if response.status_code == 401 else "Proxy-Authorization"
+        if credentials is None:
+            return self._fail(
+                for_sip_status(response.status_code), response.status_code, response.reason, now
+            )
+        try:
+            answer = credentials.answer(
+                response.headers.get_all(header),
+                "INVITE",
+                str(invite.uri),
+                sent=invite.headers.get_all(answer_header),
+            )
+        except DigestError:
+            answer = None
+        if answer is None or answer.outcome is ChallengeOutcome.REJECTED:
+            return self._fail(
+                for_sip_status(response.status_code), response.status_code, response.reason, now
+            )
+        self.carrier_invite = self._carrier_invite(
+            self.customer_number, invite.body, previous=invite, auth=(answer_header, answer.value)
+        )
+        return [SendToCarrier(self.carrier_invite)]
+
+    def _redirected(self, response: Response, now: float) -> list[Command]:
+        invite = self.carrier_invite
+        assert invite is not None
+        try:
+            contacts = response.contacts
+        except SipParseError:
+            contacts = ()
+        if self._redirects >= MAX_REDIRECTS or contacts == "*" or not contacts:
+            return self._fail(
+                for_sip_status(response.status_code), response.status_code, response.reason, now
+            )
+        self._redirects += 1
+        self.carrier_invite = self._carrier_invite(
+            self.customer_number, invite.body, previous=invite, request_uri=str(contacts[0].uri)
+        )
+        return [SendToCarrier(self.carrier_invite)]
+
+    def _cancelled(self, now: float) -> list[Command]:
+        return self._fail(for_cause(EndCause.CANCELED), 487, "Request Terminated", now, ended_by=Party.AGENT)
+
+    def _fail(
+        self,
+        outcome: Outcome,
+        agent_status: int,
+        agent_reason: str,
+        now: float,
+        *,
+        sip_reason: str | None = None,
+        ended_by: Party | None = None,
+        media_running: bool = True,
+    ) -> list[Command]:
+        """The call ends before an answer: a final response to the agent, and the final event."""
+        if self.phase is Phase.ENDED:
+            return []
+        # The agent's browser sees the carrier's status (SIP.js shows its reason), never a 2xx/3xx.
+        status = agent_status if 400 <= agent_status <= 699 else 500
+        commands: list[Command] = [AnswerAgent(self._agent_response(status, reason=agent_reason))]
+        sip_status = agent_status if agent_status >= 300 else None
+        party = ended_by or (
+            Party.CUSTOMER if sip_status and sip_status not in (487, 500, 503) else Party.SYSTEM
+        )
+        return commands + self._end(
+            outcome,
+            party,
+            now,
+            sip_status=sip_status,
+            sip_reason=sip_reason or agent_reason,
+            media=media_running,
+        )
+
+    def _end(
+        self,
+        outcome: Outcome,
+        ended_by: Party,
+        now: float,
+        *,
+        sip_status: int | None = None,
+        sip_reason: str | None = None,
+        media: bool = True,
+    ) -> list[Command]:
+        self.phase = Phase.ENDED
+        for dialog in (self.agent_dialog, self.carrier_dialog):
+            if dialog is not None:
+                dialog.terminate()
+        talk = now - self.answered_at if self.answered_at is not None else 0.0
+        ended = CallEnded(
+            **self._envelope(),
+            data=CallEndedData(
+                status=outcome.status,
+                cause=outcome.cause,
+                ended_by=ended_by,
+                sip_status=sip_status,
+                sip_reason=sip_reason,
+                message=outcome.message,
+                answered_at=self.answered_wall,
+                duration_s=max(0.0, now - self.created_at),
+                talk_time_s=max(0.0, talk),
+                quality=[],
+            ),
+        )
+        commands: list[Command] = []
+        if media and self.media_session is not None:
+            commands.append(StopMedia(outcome.cause.value))
+        commands.append(Publish(ended))
+        return commands
+
+    def _ack_and_bye(self, response: Response) -> list[Command]:
+        invite = self.carrier_invite
+        assert invite is not None
+        try:
+            dialog = Dialog.as_uac(invite, response, self.carrier_address.contact)
+        except (DialogError, SipParseError):
+            return []
+        address = self.carrier_address
+        return [
+            SendToCarrier(dialog.ack(via_host=address.via_host, transport=address.transport)),
+            SendToCarrier(dialog.request("BYE", via_host=address.via_host, transport=address.transport)),
+        ]
+
+    # --- building messages --------------------------------------------------------------------
+
+    def _carrier_invite(
+        self,
+        number: str,
+        body: bytes,
+        *,
+        previous: Request | None = None,
+        auth: tuple[str, str] | None = None,
+        request_uri: str | None = None,
+    ) -> Request:
+        """The INVITE to the carrier. A retry after a challenge or redirect keeps Call-ID and From tag
+        and takes the next CSeq (RFC 3261 22.2, 8.1.3.4)."""
+        if previous is not None:
+            self._carrier_cseq += 1
+        address = self.carrier_address
+        uri = request_uri or (
+            str(previous.uri) if previous is not None else f"sip:{number}@{self.target.domain}"
+        )
+        headers = [
+            ("Via", f"SIP/2.0/{address.transport.upper()} {address.via_host};branch={new_branch()};rport"),
+            ("Max-Forwards", "70"),
+            ("From", f"<sip:{self.target.caller_id}@{self.target.domain}>;tag={self._carrier_tag}"),
+            ("To", f"<sip:{number}@{self.target.domain}>"),
+            ("Call-ID", self._carrier_call_id),
+            ("CSeq", f"{self._carrier_cseq} INVITE"),
+            ("Contact", address.contact),
+            ("Allow", "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, REFER, UPDATE"),
+            ("Supported", "timer"),
+        ]
+        if auth is not None:
+            headers.append(auth)
+        if body:
+            headers.append(("Content-Type", SDP))
+        return Request("INVITE", uri, headers, body)
+
+    def _cancel(self) -> Request:
+        """CANCEL for our pending INVITE (RFC 3261 9.1): same Request-URI, Call-ID, From, To, CSeq
+        number and the same top Via (so the same branch)."""
+        invite = self.carrier_invite
+        assert invite is not None
+        headers = [
+            ("Via", invite.headers.get_all("Via")[0]),
+            ("Max-Forwards", "70"),
+            ("From", invite.headers.get("From") or ""),
+            ("To", invite.headers.get("To") or ""),
+            ("Call-ID", invite.call_id),
+            ("CSeq", f"{invite.cseq.seq} CANCEL"),
+        ]
+        return Request("CANCEL", invite.uri, headers)
+
+    def _carrier_ack(self) -> Request:
+        dialog = self.carrier_dialog
+        assert dialog is not None
+        return dialog.ack(via_host=self.carrier_address.via_host, transport=self.carrier_address.transport)
+
+    def _agent_response(
+        self, status: int, *, reason: str | None = None, body: bytes = b"", contact: bool = False
+    ) -> Response:
+        headers: list[tuple[str, str]] = []
+        if contact or 100 < status < 300:
+            headers.append(("Contact", self.agent_address.contact))
+        if body:
+            headers.append(("Content-Type", SDP))
+        return make_response(
+            self.agent_invite, status, reason, to_tag=self.agent_tag, headers=tuple(headers), body=body
+        )
+
+    def _agent_body(self) -> bytes:
+        return (self.agent_sdp or "").encode()
+
+    def _envelope(self) -> dict[str, object]:
+        sequence = self._sequence
+        self._sequence += 1
+        return {"tenant_id": self.tenant_id, "call_id": self.call_id, "sequence": sequence}
+
+
+def _text(message: Request | Response) -> str:
+    return message.body.decode("utf-8", "replace")
+
+
+__all__ = [
+    "AnswerAgent",
+    "CarrierTarget",
+    "Command",
+    "DescribeMedia",
+    "LegAddress",
+    "OutboundCall",
+    "Phase",
+    "Publish",
+    "SendToAgent",
+    "SendToCarrier",
+    "StartMedia",
+    "StopMedia",
+]
