@@ -12,18 +12,21 @@ the audio back, and the peer analyses what it receives. All peers run at once on
 One JSON object goes to stdout: the network used, per peer the dominant frequency it heard, the
 session's state and counters, and the mux's counters.
 
-Run: ``unshare -n python -m tests.media.namespace_echo --peer 440:passive --peer 1000:active``
+Run: ``unshare -n python -m tests.media.namespace_echo --peer 440:passive --peer 1000:active [--uvloop]``
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import dataclasses
 import fractions
 import json
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from typing import Any
 
 import av
@@ -148,11 +151,8 @@ async def run_peer(
     answer = session.accept_offer(SessionDescription.parse(pc.localDescription.sdp), setup=setup)
     await pc.setRemoteDescription(RTCSessionDescription(sdp=answer.serialize(), type="answer"))
     started = time.monotonic()
-    try:
+    with contextlib.suppress(TimeoutError):  # the report then says nothing was heard
         await asyncio.wait_for(enough.wait(), max(0.1, deadline - time.monotonic()))
-        heard: dict[str, float] | None = None
-    except TimeoutError:
-        heard = None
     result: dict[str, Any] = {
         "frequency": frequency,
         "setup": setup.value,
@@ -163,19 +163,17 @@ async def run_peer(
         "session_state": session.state.value,
         "session_reason": session.reason,
         "dtls_version": session.dtls.protocol_version if session.dtls is not None else None,
-        "session_counters": {
-            name: getattr(session.counters, name) for name in session.counters.__dataclass_fields__
-        },
+        "session_counters": dataclasses.asdict(session.counters),
         "echoed": echo.echoed,
         "echo_dropped": echo.dropped,
         "ice_checks": session.ice.checks,
         "seconds_to_enough": round(time.monotonic() - started, 2) if enough.is_set() else None,
     }
+    result["heard"] = None
     if enough.is_set():
-        samples = np.concatenate(chunks)
+        # The last ``seconds`` of what came back: the echo, once it has settled.
         rate = rates[-1]
-        heard = analyse(samples[-int(seconds * rate) :], rate)
-    result["heard"] = heard
+        result["heard"] = analyse(np.concatenate(chunks)[-int(seconds * rate) :], rate)
     await pc.close()
     for task in tasks:
         task.cancel()
@@ -195,7 +193,8 @@ async def main(peers: list[tuple[float, Setup]], seconds: float, timeout: float)
     finally:
         counters = mux.counters.as_dict()
         mux.close()
-    return {"network": network, "port": port, "peers": results, "mux_counters": counters}
+    loop = type(asyncio.get_running_loop()).__module__.partition(".")[0]
+    return {"network": network, "loop": loop, "port": port, "peers": results, "mux_counters": counters}
 
 
 def parse_peer(text: str) -> tuple[float, Setup]:
@@ -210,7 +209,14 @@ if __name__ == "__main__":
     parser.add_argument("--peer", action="append", type=parse_peer, required=True)
     parser.add_argument("--seconds", type=float, default=1.0, help="audio analysed per peer")
     parser.add_argument("--timeout", type=float, default=12.0, help="give up on a peer after this")
+    parser.add_argument("--uvloop", action="store_true", help="run on uvloop, as the worker does")
     arguments = parser.parse_args()
-    report = asyncio.run(main(arguments.peer, arguments.seconds, arguments.timeout))
+    factory: Callable[[], asyncio.AbstractEventLoop] = asyncio.new_event_loop
+    if arguments.uvloop:
+        import uvloop
+
+        factory = uvloop.new_event_loop
+    with asyncio.Runner(loop_factory=factory) as runner:
+        report = runner.run(main(arguments.peer, arguments.seconds, arguments.timeout))
     json.dump(report, sys.stdout)
     sys.stdout.write("\n")

@@ -19,13 +19,15 @@ import pytest
 from tests.support.tools import IN_CI, REPO_ROOT, require_tool
 
 
-def run_in_namespace(*peers: str) -> dict[str, Any]:
+def run_in_namespace(*peers: str, uvloop: bool = False) -> dict[str, Any]:
     unshare = require_tool("unshare")
     require_tool("ip")
     # Root may create a network namespace directly; anyone else inside a user namespace of their own.
     flags = "-n" if os.geteuid() == 0 else "-rn"
     command = [unshare, flags, sys.executable, "-m", "tests.media.namespace_echo"]
     command += [f"--peer={peer}" for peer in peers]
+    if uvloop:
+        command.append("--uvloop")
     process = subprocess.run(
         command,
         cwd=REPO_ROOT,
@@ -59,6 +61,7 @@ def assert_heard_own_tone(peer: dict[str, Any]) -> None:
 
 def test_aiortc_peer_hears_its_440_hz_tone_echoed() -> None:
     report = run_in_namespace("440:passive")
+    assert report["loop"] == "asyncio"
     [peer] = report["peers"]
     assert_heard_own_tone(peer)
     assert "a=ice-lite" in peer["answer"]
@@ -68,8 +71,10 @@ def test_aiortc_peer_hears_its_440_hz_tone_echoed() -> None:
 
 
 def test_two_aiortc_peers_on_one_port_each_hear_their_own_tone() -> None:
-    # Different tones, so crossed streams would show; one session is the DTLS client (setup:active).
-    report = run_in_namespace("440:passive", "1000:active")
+    # Different tones, so crossed streams would show; one session is the DTLS client (setup:active);
+    # on uvloop, the worker's loop.
+    report = run_in_namespace("440:passive", "1000:active", uvloop=True)
+    assert report["loop"] == "uvloop"
     first, second = report["peers"]
     assert_heard_own_tone(first)
     assert_heard_own_tone(second)

@@ -23,7 +23,7 @@ import struct
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from typing import Final, cast
+from typing import Final, Self, cast
 
 from aioice import stun
 
@@ -101,7 +101,7 @@ class WebRtcMux(asyncio.DatagramProtocol):
         *,
         advertised_address: str | None = None,
         certificate: DtlsCertificate | None = None,
-    ) -> WebRtcMux:
+    ) -> Self:
         """Bind ``host:port`` (port 0 picks one) and serve. A wildcard ``host`` needs an
         ``advertised_address``: a browser cannot reach 0.0.0.0. Raises OSError when the port is taken."""
         advertised = advertised_address or host
