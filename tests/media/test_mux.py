@@ -12,6 +12,7 @@ from services.media.webrtc import (
     DtlsCertificate,
     PacketKind,
     RtpEcho,
+    WebRtcMux,
     WebRtcState,
     classify,
     is_rtcp,
@@ -161,6 +162,26 @@ async def test_nomination_decides_where_media_goes(certificate: DtlsCertificate)
     assert session.remote_address == OTHER
     assert mux.session_at(BROWSER) is session
     assert mux.session_at(OTHER) is session
+
+
+async def test_before_nomination_media_follows_the_dtls_pair(certificate: DtlsCertificate) -> None:
+    mux, _ = fake_mux(certificate)
+    session = mux.create_session()
+    peer = PacketPeer()
+    peer.accept_answer(session.accept_offer(peer.offer()))
+    mux.datagram_received(bytes(peer.binding_request()), BROWSER)
+    for datagram in peer.start_dtls():
+        mux.datagram_received(datagram, BROWSER)
+    # Another candidate pair checked after the ClientHello does not take the media away from it.
+    mux.datagram_received(bytes(peer.binding_request()), OTHER)
+    assert session.remote_address == BROWSER
+    mux.datagram_received(bytes(peer.binding_request(nominate=True)), OTHER)
+    assert session.remote_address == OTHER
+
+
+def test_a_mux_that_is_not_listening_creates_no_session(certificate: DtlsCertificate) -> None:
+    with pytest.raises(RuntimeError, match="not listening"):
+        WebRtcMux(certificate, "192.0.2.10").create_session()
 
 
 async def test_indications_responses_and_other_methods_are_not_answered(certificate: DtlsCertificate) -> None:

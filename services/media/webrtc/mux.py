@@ -117,6 +117,8 @@ class WebRtcMux(asyncio.DatagramProtocol):
 
     def create_session(self) -> WebRtcSession:
         """A new session on this port with fresh ICE credentials, routed from now on."""
+        if self.port == 0:
+            raise RuntimeError("the mux is not listening yet: its port goes into every answer")
         for _ in range(_UFRAG_ATTEMPTS):
             credentials = generate_credentials()
             if credentials.ufrag not in self.sessions:
@@ -207,6 +209,7 @@ class WebRtcMux(asyncio.DatagramProtocol):
     # -- STUN
 
     def _receive_stun(self, data: bytes, addr: Address) -> None:
+        # RFC 5389 section 6: a 20-byte header with the magic cookie, and a body of 4-byte words.
         if len(data) < _STUN_HEADER or data[4:8] != _MAGIC_COOKIE or len(data) % 4:
             self.counters.stun_malformed += 1
             return

@@ -117,6 +117,7 @@ class WebRtcSession:
         self._srtp: SrtpContext | None = None
         self._transmit: Transmit | None = None
         self._timer: asyncio.TimerHandle | None = None
+        self._dtls_seen = False
         self._clock = clock
 
     @property
@@ -247,7 +248,8 @@ class WebRtcSession:
 
     def binding_checked(self, source: Address, nominated: bool) -> None:
         """An authenticated check from ``source`` was answered (RFC 8445 section 7.3)."""
-        if nominated or self.ice.nominated is None:
+        if nominated or (self.ice.nominated is None and not self._dtls_seen):
+            # Before nomination, the pair the browser's DTLS uses wins over its other checks.
             self.remote_address = source
         if self.state is WebRtcState.NEW:
             self._set_state(WebRtcState.CHECKING)
@@ -265,6 +267,7 @@ class WebRtcSession:
         if self.ice.nominated is None:
             # Chromium sends its ClientHello before it nominates: the pair it uses is the one to answer.
             self.remote_address = source
+            self._dtls_seen = True
         self._send_all(dtls.receive(datagram), source)
         self._after_dtls()
 
