@@ -146,13 +146,15 @@ class Headers:
 
     def __init__(self, items: Iterable[tuple[str, str]] = ()) -> None:
         self._items: list[tuple[str, str, str]] = []
-        self._index: dict[str, list[str]] = {}
+        # Values per key as tuples, not lists: a message lives as long as its transaction (32 s for
+        # Timer J), and tuples of strings drop out of the cyclic collector's work where lists stay.
+        self._index: dict[str, tuple[str, ...]] = {}
         self._cache: dict[tuple[str, object], object] = {}
         for name, value in items:
             self.add(name, value)
 
     @classmethod
-    def _adopt(cls, items: list[tuple[str, str, str]], index: dict[str, list[str]]) -> Headers:
+    def _adopt(cls, items: list[tuple[str, str, str]], index: dict[str, tuple[str, ...]]) -> Headers:
         headers = cls.__new__(cls)
         headers._items = items
         headers._index = index
@@ -177,7 +179,7 @@ class Headers:
         self._check(name, value)
         key, written = header_key(name)
         self._items.append((key, written, value))
-        self._index.setdefault(key, []).append(value)
+        self._index[key] = (*self._index.get(key, ()), value)
         self._changed(key)
 
     def set(self, name: str, value: str) -> None:
@@ -195,7 +197,7 @@ class Headers:
         if not placed:
             items.append((key, written, value))
         self._items = items
-        self._index[key] = [value]
+        self._index[key] = (value,)
         self._changed(key)
 
     def remove(self, name: str) -> int:
@@ -243,7 +245,7 @@ class Headers:
         result = cache.get(cache_key, _MISSING)
         if result is not _MISSING:
             return cast(T, result)
-        result = parser(self._index.get(key, []))
+        result = parser(list(self._index.get(key, ())))
         cache[cache_key] = result
         return result
 
@@ -255,7 +257,7 @@ class Headers:
         """``add`` without the checks, for values copied from a parsed message (already valid)."""
         key, written = header_key(name)
         self._items.append((key, written, value))
-        self._index.setdefault(key, []).append(value)
+        self._index[key] = (*self._index.get(key, ()), value)
         if self._cache:
             self._changed(key)
 
@@ -276,7 +278,7 @@ class Headers:
         return [(written, value) for _, written, value in self._items]
 
     def copy(self) -> Headers:
-        return Headers._adopt(list(self._items), {key: list(vals) for key, vals in self._index.items()})
+        return Headers._adopt(list(self._items), dict(self._index))
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Headers):
@@ -342,7 +344,7 @@ def parse_head(head: str, limits: ParseLimits) -> tuple[str, Headers]:
     max_line = limits.max_line_length
     lookup = _LOOKUP
     items: list[tuple[str, str, str]] = []
-    index: dict[str, list[str]] = {}
+    index: dict[str, tuple[str, ...]] = {}
     for i in range(1, count):
         line = lines[i]
         name, colon, value = line.partition(":")
@@ -357,7 +359,7 @@ def parse_head(head: str, limits: ParseLimits) -> tuple[str, Headers]:
                     continue
                 value = f"{previous} {part}" if previous else part
                 items[-1] = (key, written, value)
-                index[key][-1] = value
+                index[key] = (*index[key][:-1], value)
                 if check_length and len(written) + len(value) + 2 > max_line:
                     raise SipParseError("Header line too long", status_code=513)
                 continue
@@ -375,10 +377,7 @@ def parse_head(head: str, limits: ParseLimits) -> tuple[str, Headers]:
         value = value.strip(WSP)
         items.append((key, entry[1], value))
         values = index.get(key)
-        if values is None:
-            index[key] = [value]
-        else:
-            values.append(value)
+        index[key] = (value,) if values is None else (*values, value)
     return lines[0], Headers._adopt(items, index)
 
 
@@ -393,7 +392,7 @@ def salvage_headers(lines: list[str], max_headers: int) -> Headers:
     may themselves be malformed; they are only for echoing back in a 400.
     """
     items: list[tuple[str, str, str]] = []
-    index: dict[str, list[str]] = {}
+    index: dict[str, tuple[str, ...]] = {}
     for line in lines[1 : max_headers + 1]:
         name, colon, value = line.partition(":")
         if not colon or "\r" in value or "\n" in value:
@@ -403,7 +402,7 @@ def salvage_headers(lines: list[str], max_headers: int) -> Headers:
             continue
         value = value.strip(WSP)
         items.append((key, written, value))
-        index.setdefault(key, []).append(value)
+        index[key] = (*index.get(key, ()), value)
     return Headers._adopt(items, index)
 
 
