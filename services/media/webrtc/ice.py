@@ -51,10 +51,6 @@ class BindingResult:
     nominated: bool = False
     role_conflict: bool = False
 
-    @classmethod
-    def ignored(cls) -> BindingResult:
-        return _IGNORED
-
 
 _IGNORED: Final = BindingResult(None, authenticated=False)
 
