@@ -16,9 +16,8 @@
 # Every locked requirement ships a manylinux wheel for CPython 3.11 (glibc <= 2.36), so no
 # compiler is needed and the runtime stage is the slim base plus one copied virtualenv.
 
-ARG PYTHON_IMAGE=python:3.11-slim-bookworm
-
-FROM ${PYTHON_IMAGE} AS python-base
+# The slim CPython 3.11 image on Debian 12; CI pins it by digest at release (docs/operations.md).
+FROM python:3.11-slim-bookworm AS python-base
 ENV PYTHONUNBUFFERED=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \

@@ -5,12 +5,12 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 NODE_STAMP := node_modules/.installed
 
-.PHONY: run test lint typecheck unit install node-install test-tools docs clean
+.PHONY: run test lint typecheck unit install node-install test-tools checkov-install docs clean
 
 run: install
 	$(BIN)/echodesk run
 
-test: install node-install test-tools lint typecheck unit
+test: install node-install test-tools checkov-install lint typecheck unit
 
 install: $(STAMP)
 
@@ -34,6 +34,19 @@ $(NODE_STAMP): package-lock.json package.json
 
 test-tools:
 	@scripts/install-test-tools.sh
+
+# checkov lints the rendered deploy/k8s manifests and the Dockerfile (tests/deploy/test_checkov.py).
+# Its pins conflict with the services' locks, so it has a venv of its own inside .venv.
+CHECKOV_VENV := $(VENV)/checkov
+CHECKOV_STAMP := $(CHECKOV_VENV)/.installed
+
+checkov-install: $(CHECKOV_STAMP)
+
+$(CHECKOV_STAMP): requirements/checkov.txt
+	$(PYTHON) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/pip install --quiet --upgrade pip
+	$(CHECKOV_VENV)/bin/pip install --quiet -r requirements/checkov.txt
+	@touch $@
 
 lint: install
 	$(BIN)/ruff check .

