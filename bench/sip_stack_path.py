@@ -228,8 +228,8 @@ async def run(args: argparse.Namespace) -> None:
         if harness.broken:
             raise SystemExit(f"{len(harness.broken)} messages were answered as malformed")
         if profiler is not None:
-            print(f"\ncProfile (both runs together; timings inflated by the profiler), top {args.profile}:")
-            pstats.Stats(profiler).sort_stats("tottime").print_stats(args.profile)
+            print(f"\ncProfile of deliver() (timings inflated by the profiler), top {args.profile} by {args.sort}:")
+            pstats.Stats(profiler).sort_stats(args.sort).print_stats(args.profile)
     finally:
         sock.close()
         await stack.stop()
@@ -240,6 +240,7 @@ def main() -> None:
     parser.add_argument("--registrations", type=int, default=4000, help="timed authenticated registrations")
     parser.add_argument("--options", type=int, default=8000, help="timed OPTIONS transactions")
     parser.add_argument("--profile", type=int, default=0, metavar="N", help="print cProfile's top N")
+    parser.add_argument("--sort", default="tottime", help="cProfile order: tottime, cumulative ...")
     args = parser.parse_args()
     import uvloop
 
