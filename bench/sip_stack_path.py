@@ -228,7 +228,7 @@ async def run(args: argparse.Namespace) -> None:
         if harness.broken:
             raise SystemExit(f"{len(harness.broken)} messages were answered as malformed")
         if profiler is not None:
-            print(f"\ncProfile of deliver() (timings inflated by the profiler), top {args.profile} by {args.sort}:")
+            print(f"\ncProfile of deliver() (inflated by the profiler), top {args.profile} by {args.sort}:")
             pstats.Stats(profiler).sort_stats(args.sort).print_stats(args.profile)
     finally:
         sock.close()
