@@ -74,6 +74,11 @@ GC_YOUNG_THRESHOLD = 20_000
 
 #: Called with (client transaction, response or None on timeout/transport failure).
 ResponseHandler = Callable[[ClientTransaction, Response | None], None]
+#: Handles a request the stack does not answer itself (INVITE, BYE, ...). The transaction is None for
+#: an ACK to a 2xx, which has none (RFC 3261 17.2.1).
+RequestHandler = Callable[[ServerTransaction | None, Request, Flow, float], None]
+#: Handles a response that matched no transaction (a 2xx retransmission: the dialog re-ACKs it).
+StrayResponseHandler = Callable[[Response, Flow, float], None]
 
 
 @dataclass
@@ -122,7 +127,7 @@ class SipStack:
             max_connections_per_ip=settings.sip_max_connections_per_ip,
         )
         self._secret = (settings.sip_nonce_secret or secrets.token_hex(32)).encode()
-        self._digest: dict[str, DigestServer] = {}
+        self._digest: dict[tuple[str, bool], DigestServer] = {}
         self._algorithms = _digest_algorithms(settings.sip_digest_algorithms)
         self._agents: dict[str, _Registered] = {}
         self._timer: asyncio.TimerHandle | None = None
@@ -131,6 +136,10 @@ class SipStack:
         self._depth = 0
         self._collector_tuned = False
         self._requests: dict[tuple[str, int], Any] = {}
+        self._handlers: dict[str, RequestHandler] = {}
+        self._stray: StrayResponseHandler | None = None
+        self._methods: tuple[str, ...] = METHODS
+        self._capabilities_headers: tuple[tuple[str, str], ...] = CAPABILITIES
         self.server_header = f"EchoDesk-Voice/{package_version()}"
 
     # --- lifecycle ---------------------------------------------------------------------------
@@ -188,6 +197,37 @@ class SipStack:
     def flow_closed(self, flow: Flow) -> None:
         self._bindings_gone(self.registrar.flow_closed(flow))
 
+    # --- extension points (calls) ---------------------------------------------------------------
+
+    def handle(self, method: str, handler: RequestHandler) -> None:
+        """Hand requests of ``method`` to ``handler`` (after the RFC 3261 8.2 checks)."""
+        self._handlers[method] = handler
+        if method not in self._methods:
+            self._methods = (*self._methods, method)
+        self._capabilities_headers = (
+            ("Allow", ", ".join(self._methods)),
+            ("Accept", "application/sdp"),
+            SUPPORTED,
+        )
+
+    def on_stray_response(self, handler: StrayResponseHandler) -> None:
+        self._stray = handler
+
+    def respond(self, txn: ServerTransaction, response: Response) -> None:
+        """Send a response a handler built on the request's server transaction."""
+        if response.headers.get("Server") is None:
+            response.headers.add("Server", self.server_header)
+        self._count(txn.request.method, response.status_code)
+        now = self._now()
+        self._run(self.transactions.respond(txn, response, now), now)
+
+    def send_ack(self, request: Request, flow: Flow) -> None:
+        """An ACK for a 2xx goes out on its own, without a transaction (RFC 3261 17.1.1.3)."""
+        try:
+            self.transport.send(flow, request.encode())
+        except TransportUnavailable as exc:
+            log.info("ACK not sent", flow=str(flow), error=str(exc))
+
     # --- sending requests (trunks, calls) ----------------------------------------------------
 
     def send_request(self, request: Request, flow: Flow, on_response: ResponseHandler) -> ClientTransaction:
@@ -224,9 +264,14 @@ class SipStack:
             elif isinstance(action, RequestReceived):
                 if action.transaction is not None:
                     self._on_request(action.transaction, action.request, action.destination, now)  # type: ignore[arg-type]
+                elif (ack_handler := self._handlers.get("ACK")) is not None:
+                    ack_handler(None, action.request, action.destination, now)  # type: ignore[arg-type]
             elif isinstance(action, ResponseReceived):
-                if action.transaction is not None and callable(action.transaction.owner):
-                    action.transaction.owner(action.transaction, action.response)
+                if action.transaction is not None:
+                    if callable(action.transaction.owner):
+                        action.transaction.owner(action.transaction, action.response)
+                elif self._stray is not None:
+                    self._stray(action.response, action.destination, now)  # type: ignore[arg-type]
             elif isinstance(action, TimedOut | TransportFailed):
                 txn = action.transaction
                 if isinstance(txn, ClientTransaction) and callable(txn.owner):
@@ -254,7 +299,7 @@ class SipStack:
     def _on_request(self, txn: ServerTransaction, request: Request, flow: Flow, now: float) -> None:
         rejection = check_request(
             request,
-            supported_methods=METHODS,
+            supported_methods=self._methods,
             supported_extensions=EXTENSIONS,
             accepted_content_types=ACCEPTED_CONTENT_TYPES,
         )
@@ -264,16 +309,16 @@ class SipStack:
             self._run(self.transactions.respond(txn, rejection, now), now)
             return
         method = request.method
-        if method == "REGISTER":
+        handler = self._handlers.get(method)
+        if handler is not None:
+            handler(txn, request, flow, now)
+        elif method == "REGISTER":
             self._on_register(txn, request, flow, now)
         elif method == "OPTIONS":
-            self._respond(txn, request, 200, headers=self._capabilities())
+            self._respond(txn, request, 200, headers=self._capabilities_headers)
         elif method == "CANCEL":
-            # No INVITE is handled yet, so there is nothing to cancel (RFC 3261 9.2).
+            # Nothing here to cancel (RFC 3261 9.2).
             self._respond(txn, request, 481, "Call/Transaction Does Not Exist")
-
-    def _capabilities(self) -> tuple[tuple[str, str], ...]:
-        return CAPABILITIES
 
     def _count(self, method: str, status: int) -> None:
         # labels() costs more than the increment: keep each (method, status) child once resolved.
@@ -285,18 +330,21 @@ class SipStack:
             counter = self._requests[key] = REQUESTS.labels(method, str(status))
         counter.inc()
 
-    def _on_register(self, txn: ServerTransaction, request: Request, flow: Flow, now: float) -> None:
-        to_uri = request.to.uri
-        if not isinstance(to_uri, SipUri) or not to_uri.user:
-            self._respond(txn, request, 404, "Not Found")
-            return
-        domain = to_uri.host.lower()
+    def authenticate(
+        self, txn: ServerTransaction, request: Request, flow: Flow, now: float, *, domain: str
+    ) -> AgentRecord | None:
+        """The agent behind ``request``'s digest credentials, or None after answering it (RFC 3261 22).
+
+        REGISTER is challenged with 401 (WWW-Authenticate), any other request with 407
+        (Proxy-Authenticate) as a proxy would (22.3): SIP.js answers both.
+        """
+        proxy = request.method != "REGISTER"
         ip = flow.remote[0]
-        digest = self._digest_for(domain)
-        authorization = request.headers.get("Authorization")
+        digest = self._digest_for(domain, proxy=proxy)
+        authorization = request.headers.get("Proxy-Authorization" if proxy else "Authorization")
         if authorization is None:
             self._challenge(txn, request, digest, now, ip)
-            return
+            return None
 
         def lookup(username: str, algorithm: Algorithm) -> str | None:
             agent = self.directory.find(domain, username)
@@ -304,18 +352,20 @@ class SipStack:
                 return None
             return agent.ha1_sha256 if algorithm.base is Algorithm.SHA256 else agent.ha1_md5
 
-        result = digest.verify(authorization, "REGISTER", now, lookup, source=ip)
+        result = digest.verify(authorization, request.method, now, lookup, source=ip)
         if isinstance(result, DigestFailure):
             AUTH_FAILURES.labels(result.kind.value).inc()
             if result.kind is FailureKind.MALFORMED:
-                self._respond(txn, request, 400, f"Bad Authorization header: {result.reason}"[:120])
+                header = "Proxy-Authorization" if proxy else "Authorization"
+                self._respond(txn, request, 400, f"Bad {header} header: {result.reason}"[:120])
             elif result.kind is FailureKind.STALE_NONCE:
                 self._challenge(txn, request, digest, now, ip, stale=True)
             else:
                 if result.kind in (FailureKind.BAD_CREDENTIALS, FailureKind.UNKNOWN_USER):
                     banned = self.guard.auth_failed(ip, now)
                     log.info(
-                        "registration refused",
+                        "authentication refused",
+                        method=request.method,
                         source=str(flow),
                         user=result.username,
                         why=result.kind.value,
@@ -324,18 +374,28 @@ class SipStack:
                     if banned:
                         # RFC 3261 21.4.3: the credentials were tried too often; stop challenging.
                         self._respond(txn, request, 403, "Forbidden: too many failed attempts")
-                        return
+                        return None
                 self._challenge(txn, request, digest, now, ip)
-            return
+            return None
         agent = self.directory.find(domain, result.username)
         if agent is None:
             self._challenge(txn, request, digest, now, ip)
+            return None
+        self.guard.auth_succeeded(ip, now)
+        return agent
+
+    def _on_register(self, txn: ServerTransaction, request: Request, flow: Flow, now: float) -> None:
+        to_uri = request.to.uri
+        if not isinstance(to_uri, SipUri) or not to_uri.user:
+            self._respond(txn, request, 404, "Not Found")
             return
-        if result.username != to_uri.user:
+        agent = self.authenticate(txn, request, flow, now, domain=to_uri.host.lower())
+        if agent is None:
+            return
+        if agent.sip_username != to_uri.user:
             # RFC 3261 10.3 step 3: the authenticated user may only bind its own address.
             self._respond(txn, request, 403, "Authenticated user does not own this address")
             return
-        self.guard.auth_succeeded(ip, now)
         aor = f"{agent.tenant_id}/{agent.agent_id}"
         # The binding keeps the flow it came on: the connection, or the UDP source (its NAT binding),
         # never the Contact's private address (PEERS.md: the cause of one-way audio).
@@ -368,18 +428,21 @@ class SipStack:
         stale: bool = False,
     ) -> None:
         values = digest.challenges(now, stale=stale, source=ip)
-        self._respond(txn, request, 401, "Unauthorized", tuple(("WWW-Authenticate", v) for v in values))
+        reason = "Proxy Authentication Required" if digest.status_code == 407 else "Unauthorized"
+        headers = tuple((digest.challenge_header, v) for v in values)
+        self._respond(txn, request, digest.status_code, reason, headers)
 
-    def _digest_for(self, realm: str) -> DigestServer:
-        server = self._digest.get(realm)
+    def _digest_for(self, realm: str, *, proxy: bool = False) -> DigestServer:
+        server = self._digest.get((realm, proxy))
         if server is None:
             server = DigestServer(
                 realm,
                 self._secret,
                 nonce_lifetime=self.settings.sip_nonce_lifetime_s,
                 algorithms=self._algorithms,
+                proxy=proxy,
             )
-            self._digest[realm] = server
+            self._digest[(realm, proxy)] = server
         return server
 
     # --- presence ----------------------------------------------------------------------------
