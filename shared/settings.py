@@ -153,6 +153,12 @@ class MediaSettings(CommonSettings):
         None, description="Address put in SDP and ICE candidates (the public one behind NAT)"
     )
     capacity: int = Field(500, description="Sessions this worker takes before it leaves the queue group")
+    bind_address: str = Field(
+        "0.0.0.0", description="Address the WebRTC port and the RTP legs bind (all interfaces by default)"
+    )
+    media_timeout_s: float = Field(
+        30.0, description="A leg that sends no RTP for this long (and is not on hold) is reported (s)"
+    )
 
 
 class RecorderSettings(CommonSettings):

@@ -86,6 +86,11 @@ def media_session(worker_id: str, session_id: str, verb: str) -> str:
     return f"media.worker.{token(worker_id)}.session.{token(session_id)}.{token(verb)}"
 
 
+def media_worker_sessions(worker_id: str) -> str:
+    """Every session verb of one worker (``media.worker.<worker>.session.*.*``): what it subscribes to."""
+    return f"media.worker.{token(worker_id)}.session.*.*"
+
+
 def media_events(tenant_id: str = "*", call_id: str = "*") -> str:
     """What media workers report about a call's session (timeouts, DTMF, quality, closing)."""
     return f"media.events.{_tok_or_wild(tenant_id)}.{_tok_or_wild(call_id)}"

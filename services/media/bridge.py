@@ -1,0 +1,354 @@
+"""One call's media on a worker: its legs (WebRTC or plain RTP), the relays between them, DTMF,
+hold, the media timeout and the quality summary. What the session subjects ask, a :class:`Bridge` does.
+
+Kinds (:class:`~shared.media.SessionKind`): ``webrtc-rtp`` (a browser agent and a carrier),
+``rtp-rtp`` (a desk phone and a carrier), ``echo`` (a browser hears itself). A relay runs per
+direction once both of its legs have negotiated a codec; until then what arrives is counted and
+dropped. Passthrough needs the same clock on both legs: G.711 mu-law and A-law are translated by table,
+anything else would need transcoding, which this worker does not do yet, so a browser must take PCMU
+or PCMA on bridges towards plain RTP (Chromium always offers both).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+
+from services.media.dtmf import Digit, event_packets
+from services.media.ports import PortRange
+from services.media.quality import mos_estimate
+from services.media.relay import Relay, Target
+from services.media.rtp import MARKER, OutboundStream, ReceptionStats
+from services.media.rtp_leg import RtpLeg
+from services.media.webrtc import WebRtcMux, WebRtcSession
+from services.media.webrtc.session import DEFAULT_CODECS
+from shared.bus import Rejected
+from shared.events import LegKind, LegQuality
+from shared.media import (
+    CreateSession,
+    Hold,
+    LocalDescription,
+    RemoteDescription,
+    SendDtmf,
+    SessionKind,
+)
+from shared.sdp import Codec, NoCommonCodec, SdpError, SessionDescription
+
+#: Towards a browser bridged to plain RTP: G.711 only, so the bridge is a passthrough.
+G711_FOR_BROWSERS = ("PCMU/8000", "PCMA/8000", "telephone-event/8000")
+#: A gap between digits sent back to back (RFC 4733 section 2.5.1.2 wants events apart).
+_INTER_DIGIT_S = 0.04
+
+OnDigit = Callable[[LegKind, Digit], None]
+
+
+@dataclass(eq=False)
+class Leg:
+    """One side of a bridge and what the bridge keeps about it."""
+
+    kind: LegKind
+    media: WebRtcSession | RtpLeg
+    #: Our stream towards this leg (RTP legs keep their own: their RTCP reports on it).
+    stream: OutboundStream
+    stats: ReceptionStats
+    relay: Relay | None = None
+    target: Target | None = None
+    timed_out: bool = False
+    #: Monotonic time until which DTMF we inject keeps this leg's stream busy.
+    dtmf_busy_until: float = 0.0
+    handles: list[asyncio.TimerHandle] = field(default_factory=list)
+
+    @property
+    def codecs(self) -> tuple[Codec | None, Codec | None]:
+        """(audio, telephone-event) as negotiated; audio None until then."""
+        media = self.media
+        if isinstance(media, RtpLeg):
+            return media.audio, media.event
+        if not media.codecs:
+            return None, None
+        event = next((codec for codec in media.codecs if codec.name.lower() == "telephone-event"), None)
+        return media.codecs[0], event
+
+    @property
+    def held(self) -> bool:
+        media = self.media
+        return (self.target is not None and self.target.held) or (isinstance(media, RtpLeg) and media.on_hold)
+
+    @property
+    def last_rtp_at(self) -> float | None:
+        return self.media.last_rtp_at
+
+
+def sdp_error(error: SdpError) -> Rejected:
+    """The typed error signaling turns into a 488 (no common codec) or a 400 (malformed)."""
+    if isinstance(error, NoCommonCodec):
+        return Rejected("no_common_codec", str(error))
+    return Rejected("bad_sdp", str(error))
+
+
+def parse_sdp(text: str) -> SessionDescription:
+    try:
+        return SessionDescription.parse(text)
+    except SdpError as error:
+        raise sdp_error(error) from None
+
+
+class Bridge:
+    """The legs of one session and the relays between them."""
+
+    def __init__(
+        self,
+        session_id: str,
+        request: CreateSession,
+        *,
+        mux: WebRtcMux,
+        ports: PortRange,
+        rtp_host: str,
+        advertised_address: str,
+        on_digit: OnDigit,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.session_id = session_id
+        self.request = request
+        self.kind = request.kind
+        self.legs: dict[LegKind, Leg] = {}
+        self.created_at = clock()
+        self.closed = False
+        self._mux = mux
+        self._ports = ports
+        self._rtp_host = rtp_host
+        self._advertised = advertised_address
+        self._on_digit = on_digit
+        self._clock = clock
+
+    # -- creation
+
+    async def open(self) -> tuple[str | None, str | None]:
+        """Create the legs; returns (our SDP for the agent, our SDP for the customer).
+
+        Raises :class:`Rejected` (``no_common_codec``, ``bad_sdp``, ``unsupported``); the caller
+        closes the bridge then, releasing whatever was opened.
+        """
+        request = self.request
+        kind = request.kind
+        if kind in (SessionKind.WEBRTC_RTP, SessionKind.ECHO):
+            if request.agent_offer is None:
+                raise Rejected(
+                    "unsupported", "offering to a browser (a call that rings a WebRTC agent) is not built yet"
+                )
+            offer = parse_sdp(request.agent_offer)
+            session = self._mux.create_session()
+            self.legs[LegKind.AGENT] = Leg(LegKind.AGENT, session, OutboundStream(), ReceptionStats())
+            codecs = DEFAULT_CODECS if kind is SessionKind.ECHO else G711_FOR_BROWSERS
+            try:
+                answer = session.accept_offer(offer, codecs=codecs)
+            except SdpError as error:
+                raise sdp_error(error) from None
+            agent_sdp = answer.serialize()
+            if kind is SessionKind.ECHO:
+                self._wire()
+                return agent_sdp, None
+            audio, _ = self.legs[LegKind.AGENT].codecs
+            customer_sdp = await self._open_rtp(LegKind.CUSTOMER, request.customer_offer, audio)
+            self._wire()
+            return agent_sdp, customer_sdp
+        if kind is SessionKind.RTP_RTP:
+            agent_sdp = await self._open_rtp(LegKind.AGENT, request.agent_offer, None)
+            audio, _ = self.legs[LegKind.AGENT].codecs
+            customer_sdp = await self._open_rtp(LegKind.CUSTOMER, request.customer_offer, audio)
+            if audio is None:
+                # We offered to the agent: the customer's codec, if known, goes first.
+                customer_audio, _ = self.legs[LegKind.CUSTOMER].codecs
+                if customer_audio is not None:
+                    agent = self.legs[LegKind.AGENT].media
+                    assert isinstance(agent, RtpLeg)
+                    agent_sdp = agent.offer(prefer=customer_audio.name).serialize()
+            self._wire()
+            return agent_sdp, customer_sdp
+        raise Rejected("unsupported", f"session kind {kind.value} is not built yet")
+
+    async def _open_rtp(self, kind: LegKind, offer_text: str | None, prefer: Codec | None) -> str:
+        offer = parse_sdp(offer_text) if offer_text is not None else None
+        leg = await RtpLeg.open(self._ports, self._rtp_host, self._advertised)
+        self.legs[kind] = Leg(kind, leg, leg.outbound, leg.reception)
+        name = prefer.name if prefer is not None else None
+        if offer is None:
+            return leg.offer(prefer=name).serialize()
+        try:
+            return leg.answer(offer, prefer=name).serialize()
+        except SdpError as error:
+            raise sdp_error(error) from None
+
+    # -- wiring the relays
+
+    def _wire(self) -> None:
+        """(Re)build each leg's relay for its negotiated codecs and point it at the other leg."""
+        for leg in self.legs.values():
+            audio, event = leg.codecs
+            if audio is None:
+                continue
+            held = leg.target.held if leg.target is not None else False
+            leg.target = Target(leg.media.send_rtp, leg.stream, audio, event)
+            leg.target.held = held
+            relay = leg.relay
+            if relay is None or not (relay.audio == audio and relay.event == event):
+                leg.relay = Relay(audio, event, functools.partial(self._on_digit, leg.kind), stats=leg.stats)
+                leg.media.on_rtp = leg.relay.receive
+        for leg in self.legs.values():
+            other = leg if self.kind is SessionKind.ECHO else self._other(leg)
+            if leg.relay is None or other is None or other.target is None:
+                continue
+            try:
+                leg.relay.connect(other.target)
+            except ValueError as error:
+                raise Rejected("no_common_codec", str(error)) from None
+
+    def _other(self, leg: Leg) -> Leg | None:
+        for other in self.legs.values():
+            if other is not leg:
+                return other
+        return None
+
+    # -- the session verbs
+
+    def update(self, description: RemoteDescription) -> LocalDescription:
+        leg = self._leg(description.leg)
+        media = leg.media
+        remote = parse_sdp(description.sdp)
+        if isinstance(media, WebRtcSession):
+            raise Rejected(
+                "unsupported",
+                "re-offers from a browser are not handled yet"
+                if description.type == "offer"
+                else "we never offer to a browser, so there is no answer to take",
+            )
+        other = self._other(leg)
+        prefer = other.codecs[0] if other is not None else None
+        try:
+            if description.type == "answer":
+                media.accept_answer(remote)
+                local = None
+            else:
+                local = media.answer(remote, prefer=prefer.name if prefer is not None else None).serialize()
+        except SdpError as error:
+            raise sdp_error(error) from None
+        self._wire()
+        return LocalDescription(sdp=local)
+
+    def hold(self, request: Hold) -> None:
+        leg = self._leg(request.leg)
+        if isinstance(leg.media, RtpLeg):
+            leg.media.held = request.held
+        if leg.target is not None:
+            leg.target.held = request.held
+        elif request.held:
+            raise Rejected("not_negotiated", f"the {request.leg.value} leg has no media to hold yet")
+
+    def send_dtmf(self, request: SendDtmf) -> None:
+        """Play a digit towards a leg (RFC 4733 section 2.5): start, updates every 50 ms, the end three
+        times. Digits asked back to back are played one after another."""
+        leg = self._leg(request.leg)
+        target = leg.target
+        if target is None or target.event is None:
+            raise Rejected(
+                "no_telephone_event", f"the {request.leg.value} leg negotiated no telephone-event (RFC 4733)"
+            )
+        loop = asyncio.get_running_loop()
+        now = self._clock()
+        start = max(0.0, leg.dtmf_busy_until - now)
+        packets = event_packets(request.digit, request.duration_ms, target.event.clock_rate)
+        leg.dtmf_busy_until = now + start + packets[-1].at + _INTER_DIGIT_S
+        state: dict[str, int] = {}
+        event_type = target.event.payload_type
+
+        def begin() -> None:
+            target.stream.paused = True
+            state["timestamp"] = target.stream.now_timestamp()
+
+        def send(marker: bool, payload: bytes) -> None:
+            second = (MARKER if marker else 0) | event_type
+            target.send(target.stream.own(second, state["timestamp"], payload))
+
+        def finish() -> None:
+            target.stream.paused = self._clock() < leg.dtmf_busy_until - _INTER_DIGIT_S
+
+        leg.handles = [handle for handle in leg.handles if not handle.cancelled()]
+        leg.handles.append(loop.call_later(start, begin))
+        for packet in packets:
+            leg.handles.append(loop.call_later(start + packet.at, send, packet.marker, packet.payload))
+        leg.handles.append(loop.call_later(start + packets[-1].at + 0.001, finish))
+
+    def _leg(self, kind: LegKind) -> Leg:
+        leg = self.legs.get(kind)
+        if leg is None:
+            raise Rejected("no_leg", f"a {self.kind.value} session has no {kind.value} leg")
+        return leg
+
+    # -- timeouts, quality, closing
+
+    def timed_out_legs(self, now: float, limit: float) -> list[LegKind]:
+        """Legs that sent no RTP for ``limit`` seconds and are not on hold, each reported once."""
+        out: list[LegKind] = []
+        for leg in self.legs.values():
+            if leg.timed_out or leg.held:
+                continue
+            last = leg.last_rtp_at
+            if now - (last if last is not None else self.created_at) > limit:
+                leg.timed_out = True
+                out.append(leg.kind)
+        return out
+
+    def quality(self) -> list[LegQuality]:
+        out: list[LegQuality] = []
+        for leg in self.legs.values():
+            audio, _ = leg.codecs
+            stats = leg.stats
+            rtt = leg.media.rtcp.rtt_ms if isinstance(leg.media, RtpLeg) else None
+            expected = stats.expected
+            loss = stats.lost / expected if expected else 0.0
+            # Mouth-to-ear: half the round trip (when known), a 40 ms jitter buffer and 20 ms packets.
+            delay = (rtt or 0.0) / 2 + 40.0 + 20.0
+            out.append(
+                LegQuality(
+                    leg=leg.kind,
+                    codec=str(audio) if audio is not None else "none",
+                    packets_received=stats.received,
+                    packets_lost=stats.lost,
+                    jitter_ms=round(stats.jitter_ms, 2),
+                    rtt_ms=round(rtt, 2) if rtt is not None else None,
+                    mos=mos_estimate(loss, delay) if stats.received else None,
+                )
+            )
+        return out
+
+    def counters(self) -> dict[str, dict[str, int]]:
+        out: dict[str, dict[str, int]] = {}
+        for leg in self.legs.values():
+            media = leg.media
+            figures = media.counters.as_dict() if isinstance(media, RtpLeg) else asdict(media.counters)
+            if leg.relay is not None:
+                figures.update(
+                    {f"relay_{name}": value for name, value in leg.relay.counters.as_dict().items()}
+                )
+                figures["dtmf_received"] = leg.relay.dtmf.received
+            out[leg.kind.value] = figures
+        return out
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        for leg in self.legs.values():
+            for handle in leg.handles:
+                handle.cancel()
+            leg.media.on_rtp = None
+            if isinstance(leg.media, RtpLeg):
+                leg.media.close()
+            else:
+                self._mux.remove(leg.media)
+
+
+__all__ = ["Bridge", "Leg", "parse_sdp", "sdp_error"]

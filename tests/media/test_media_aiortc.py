@@ -1,0 +1,84 @@
+"""The media worker over NATS with aiortc as the browser and a plain RTP peer as the carrier.
+
+Everything (nats-server, the worker, aiortc, the RTP peer) runs in a network namespace the test
+creates (``unshare -n``), on loopback and a private address that exists only there: see
+namespace_bridge.py. Tones are checked by FFT at the far end.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from typing import Any
+
+import pytest
+
+from tests.support.tools import IN_CI, REPO_ROOT, require_tool
+
+pytestmark = pytest.mark.needs_nats
+
+
+def run_in_namespace(scenario: str) -> dict[str, Any]:
+    unshare = require_tool("unshare")
+    require_tool("ip")
+    flags = "-n" if os.geteuid() == 0 else "-rn"
+    process = subprocess.run(
+        [unshare, flags, sys.executable, "-m", "tests.media.namespace_bridge", f"--scenario={scenario}"],
+        cwd=REPO_ROOT,
+        env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},
+        capture_output=True,
+        text=True,
+        timeout=90,
+    )
+    if process.returncode != 0 and "unshare" in process.stderr and not process.stdout:
+        message = f"cannot create a network namespace: {process.stderr.strip()}"
+        if IN_CI:
+            pytest.fail(message)
+        pytest.skip(message)
+    assert process.returncode == 0, process.stderr[-3000:]
+    # The worker logs to stdout too: the report is the last line.
+    report: dict[str, Any] = json.loads(process.stdout.strip().splitlines()[-1])
+    return report
+
+
+def assert_tone(heard: dict[str, float] | None, frequency: float) -> None:
+    assert heard is not None
+    assert abs(heard["dominant_hz"] - frequency) <= 10, heard
+    assert heard["purity"] > 0.9, heard
+    assert heard["rms"] > 1000, heard
+
+
+def test_browser_and_carrier_hear_each_other_through_a_webrtc_rtp_bridge() -> None:
+    report = run_in_namespace("bridge")
+    assert "a=ice-lite" in report["agent_sdp"]
+    assert "PCMU/8000" in report["agent_sdp"]
+    assert "opus" not in report["agent_sdp"]  # passthrough: the browser was given G.711
+    assert "m=audio" in report["customer_sdp"]
+    assert "RTP/AVP 0 8 101" in report["customer_sdp"]
+    assert "c=IN IP4 10.99.0.1" in report["customer_sdp"]
+    assert_tone(report["browser_heard"], 1000)
+    assert_tone(report["carrier_heard"], 440)
+    # The carrier's digit became one MediaEvent; SendDtmf reached the carrier as RFC 4733 packets.
+    digits = [e for e in report["events"] if e["kind"] == "dtmf"]
+    assert [(e["digit"], e["leg"]) for e in digits] == [("7", "customer")]
+    sent = report["carrier_events"]
+    assert {e["event"] for e in sent} == {3}
+    assert sent[0]["marker"]
+    assert [e["end"] for e in sent[-3:]] == [True, True, True]
+    assert {e["duration"] for e in sent[-3:]} == {960}
+    assert report["counters"]["agent"]["srtp_rejected"] == 0
+    closed = [e for e in report["events"] if e["kind"] == "closed"]
+    assert len(closed) == 1
+    quality = {q["leg"]: q for q in report["quality"]}
+    assert quality["agent"]["packets_received"] > 40
+    assert quality["customer"]["packets_received"] > 40
+
+
+def test_echo_session_over_nats_returns_the_browsers_tone() -> None:
+    report = run_in_namespace("echo")
+    assert "a=ice-lite" in report["agent_sdp"]
+    assert_tone(report["browser_heard"], 440)
+    [agent] = report["quality"]
+    assert agent["packets_received"] > 40
