@@ -42,5 +42,9 @@ class AgentDirectory:
         record = self._agents.get(agent_key(domain, sip_username))
         return record if record is not None and record.enabled else None
 
+    def agents(self) -> list[AgentRecord]:
+        """Every enabled agent (the dial plan finds extensions among them)."""
+        return [agent for agent in self._agents.values() if agent.enabled]
+
     def __len__(self) -> int:
         return len(self._agents)

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import ssl
 
+from services.signaling.b2bua.calls import BusMedia, Calls
 from services.signaling.directory import AgentDirectory
 from services.signaling.stack import SipStack
 from services.signaling.trunk.trunks import Trunks
@@ -27,6 +28,7 @@ class SignalingService:
         self.directory = AgentDirectory()
         self.stack: SipStack | None = None
         self.trunks: Trunks | None = None
+        self.calls: Calls | None = None
         self._events: asyncio.Queue[EventEnvelope] = asyncio.Queue(EVENT_QUEUE_LIMIT)
         self._publisher: asyncio.Task[None] | None = None
 
@@ -43,7 +45,15 @@ class SignalingService:
         await self.stack.start()
         # Trunks register once the transports are bound: their Contact names our listening ports.
         self.trunks = Trunks(self.stack, self.settings, self._publish)
-        await ctx.bus.watch_bucket(subjects.TRUNKS_KV, self.trunks.apply)
+        trunks_loaded = asyncio.Event()
+        await ctx.bus.watch_bucket(subjects.TRUNKS_KV, self.trunks.apply, on_initial_done=trunks_loaded.set)
+        # Calls are routed only once the trunks are known (else the dial plan finds none).
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(10):
+                await trunks_loaded.wait()
+        self.calls = Calls(
+            self.stack, self.settings, self.directory, self.trunks, BusMedia(ctx.bus), self._publish
+        )
 
     def _agent_changed(self, key: str, value: bytes | None) -> None:
         before, after = self.directory.apply(key, value)
@@ -89,6 +99,8 @@ class SignalingService:
                 await self._events.join()
 
     async def stop(self) -> None:
+        if self.calls is not None:
+            await self.calls.stop()
         if self.trunks is not None:
             await self.trunks.stop()
             await self._flush_events()
@@ -102,4 +114,4 @@ class SignalingService:
     def load(self) -> tuple[int, int]:
         if self.stack is None:
             return (0, 0)
-        return (len(self.stack.registrar), 0)
+        return (self.calls.active if self.calls is not None else 0, 0)

@@ -15,10 +15,11 @@ from collections.abc import Callable
 
 from pydantic import ValidationError
 
+from services.signaling.sip.auth import DigestClient
 from services.signaling.sip.message import Request, Response
 from services.signaling.sip.transaction import ClientTransaction
 from services.signaling.stack import SipStack
-from services.signaling.transport.flow import TransportKind
+from services.signaling.transport.flow import Flow, TransportKind
 from services.signaling.transport.layer import TransportUnavailable
 from services.signaling.trunk.registration import (
     RegistrationClient,
@@ -139,6 +140,28 @@ class Trunks:
                 return host
         except OSError:
             return "127.0.0.1"
+
+    # --- for calls ------------------------------------------------------------------------------
+
+    def active(self) -> list[TrunkRecord]:
+        """The active trunks, for the dial plan."""
+        return list(self._records.values())
+
+    def credentials(self, record: TrunkRecord) -> DigestClient | None:
+        """The trunk's digest credentials for answering a carrier's challenge to a call."""
+        if record.password_sealed is None or not self.settings.secret_key:
+            return None
+        username = record.auth_username or record.username
+        return DigestClient(username, password=unseal(record.password_sealed, self.settings.secret_key))
+
+    async def flow_to(self, record: TrunkRecord) -> Flow:
+        """The flow calls to this trunk's carrier go out on (a UDP path or a reused connection)."""
+        kind = _CLIENT_TRANSPORTS.get(record.transport)
+        if kind is None:
+            raise TransportUnavailable(f"calls over {record.transport.value} are not supported")
+        port = record.sip_port or (5061 if kind is TransportKind.TLS else 5060)
+        host = await self._resolve(record.sip_server) if kind is TransportKind.UDP else record.sip_server
+        return await self.stack.transport.connect(kind, host, port)
 
     # --- actions ----------------------------------------------------------------------------
 
