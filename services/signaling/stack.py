@@ -138,6 +138,7 @@ class SipStack:
         self._requests: dict[tuple[str, int], Any] = {}
         self._handlers: dict[str, RequestHandler] = {}
         self._stray: StrayResponseHandler | None = None
+        self._flow_handlers: list[Callable[[Flow], None]] = []
         self._methods: tuple[str, ...] = METHODS
         self._capabilities_headers: tuple[tuple[str, str], ...] = CAPABILITIES
         self.server_header = f"EchoDesk-Voice/{package_version()}"
@@ -196,6 +197,12 @@ class SipStack:
 
     def flow_closed(self, flow: Flow) -> None:
         self._bindings_gone(self.registrar.flow_closed(flow))
+        for handler in self._flow_handlers:
+            handler(flow)
+
+    def on_flow_closed(self, handler: Callable[[Flow], None]) -> None:
+        """Be told when a connection closes (the calls on it must end, not leak)."""
+        self._flow_handlers.append(handler)
 
     # --- extension points (calls) ---------------------------------------------------------------
 
