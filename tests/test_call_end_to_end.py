@@ -111,10 +111,12 @@ async def stack(nats_server: NatsServer, tmp_path: Path) -> AsyncIterator[tuple[
             assert "Traceback" not in output, output
 
 
-def place_call(sip: tuple[str, int], offer: str) -> tuple[SipClient, Response, dict[str, str]]:
+def place_call(
+    sip: tuple[str, int], offer: str, number: str = "555123456"
+) -> tuple[SipClient, Response, dict[str, str]]:
     """INVITE as agent 100, answering the 407 (RFC 3261 22.3); returns the final response."""
     client = SipClient(sip, timeout=15)
-    uri = f"sip:555123456@{DOMAIN}"
+    uri = f"sip:{number}@{DOMAIN}"
     dialog = {
         "from": f"<sip:100@{DOMAIN}>;tag={secrets.token_hex(4)}",
         "call_id": secrets.token_hex(8),
@@ -204,3 +206,38 @@ async def test_agent_calls_a_customer_and_hears_the_echo(stack: tuple[Stack, Sip
     ended = events[-1].data  # type: ignore[attr-defined]
     assert (ended.status, ended.ended_by) == (CallStatus.COMPLETED, Party.AGENT)
     assert ended.talk_time_s >= 2.0
+
+
+async def test_echo_line_returns_the_agents_own_audio(stack: tuple[Stack, Sipp]) -> None:
+    gateway, _ = stack
+    phone = await RtpPeer.open("127.0.0.1")
+    try:
+        client, answered, dialog = await asyncio.to_thread(
+            place_call, gateway.sip, phone.description(), "*43"
+        )
+        assert answered.status_code == 200, answered
+        phone.learn(answered.body.decode())
+        target = (answered.headers.get("Contact") or "").strip("<>").split(">")[0]
+        client.send(_ack(answered, target, 2, client, new_branch=True))
+        phone.start_tone(700)
+        await asyncio.sleep(1.5)
+        heard = analyse(phone.audio(last_seconds=1.0))
+        assert heard["dominant_hz"] == pytest.approx(700, abs=15), heard
+        bye = await asyncio.to_thread(
+            client.request,
+            "BYE",
+            target,
+            [
+                f"From: {dialog['from']}",
+                f"To: {answered.headers.get('To')}",
+                f"Call-ID: {dialog['call_id']}",
+                "CSeq: 3 BYE",
+            ],
+        )
+        assert bye.status_code == 200
+        client.close()
+    finally:
+        phone.close()
+    events = await call_events(gateway.bus)
+    assert [e.type for e in events] == ["call.created", "call.answered", "call.ended"]  # type: ignore[attr-defined]
+    assert events[0].data.to_number == "*43"  # type: ignore[attr-defined]

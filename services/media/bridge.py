@@ -134,6 +134,11 @@ class Bridge:
         """
         request = self.request
         kind = request.kind
+        if kind is SessionKind.ECHO and request.agent_offer is not None and _plain_rtp(request.agent_offer):
+            # The echo line for a desk phone: a plain RTP leg that hears itself.
+            agent_sdp = await self._open_rtp(LegKind.AGENT, request.agent_offer, None)
+            self._wire()
+            return agent_sdp, None
         if kind in (SessionKind.WEBRTC_RTP, SessionKind.ECHO):
             if request.agent_offer is None:
                 raise Rejected(
@@ -352,3 +357,8 @@ class Bridge:
 
 
 __all__ = ["Bridge", "Leg", "parse_sdp", "sdp_error"]
+
+
+def _plain_rtp(sdp: str) -> bool:
+    """True for an RTP/AVP offer (a desk phone), False for WebRTC's UDP/TLS/RTP/SAVPF (RFC 5764 8)."""
+    return "RTP/SAVP" not in sdp and "a=ice-ufrag" not in sdp

@@ -125,34 +125,164 @@ Command = AnswerAgent | SendToCarrier | SendToAgent | StartMedia | DescribeMedia
 # --- the call -------------------------------------------------------------------------------
 
 
-@dataclass
-class OutboundCall:
-    """An agent's call to a customer through a carrier."""
+@dataclass(kw_only=True)
+class AgentCall:
+    """What every call has: the agent's leg (its INVITE, our tag, its dialog once answered), the
+    media session, and the call's events in order. Subclasses say where the other end is."""
 
     call_id: str
     tenant_id: str
     agent_id: str
     agent_extension: str
-    customer_number: str
     agent_invite: Request
     agent_address: LegAddress
-    carrier_address: LegAddress
-    target: CarrierTarget
     #: The agent speaks WebRTC (a browser over WS/WSS) or plain RTP (a desk phone).
     webrtc_agent: bool = True
     record: bool = False
     phase: Phase = Phase.MEDIA
     agent_tag: str = field(default_factory=new_tag)
     agent_sdp: str | None = None
-    carrier_invite: Request | None = None
-    carrier_dialog: Dialog | None = None
     agent_dialog: Dialog | None = None
+    #: Our INVITE towards a carrier, where there is one.
+    carrier_invite: Request | None = None
     media_session: str | None = None
     media_worker: str | None = None
     created_at: float = 0.0
     answered_at: float | None = None
     answered_wall: datetime | None = None
     _sequence: int = 0
+
+    @property
+    def trunk_id(self) -> str | None:
+        return None
+
+    # What happens to a call; each kind of call answers with the commands to carry out.
+
+    def start(self, now: float) -> list[Command]:
+        raise NotImplementedError
+
+    def media_ready(self, created: SessionCreated, now: float) -> list[Command]:
+        raise NotImplementedError
+
+    def media_failed(self, reason: str, now: float) -> list[Command]:
+        raise NotImplementedError
+
+    def agent_cancelled(self, now: float) -> list[Command]:
+        raise NotImplementedError
+
+    def bye(self, from_agent: bool, now: float) -> list[Command]:
+        raise NotImplementedError
+
+    def hang_up(self, cause: EndCause, now: float) -> list[Command]:
+        raise NotImplementedError
+
+    def carrier_response(self, response: Response, now: float) -> list[Command]:
+        return []
+
+    def carrier_failed(self, *, timed_out: bool, now: float) -> list[Command]:
+        return []
+
+    def _dialogs(self) -> tuple[Dialog | None, ...]:
+        return (self.agent_dialog,)
+
+    def _cancelled(self, now: float) -> list[Command]:
+        return self._fail(for_cause(EndCause.CANCELED), 487, "Request Terminated", now, ended_by=Party.AGENT)
+
+    def _fail(
+        self,
+        outcome: Outcome,
+        agent_status: int,
+        agent_reason: str,
+        now: float,
+        *,
+        sip_reason: str | None = None,
+        ended_by: Party | None = None,
+        media_running: bool = True,
+    ) -> list[Command]:
+        """The call ends before an answer: a final response to the agent, and the final event."""
+        if self.phase is Phase.ENDED:
+            return []
+        # The agent's browser sees the carrier's status (SIP.js shows its reason), never a 2xx/3xx.
+        status = agent_status if 400 <= agent_status <= 699 else 500
+        commands: list[Command] = [AnswerAgent(self._agent_response(status, reason=agent_reason))]
+        sip_status = agent_status if agent_status >= 300 else None
+        party = ended_by or (
+            Party.CUSTOMER if sip_status and sip_status not in (487, 500, 503) else Party.SYSTEM
+        )
+        return commands + self._end(
+            outcome,
+            party,
+            now,
+            sip_status=sip_status,
+            sip_reason=sip_reason or agent_reason,
+            media=media_running,
+        )
+
+    def _end(
+        self,
+        outcome: Outcome,
+        ended_by: Party,
+        now: float,
+        *,
+        sip_status: int | None = None,
+        sip_reason: str | None = None,
+        media: bool = True,
+    ) -> list[Command]:
+        self.phase = Phase.ENDED
+        for dialog in self._dialogs():
+            if dialog is not None:
+                dialog.terminate()
+        talk = now - self.answered_at if self.answered_at is not None else 0.0
+        ended = CallEnded(
+            **self._envelope(),
+            data=CallEndedData(
+                status=outcome.status,
+                cause=outcome.cause,
+                ended_by=ended_by,
+                sip_status=sip_status,
+                sip_reason=sip_reason,
+                message=outcome.message,
+                answered_at=self.answered_wall,
+                duration_s=max(0.0, now - self.created_at),
+                talk_time_s=max(0.0, talk),
+                quality=[],
+            ),
+        )
+        commands: list[Command] = []
+        if media and self.media_session is not None:
+            commands.append(StopMedia(outcome.cause.value))
+        commands.append(Publish(ended))
+        return commands
+
+    def _agent_response(
+        self, status: int, *, reason: str | None = None, body: bytes = b"", contact: bool = False
+    ) -> Response:
+        headers: list[tuple[str, str]] = []
+        if contact or 100 < status < 300:
+            headers.append(("Contact", self.agent_address.contact))
+        if body:
+            headers.append(("Content-Type", SDP))
+        return make_response(
+            self.agent_invite, status, reason, to_tag=self.agent_tag, headers=tuple(headers), body=body
+        )
+
+    def _agent_body(self) -> bytes:
+        return (self.agent_sdp or "").encode()
+
+    def _envelope(self) -> dict[str, object]:
+        sequence = self._sequence
+        self._sequence += 1
+        return {"tenant_id": self.tenant_id, "call_id": self.call_id, "sequence": sequence}
+
+
+@dataclass(kw_only=True)
+class OutboundCall(AgentCall):
+    """An agent's call to a customer through a carrier."""
+
+    customer_number: str
+    carrier_address: LegAddress
+    target: CarrierTarget
+    carrier_dialog: Dialog | None = None
     _redirects: int = 0
     _cancel_pending: bool = False
     _provisional_seen: bool = False
@@ -161,6 +291,13 @@ class OutboundCall:
     _carrier_call_id: str = field(default_factory=lambda: new_tag() + new_tag())
     _carrier_tag: str = field(default_factory=new_tag)
     _carrier_cseq: int = 1
+
+    @property
+    def trunk_id(self) -> str | None:
+        return self.target.trunk_id
+
+    def _dialogs(self) -> tuple[Dialog | None, ...]:
+        return (self.agent_dialog, self.carrier_dialog)
 
     # --- inputs -------------------------------------------------------------------------
 
@@ -395,75 +532,6 @@ class OutboundCall:
         )
         return [SendToCarrier(self.carrier_invite)]
 
-    def _cancelled(self, now: float) -> list[Command]:
-        return self._fail(for_cause(EndCause.CANCELED), 487, "Request Terminated", now, ended_by=Party.AGENT)
-
-    def _fail(
-        self,
-        outcome: Outcome,
-        agent_status: int,
-        agent_reason: str,
-        now: float,
-        *,
-        sip_reason: str | None = None,
-        ended_by: Party | None = None,
-        media_running: bool = True,
-    ) -> list[Command]:
-        """The call ends before an answer: a final response to the agent, and the final event."""
-        if self.phase is Phase.ENDED:
-            return []
-        # The agent's browser sees the carrier's status (SIP.js shows its reason), never a 2xx/3xx.
-        status = agent_status if 400 <= agent_status <= 699 else 500
-        commands: list[Command] = [AnswerAgent(self._agent_response(status, reason=agent_reason))]
-        sip_status = agent_status if agent_status >= 300 else None
-        party = ended_by or (
-            Party.CUSTOMER if sip_status and sip_status not in (487, 500, 503) else Party.SYSTEM
-        )
-        return commands + self._end(
-            outcome,
-            party,
-            now,
-            sip_status=sip_status,
-            sip_reason=sip_reason or agent_reason,
-            media=media_running,
-        )
-
-    def _end(
-        self,
-        outcome: Outcome,
-        ended_by: Party,
-        now: float,
-        *,
-        sip_status: int | None = None,
-        sip_reason: str | None = None,
-        media: bool = True,
-    ) -> list[Command]:
-        self.phase = Phase.ENDED
-        for dialog in (self.agent_dialog, self.carrier_dialog):
-            if dialog is not None:
-                dialog.terminate()
-        talk = now - self.answered_at if self.answered_at is not None else 0.0
-        ended = CallEnded(
-            **self._envelope(),
-            data=CallEndedData(
-                status=outcome.status,
-                cause=outcome.cause,
-                ended_by=ended_by,
-                sip_status=sip_status,
-                sip_reason=sip_reason,
-                message=outcome.message,
-                answered_at=self.answered_wall,
-                duration_s=max(0.0, now - self.created_at),
-                talk_time_s=max(0.0, talk),
-                quality=[],
-            ),
-        )
-        commands: list[Command] = []
-        if media and self.media_session is not None:
-            commands.append(StopMedia(outcome.cause.value))
-        commands.append(Publish(ended))
-        return commands
-
     def _ack_and_bye(self, response: Response) -> list[Command]:
         invite = self.carrier_invite
         assert invite is not None
@@ -533,25 +601,81 @@ class OutboundCall:
         assert dialog is not None
         return dialog.ack(via_host=self.carrier_address.via_host, transport=self.carrier_address.transport)
 
-    def _agent_response(
-        self, status: int, *, reason: str | None = None, body: bytes = b"", contact: bool = False
-    ) -> Response:
-        headers: list[tuple[str, str]] = []
-        if contact or 100 < status < 300:
-            headers.append(("Contact", self.agent_address.contact))
-        if body:
-            headers.append(("Content-Type", SDP))
-        return make_response(
-            self.agent_invite, status, reason, to_tag=self.agent_tag, headers=tuple(headers), body=body
+
+@dataclass(kw_only=True)
+class EchoCall(AgentCall):
+    """The echo test line (``*43``): the worker sends the agent's own audio back, so a newcomer
+    hears two-way audio without any carrier (ARCHITECTURE.md, "Running it")."""
+
+    line: str = "*43"
+
+    def start(self, now: float) -> list[Command]:
+        self.created_at = now
+        created = CallCreated(
+            **self._envelope(),
+            data=CallCreatedData(
+                direction=Direction.INTERNAL,
+                from_number=self.agent_extension,
+                to_number=self.line,
+                agent_id=self.agent_id,
+                status=CallStatus.INITIATED,
+                recorded=self.record,
+            ),
+        )
+        session = CreateSession(
+            tenant_id=self.tenant_id,
+            call_id=self.call_id,
+            kind=SessionKind.ECHO,
+            agent_offer=self.agent_invite.body.decode("utf-8", "replace") or None,
+            record=self.record,
+        )
+        return [AnswerAgent(self._agent_response(100)), Publish(created), StartMedia(session)]
+
+    def media_ready(self, created: SessionCreated, now: float) -> list[Command]:
+        if self.phase is not Phase.MEDIA:
+            return [StopMedia("the call ended before its media was ready")]
+        self.media_session, self.media_worker = created.session_id, created.worker_id
+        if created.agent_sdp is None:
+            return self._fail(for_cause(EndCause.MEDIA_FAILURE), 500, "Media server gave no SDP", now)
+        self.agent_sdp = created.agent_sdp
+        self.agent_dialog = Dialog.as_uas(
+            self.agent_invite, self.agent_tag, self.agent_address.contact, confirmed=True
+        )
+        self.phase = Phase.CONNECTED
+        self.answered_at = now
+        self.answered_wall = datetime.now(UTC)
+        answered = CallAnswered(**self._envelope(), data=CallAnsweredData(media_worker=self.media_worker))
+        return [
+            AnswerAgent(self._agent_response(200, body=self._agent_body(), contact=True)),
+            Publish(answered),
+        ]
+
+    def media_failed(self, reason: str, now: float) -> list[Command]:
+        if self.phase is not Phase.MEDIA:
+            return []
+        if "codec" in reason.lower():
+            return self._fail(for_sip_status(488), 488, "Not Acceptable Here", now, media_running=False)
+        return self._fail(
+            for_cause(EndCause.MEDIA_FAILURE), 503, "Media unavailable", now, media_running=False
         )
 
-    def _agent_body(self) -> bytes:
-        return (self.agent_sdp or "").encode()
+    def agent_cancelled(self, now: float) -> list[Command]:
+        return self._cancelled(now) if self.phase is Phase.MEDIA else []
 
-    def _envelope(self) -> dict[str, object]:
-        sequence = self._sequence
-        self._sequence += 1
-        return {"tenant_id": self.tenant_id, "call_id": self.call_id, "sequence": sequence}
+    def bye(self, from_agent: bool, now: float) -> list[Command]:
+        if self.phase is not Phase.CONNECTED:
+            return []
+        return self._end(for_cause(EndCause.NORMAL_CLEARING), Party.AGENT, now)
+
+    def hang_up(self, cause: EndCause, now: float) -> list[Command]:
+        if self.phase is Phase.ENDED:
+            return []
+        if self.phase is not Phase.CONNECTED or self.agent_dialog is None:
+            outcome = for_cause(cause)
+            return self._fail(outcome, 480, outcome.message, now)
+        address = self.agent_address
+        bye = self.agent_dialog.request("BYE", via_host=address.via_host, transport=address.transport)
+        return [SendToAgent(bye), *self._end(for_cause(cause), Party.SYSTEM, now)]
 
 
 def _text(message: Request | Response) -> str:
@@ -559,10 +683,12 @@ def _text(message: Request | Response) -> str:
 
 
 __all__ = [
+    "AgentCall",
     "AnswerAgent",
     "CarrierTarget",
     "Command",
     "DescribeMedia",
+    "EchoCall",
     "LegAddress",
     "OutboundCall",
     "Phase",

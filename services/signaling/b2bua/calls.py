@@ -16,10 +16,12 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from services.signaling.b2bua.call import (
+    AgentCall,
     AnswerAgent,
     CarrierTarget,
     Command,
     DescribeMedia,
+    EchoCall,
     LegAddress,
     OutboundCall,
     Phase,
@@ -29,7 +31,7 @@ from services.signaling.b2bua.call import (
     StartMedia,
     StopMedia,
 )
-from services.signaling.b2bua.dialplan import CallCounts, Refused, ToTrunk, route
+from services.signaling.b2bua.dialplan import CallCounts, Refused, ServiceLine, ToService, ToTrunk, route
 from services.signaling.directory import AgentDirectory
 from services.signaling.sip.message import Request, Response, make_response
 from services.signaling.sip.transaction import ClientTransaction, ServerTransaction, TransactionStateError
@@ -101,11 +103,12 @@ class BusMedia:
 
 @dataclass
 class _Leg:
-    call: OutboundCall
+    call: AgentCall
     agent_flow: Flow
     agent_txn: ServerTransaction
-    #: The flow to the carrier, being opened while the media worker prepares the session.
-    carrier: asyncio.Task[Flow | None]
+    #: The flow to the carrier, being opened while the media worker prepares the session (None:
+    #: a call with no carrier, such as the echo line).
+    carrier: asyncio.Task[Flow | None] | None
 
 
 class Calls:
@@ -170,6 +173,20 @@ class Calls:
             )
             self._refused(call_id, agent.tenant_id, agent.agent_id, agent.extension, dialed, decision)
             return
+        webrtc = flow.transport in (TransportKind.WS, TransportKind.WSS)
+        if isinstance(decision, ToService) and decision.line is ServiceLine.ECHO:
+            echo = EchoCall(
+                call_id=call_id,
+                tenant_id=agent.tenant_id,
+                agent_id=agent.agent_id,
+                agent_extension=agent.extension,
+                agent_invite=request,
+                agent_address=self._address(flow),
+                webrtc_agent=webrtc,
+                line=dialed,
+            )
+            self._begin(_Leg(echo, flow, txn, None), now)
+            return
         if not isinstance(decision, ToTrunk):
             self.stack.respond(txn, make_response(request, 480, "Not available yet", to_tag=txn.to_tag))
             return
@@ -189,12 +206,15 @@ class Calls:
                 caller_id=trunk.username or (trunk.dids[0].lstrip("+") if trunk.dids else "echodesk"),
                 credentials=self.trunks.credentials(trunk),
             ),
-            webrtc_agent=flow.transport in (TransportKind.WS, TransportKind.WSS),
+            webrtc_agent=webrtc,
         )
-        leg = _Leg(call, flow, txn, asyncio.ensure_future(self._connect_carrier(trunk)))
-        self._calls[call_id] = leg
-        self._by_invite[id(txn)] = call_id
-        self._by_dialog[(request.call_id, call.agent_tag)] = call_id
+        self._begin(_Leg(call, flow, txn, asyncio.ensure_future(self._connect_carrier(trunk))), now)
+
+    def _begin(self, leg: _Leg, now: float) -> None:
+        call = leg.call
+        self._calls[call.call_id] = leg
+        self._by_invite[id(leg.agent_txn)] = call.call_id
+        self._by_dialog[(call.agent_invite.call_id, call.agent_tag)] = call.call_id
         self._execute(leg, call.start(now))
 
     async def _connect_carrier(self, trunk: TrunkRecord) -> Flow | None:
@@ -278,7 +298,8 @@ class Calls:
                     self._forget(call)
 
     async def _to_carrier(self, leg: _Leg, request: Request) -> None:
-        flow = await leg.carrier  # the first connection to the carrier may still be being made
+        # The first connection to the carrier may still be being made.
+        flow = await leg.carrier if leg.carrier is not None else None
         now = _now()
         if flow is None:
             self._execute(leg, leg.call.carrier_failed(timed_out=False, now=now))
@@ -320,7 +341,7 @@ class Calls:
             log.warning("media update failed", error=str(exc))
             self._execute(leg, call.hang_up(EndCause.MEDIA_FAILURE, _now()))
 
-    async def _stop_media(self, call: OutboundCall, reason: str) -> None:
+    async def _stop_media(self, call: AgentCall, reason: str) -> None:
         if call.media_worker is None or call.media_session is None:
             return
         try:
@@ -330,7 +351,7 @@ class Calls:
 
     # --- bookkeeping --------------------------------------------------------------------------
 
-    def _forget(self, call: OutboundCall) -> None:
+    def _forget(self, call: AgentCall) -> None:
         self._calls.pop(call.call_id, None)
         for dialog in [k for k, v in self._by_dialog.items() if v == call.call_id]:
             del self._by_dialog[dialog]
@@ -343,7 +364,8 @@ class Calls:
         by_tenant: dict[str, int] = {}
         for leg in self._calls.values():
             call = leg.call
-            by_trunk[call.target.trunk_id] = by_trunk.get(call.target.trunk_id, 0) + 1
+            if call.trunk_id is not None:
+                by_trunk[call.trunk_id] = by_trunk.get(call.trunk_id, 0) + 1
             by_agent[call.agent_id] = by_agent.get(call.agent_id, 0) + 1
             by_tenant[call.tenant_id] = by_tenant.get(call.tenant_id, 0) + 1
         return CallCounts(by_trunk, by_agent, by_tenant)
@@ -402,7 +424,8 @@ class Calls:
         for leg in list(self._calls.values()):
             self._execute(leg, leg.call.hang_up(EndCause.SYSTEM_SHUTDOWN, now))
         for leg in self._calls.values():
-            leg.carrier.cancel()
+            if leg.carrier is not None:
+                leg.carrier.cancel()
         for task in list(self._tasks):
             task.cancel()
 
