@@ -19,7 +19,9 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="echodesk", description="EchoDesk Voice")
     commands = parser.add_subparsers(dest="command", required=True)
     for name in SERVICES:
-        commands.add_parser(name, help=f"run the {name} service")
+        service = commands.add_parser(name, help=f"run the {name} service")
+        if name == "api":
+            _api_commands(service)
     run = commands.add_parser("run", help="run the whole stack on this machine (development)")
     run.add_argument(
         "--data-dir", type=Path, default=Path("data"), help="where NATS, SQLite and recordings live"
@@ -30,7 +32,11 @@ def main(argv: list[str] | None = None) -> None:
     docs = commands.add_parser("docs", help="generate docs/events (JSON Schemas) and docs/configuration.md")
     docs.add_argument("--check", action="store_true", help="fail if the committed files are stale")
     docs.add_argument("--dir", type=Path, default=Path("docs"))
-    agent = commands.add_parser("agent", help="write an agent to NATS KV (until the api manages agents)")
+    agent = commands.add_parser(
+        "agent",
+        help="write an agent straight to NATS KV, for testing signaling alone; the api manages agents "
+        "and removes keys it does not know at its start-up",
+    )
     agent.add_argument(
         "--nats-url", default=None, help="default: ECHODESK_NATS_URL, else the one `echodesk run` started"
     )
@@ -46,7 +52,11 @@ def main(argv: list[str] | None = None) -> None:
     agent.add_argument("--delete", action="store_true", help="remove the agent instead")
     args = parser.parse_args(argv)
 
-    if args.command in SERVICES:
+    if args.command == "api" and args.api_command is not None:
+        from services.api import cli as api_cli
+
+        sys.exit(api_cli.main(args))
+    elif args.command in SERVICES:
         importlib.import_module(f"services.{args.command}.main").main()
     elif args.command == "run":
         from shared.supervisor import Supervisor
@@ -68,6 +78,22 @@ def main(argv: list[str] | None = None) -> None:
         else:
             for path in generated.write(args.dir):
                 print(f"wrote {path}")
+
+
+def _api_commands(api: argparse.ArgumentParser) -> None:
+    """``echodesk api`` serves; ``migrate``, ``create-tenant`` and ``create-key`` administer its database."""
+    commands = api.add_subparsers(dest="api_command")
+    commands.add_parser("migrate", help="apply the database migrations (the api also does at start-up)")
+    tenant = commands.add_parser("create-tenant", help="create a tenant and print its first admin API key")
+    tenant.add_argument("--name", required=True)
+    tenant.add_argument("--sip-domain", required=True, help="agents' SIP domain and digest realm")
+    tenant.add_argument("--region", default="GE", help="default region for national numbers")
+    key = commands.add_parser(
+        "create-key", help="issue an API key for an existing tenant (a lost admin key, say) and print it"
+    )
+    key.add_argument("--sip-domain", required=True, help="the tenant's SIP domain, e.g. dev.echodesk.local")
+    key.add_argument("--name", default="admin (command line)")
+    key.add_argument("--scope", choices=("read", "write", "admin"), default="admin")
 
 
 async def _put_agent(args: argparse.Namespace) -> None:

@@ -1,4 +1,4 @@
-"""The generated part of ``docs/``: event schemas and the configuration reference.
+"""The generated part of ``docs/``: event schemas, the configuration reference and the api's OpenAPI.
 
 ``echodesk docs`` writes them; ``echodesk docs --check`` and a test fail when a committed file no
 longer matches the code it is generated from.
@@ -6,6 +6,7 @@ longer matches the code it is generated from.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from pydantic.fields import FieldInfo
@@ -18,7 +19,15 @@ def render() -> dict[str, str]:
     """Every generated file by its path under ``docs/``."""
     files = {f"events/{name}": text for name, text in schemas.render().items()}
     files["configuration.md"] = configuration()
+    files["api/openapi.json"] = openapi()
     return files
+
+
+def openapi() -> str:
+    """The api's OpenAPI document (imported here only: the other services' images lack FastAPI)."""
+    from services.api.app import openapi_document
+
+    return json.dumps(openapi_document(), indent=2, sort_keys=True, ensure_ascii=False) + "\n"
 
 
 def write(docs_dir: Path) -> list[Path]:

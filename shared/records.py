@@ -104,6 +104,11 @@ class TrunkRecord(ContractModel):
     dids: tuple[str, ...] = ()
     allowed_prefixes: tuple[str, ...] = ()
     max_concurrent_calls: int = Field(default=30, ge=0)
+    #: Where requests to the carrier are sent instead of ``sip_server`` (RFC 3261 8.1.2), as
+    #: ``host[:port]`` or a SIP URI; None: straight to the server.
+    outbound_proxy: str | None = Field(default=None, max_length=255)
+    #: HTTP path of the carrier's WebSocket endpoint for ``ws``/``wss`` trunks (RFC 7118).
+    websocket_path: str | None = Field(default=None, max_length=255)
 
 
 def _safe(part: str) -> str:

@@ -39,6 +39,11 @@ class PortInUse(Exception):
         )
 
 
+class StartFailed(Exception):
+    """A service cannot start for a reason its message names (a database it cannot reach, say);
+    the process exits with one log line instead of a traceback."""
+
+
 def is_address_in_use(exc: OSError) -> bool:
     return exc.errno in (errno.EADDRINUSE, errno.EACCES)
 
@@ -53,7 +58,7 @@ class ServiceContext:
 
 class Service(Protocol):
     async def start(self, ctx: ServiceContext) -> None:
-        """Start serving; raise :class:`PortInUse` for a taken port."""
+        """Start serving; raise :class:`PortInUse` for a taken port, :class:`StartFailed` otherwise."""
 
     async def drain(self) -> None:
         """Stop taking new work and return once the work in hand is finished."""
@@ -132,6 +137,13 @@ async def _main(service: Service, settings: CommonSettings) -> int:
         await bus.close()
         await health.stop()
         return EXIT_CONFIG
+    except StartFailed as exc:
+        log.error("cannot start", reason=str(exc))
+        with contextlib.suppress(Exception):
+            await service.stop()
+        await bus.close()
+        await health.stop()
+        return 1
     state = InstanceState.READY
     log.info("service ready", instance=settings.instance_id, version=package_version(), health=health_url)
 

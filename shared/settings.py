@@ -180,6 +180,16 @@ class ApiSettings(CommonSettings):
         "sqlite+aiosqlite:///data/echodesk.db",
         description="SQLAlchemy URL (sqlite+aiosqlite or postgresql+asyncpg)",
     )
+    public_sip_wss_url: str = Field(
+        "wss://localhost:8089/ws",
+        description="SIP over secure WebSocket URL browsers are given by webrtc-config (signaling's WSS)",
+    )
+    kv_retry_interval_s: float = Field(
+        5.0, description="How often trunk and agent changes not yet in NATS KV are published again (s)"
+    )
+    turn_credential_ttl_s: int = Field(
+        86400, description="Lifetime of TURN credentials made from a trunk's shared TURN secret (s)"
+    )
 
 
 SERVICE_SETTINGS: dict[str, type[CommonSettings]] = {

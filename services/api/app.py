@@ -7,9 +7,17 @@ from collections.abc import Callable
 from fastapi import FastAPI
 from fastapi.responses import HTMLResponse
 
+from services.api import errors
+from services.api.db import Database
 from services.api.instances import InstanceDirectory
-from services.api.routers import health, services
+from services.api.publishing import ConfigPublisher
+from services.api.routers import agents, health, keys, numbers, services, tenant, trunks
 from shared.service import package_version
+from shared.settings import ApiSettings
+
+DESCRIPTION = """Browser calling for the EchoDesk helpdesk: trunks (carriers), agents and what their
+softphones need. Every `/v1` resource except `/v1/services` needs an API key
+(`Authorization: Bearer edk_...`) and sees only its own tenant. See docs/api.md."""
 
 _STATUS_PAGE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>EchoDesk Voice</title>
@@ -38,15 +46,35 @@ refresh(); setInterval(refresh, 2000);
 """
 
 
-def create_app(instances: InstanceDirectory, ready: Callable[[], bool]) -> FastAPI:
-    app = FastAPI(title="EchoDesk Voice API", version=package_version())
-    app.state.instances = instances
+def create_app(
+    settings: ApiSettings,
+    db: Database,
+    *,
+    instances: InstanceDirectory | None = None,
+    ready: Callable[[], bool] = lambda: True,
+    publisher: ConfigPublisher | None = None,
+) -> FastAPI:
+    """The app over ``db``. ``ready`` is the host's own readiness (NATS connected, KV published,
+    not draining); /readyz adds a database check. ``publisher`` is told about every trunk and
+    agent change (None: changes wait in the database until a publisher runs)."""
+    app = FastAPI(title="EchoDesk Voice API", version=package_version(), description=DESCRIPTION)
+    app.state.settings = settings
+    app.state.db = db
+    app.state.instances = instances or InstanceDirectory()
     app.state.ready = ready
-    app.include_router(health.router)
-    app.include_router(services.router)
+    app.state.publisher = publisher
+    errors.install(app)
+    for module in (health, services, tenant, keys, trunks, agents, numbers):
+        app.include_router(module.router)
 
     @app.get("/", include_in_schema=False)
     async def index() -> HTMLResponse:
         return HTMLResponse(_STATUS_PAGE)
 
     return app
+
+
+def openapi_document() -> dict[str, object]:
+    """The OpenAPI document, without a database or a bus (``echodesk docs`` writes it to docs/)."""
+    settings = ApiSettings(database_url="sqlite+aiosqlite:///:memory:")
+    return create_app(settings, Database(settings.database_url)).openapi()

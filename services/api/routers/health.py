@@ -16,9 +16,13 @@ async def healthz() -> dict[str, str]:
 
 @router.get("/readyz")
 async def readyz(request: Request) -> JSONResponse:
-    ready = bool(request.app.state.ready())
+    """Ready when the database answers and the host is ready (NATS connected, configuration
+    published to KV, not draining)."""
+    checks = {"service": bool(request.app.state.ready()), "database": await request.app.state.db.ping()}
+    ready = all(checks.values())
     return JSONResponse(
-        {"status": "ready" if ready else "not ready", "service": "api"}, status_code=200 if ready else 503
+        {"status": "ready" if ready else "not ready", "service": "api", "checks": checks},
+        status_code=200 if ready else 503,
     )
 
 
