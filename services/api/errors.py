@@ -7,6 +7,7 @@ normalize, a default trunk that may not be un-defaulted) raise the same error as
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from typing import Any
 
@@ -64,11 +65,11 @@ def install(app: FastAPI) -> None:
         errors = []
         for error in exc.errors():
             item = {k: v for k, v in error.items() if k != "ctx" or _plain(v)}
+            if "input" in item:
+                item["input"] = _redacted(error.get("loc", ()), item["input"])
             item["field"] = field_path(error.get("loc", ()))
-            errors.append(item)
-        return JSONResponse(
-            {"detail": jsonable_encoder(errors)}, status_code=status.HTTP_422_UNPROCESSABLE_CONTENT
-        )
+            errors.append(_renderable(jsonable_encoder(item)))
+        return JSONResponse({"detail": errors}, status_code=status.HTTP_422_UNPROCESSABLE_CONTENT)
 
     @app.exception_handler(Conflict)
     async def conflict(_request: Request, exc: Conflict) -> JSONResponse:
@@ -97,6 +98,38 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(Unavailable)
     async def unavailable(_request: Request, exc: Unavailable) -> JSONResponse:
         return JSONResponse({"detail": exc.message}, status_code=status.HTTP_503_SERVICE_UNAVAILABLE)
+
+
+#: Write-only fields: a 422 never echoes what was sent in them.
+SECRET_FIELDS = frozenset({"password", "turn_password"})
+_REDACTED = "**********"
+
+
+def _redacted(loc: Sequence[int | str], value: Any) -> Any:
+    if any(part in SECRET_FIELDS for part in loc):
+        return _REDACTED
+    if isinstance(value, dict):
+        return {k: _REDACTED if k in SECRET_FIELDS else v for k, v in value.items()}
+    return value
+
+
+def _renderable(item: dict[str, Any]) -> dict[str, Any]:
+    """The error as JSON can carry it: an ``input`` holding NaN or a lone surrogate (both valid in
+    what Python's JSON parser accepts) is echoed as its repr instead of failing the response."""
+    try:
+        json.dumps(item, allow_nan=False, ensure_ascii=False).encode("utf-8")
+    except (ValueError, UnicodeEncodeError):
+        item = {**item, "input": ascii(item.get("input"))[:200]}
+        item["msg"] = ascii(item.get("msg", ""))[1:-1] if not _utf8(str(item.get("msg", ""))) else item["msg"]
+    return item
+
+
+def _utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _plain(value: object) -> bool:

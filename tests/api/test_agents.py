@@ -178,3 +178,19 @@ async def test_a_disabled_agent_gets_no_webrtc_config(acme: Tenancy) -> None:
     response = await acme.client.get(f"/v1/agents/{agent['id']}/webrtc-config")
     assert response.status_code == 409
     assert "disabled" in response.json()["detail"]
+
+
+async def test_a_422_never_echoes_a_password(acme: Tenancy) -> None:
+    for body in (
+        {"extension": "100", "password": "short"},
+        {"extension": "x", "password": "long-enough-secret"},
+        {"password": "long-enough-secret"},
+    ):
+        response = await acme.client.post("/v1/agents", json=body)
+        assert response.status_code == 422
+        assert body["password"] not in response.text
+    response = await acme.client.post(
+        "/v1/trunks", json={"name": "t", "sip_server": "bad host", "password": "carrier-secret"}
+    )
+    assert response.status_code == 422
+    assert "carrier-secret" not in response.text

@@ -12,17 +12,29 @@ from shared.numbers import is_valid_region
 
 class Body(BaseModel):
     """A request body: unknown fields are an error (a typo must not be silently ignored), and so is
-    a NUL character, which no column of ours may hold (PostgreSQL refuses it in text)."""
+    text no column can hold: NUL characters (PostgreSQL refuses them) and lone UTF-16 surrogates
+    (which JSON can spell, ``"\\ud800"``, but UTF-8 cannot)."""
 
     model_config = ConfigDict(extra="forbid")
 
     @field_validator("*", mode="before")
     @classmethod
-    def _no_nul(cls, value: Any) -> Any:
-        texts = value if isinstance(value, list) else [value]
-        if any(isinstance(text, str) and "\x00" in text for text in texts):
-            raise ValueError("must not contain NUL characters")
+    def _storable_text(cls, value: Any) -> Any:
+        for text in value if isinstance(value, list) else [value]:
+            if isinstance(text, str):
+                if "\x00" in text:
+                    raise ValueError("must not contain NUL characters")
+                if not _is_utf8(text):
+                    raise ValueError("must be valid Unicode text (no lone surrogates)")
         return value
+
+
+def _is_utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _secret_length(low: int, high: int) -> Callable[[SecretStr], SecretStr]:
