@@ -26,7 +26,7 @@ from types import FrameType
 
 from shared.devcert import SelfSigned, self_signed
 from shared.service import EXIT_CONFIG
-from shared.settings import ApiSettings
+from shared.settings import ApiSettings, SignalingSettings
 
 SERVICES = ("signaling", "media", "recorder", "api")
 #: File under the data directory naming the running stack's NATS URL.
@@ -186,6 +186,14 @@ class Supervisor:
         env.setdefault("ECHODESK_API_DATABASE_URL", f"sqlite+aiosqlite:///{data / 'echodesk.db'}")
         env.setdefault("ECHODESK_INSTANCE_ID", "dev")
         env.setdefault("ECHODESK_DRAIN_TIMEOUT_S", "10")
+        # The softphone's WSS URL (webrtc-config) follows signaling wherever its WSS port was moved.
+        wss_port = env.get(
+            SignalingSettings.env_name("sip_wss_port"), SignalingSettings.model_fields["sip_wss_port"].default
+        )
+        ws_path = env.get(
+            SignalingSettings.env_name("sip_ws_path"), SignalingSettings.model_fields["sip_ws_path"].default
+        )
+        env.setdefault(ApiSettings.env_name("public_sip_wss_url"), f"wss://localhost:{wss_port}{ws_path}")
         if "ECHODESK_SECRET_KEY" not in env:
             # Seals trunk passwords at rest; kept under the data directory so a restart can open them.
             env["ECHODESK_SECRET_KEY"] = self._dev_secret(data / "secret_key")
