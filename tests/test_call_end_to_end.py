@@ -7,108 +7,27 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-import signal
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from pathlib import Path
 
-import nats.errors
 import pytest
 
 from services.signaling.sip.auth import DigestClient
 from services.signaling.sip.message import Response
-from shared import subjects
-from shared.bus import Bus
-from shared.events import CallEventEnvelope, CallStatus, Party, parse_event
-from shared.records import TrunkRecord, agent_key, agent_record, trunk_key
-from shared.supervisor import free_port
+from shared.events import CallStatus, Party
+from tests.support.gateway import AGENT_PASSWORD, DOMAIN, Gateway, call_events, gateway_stack
 from tests.support.nats import NatsServer
-from tests.support.processes import free_ports_env, start_service
 from tests.support.rtp_peer import RtpPeer, analyse
 from tests.support.sip_client import SipClient
-from tests.support.sipp import Sipp, require_sipp
+from tests.support.sipp import Sipp
 
 pytestmark = [pytest.mark.needs_sipp, pytest.mark.needs_nats]
 
-DOMAIN = "acme.test"
-
-
-@dataclass
-class Stack:
-    bus: Bus
-    sip: tuple[str, int]
-
 
 @pytest.fixture
-async def stack(nats_server: NatsServer, tmp_path: Path) -> AsyncIterator[tuple[Stack, Sipp]]:
-    require_sipp()
-    bus = await Bus.connect(nats_server.url, name="test", timeout=5)
-    await bus.ensure_streams()
-    media_port = free_port()
-    carrier = Sipp(
-        "carrier_answer_uas",
-        tmp_path,
-        calls=2,  # the trunk's first OPTIONS probe, then the call
-        timeout=60,
-        recv_timeout=30,
-        extra_args=("-rtp_echo", "-mp", str(media_port), "-mi", "127.0.0.1"),
-    )
-    await carrier.start_async()
-    agents = await bus.bucket(subjects.AGENTS_KV)
-    record = agent_record(
-        tenant_id="acme",
-        agent_id="a100",
-        extension="100",
-        sip_username="100",
-        domain=DOMAIN,
-        password="pw-100",
-    )
-    await agents.put(agent_key(DOMAIN, "100"), record.model_dump_json().encode())
-    trunks = await bus.bucket(subjects.TRUNKS_KV)
-    trunk = TrunkRecord(
-        tenant_id="acme",
-        trunk_id="geo",
-        name="Geo",
-        sip_server="127.0.0.1",
-        sip_port=carrier.port,
-        registers=False,
-        is_default=True,
-        keepalive_s=3600,
-    )
-    await trunks.put(trunk_key("acme", "geo"), trunk.model_dump_json().encode())
-    base = {"ECHODESK_NATS_URL": nats_server.url, "ECHODESK_LOG_JSON": "true"}
-    rtp_low = free_port() & ~1
-    media_env = {
-        **base,
-        **free_ports_env("media"),
-        "ECHODESK_MEDIA_BIND_ADDRESS": "127.0.0.1",
-        "ECHODESK_MEDIA_PUBLIC_ADDRESS": "127.0.0.1",
-        "ECHODESK_MEDIA_RTP_PORT_MIN": str(rtp_low),
-        "ECHODESK_MEDIA_RTP_PORT_MAX": str(rtp_low + 40),
-        "ECHODESK_INSTANCE_ID": "worker-1",
-    }
-    signaling_env = {
-        **base,
-        **free_ports_env("signaling"),
-        "ECHODESK_SIGNALING_SIP_HOST": "127.0.0.1",
-        "ECHODESK_SIGNALING_SIP_PUBLIC_HOST": "127.0.0.1",
-    }
-    media = await asyncio.to_thread(start_service, "media", media_env)
-    signaling = await asyncio.to_thread(start_service, "signaling", signaling_env)
-    try:
-        yield Stack(bus, ("127.0.0.1", int(signaling_env["ECHODESK_SIGNALING_SIP_UDP_PORT"]))), carrier
-    finally:
-        outputs = []
-        for process in (signaling, media):
-            process.send_signal(signal.SIGTERM)
-            output, _ = await asyncio.to_thread(process.communicate, None, 30)
-            outputs.append(output)
-            assert process.returncode == 0, output
-        if carrier.result is None:
-            await carrier.stop_async()
-        await bus.close()
-        for output in outputs:
-            assert "Traceback" not in output, output
+async def stack(nats_server: NatsServer, tmp_path: Path) -> AsyncIterator[tuple[Gateway, Sipp]]:
+    async with gateway_stack(nats_server, tmp_path) as running:
+        yield running
 
 
 def place_call(
@@ -132,7 +51,7 @@ def place_call(
     challenge = client.request("INVITE", uri, [*headers, "CSeq: 1 INVITE"], offer.encode())
     assert challenge.status_code == 407
     client.send(_ack(challenge, uri, 1, client))
-    answer = DigestClient("100", password="pw-100").answer(
+    answer = DigestClient("100", password=AGENT_PASSWORD).answer(
         challenge.headers.get_all("Proxy-Authenticate"), "INVITE", uri
     )
     final = client.request(
@@ -152,22 +71,7 @@ def _ack(response: Response, uri: str, cseq: int, client: SipClient, *, new_bran
     ).encode()
 
 
-async def call_events(bus: Bus, call_count: int = 1) -> list[CallEventEnvelope]:
-    sub = await bus.js.pull_subscribe(subjects.call_events(), stream=subjects.CALL_EVENTS.name)
-    found: list[CallEventEnvelope] = []
-    async with asyncio.timeout(15):
-        while sum(1 for e in found if e.type == "call.ended") < call_count:  # type: ignore[attr-defined]
-            try:
-                for msg in await sub.fetch(20, timeout=0.5):
-                    event = parse_event(msg.data)
-                    assert isinstance(event, CallEventEnvelope)
-                    found.append(event)
-            except nats.errors.TimeoutError:
-                continue
-    return found
-
-
-async def test_agent_calls_a_customer_and_hears_the_echo(stack: tuple[Stack, Sipp]) -> None:
+async def test_agent_calls_a_customer_and_hears_the_echo(stack: tuple[Gateway, Sipp]) -> None:
     gateway, carrier = stack
     phone = await RtpPeer.open("127.0.0.1")
     try:
@@ -208,7 +112,7 @@ async def test_agent_calls_a_customer_and_hears_the_echo(stack: tuple[Stack, Sip
     assert ended.talk_time_s >= 2.0
 
 
-async def test_echo_line_returns_the_agents_own_audio(stack: tuple[Stack, Sipp]) -> None:
+async def test_echo_line_returns_the_agents_own_audio(stack: tuple[Gateway, Sipp]) -> None:
     gateway, _ = stack
     phone = await RtpPeer.open("127.0.0.1")
     try:

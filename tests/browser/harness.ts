@@ -7,12 +7,16 @@
 
 import {
   type Core,
+  Inviter,
   Registerer,
   RegistererState,
+  type Session,
+  SessionState,
   type Transport,
   UserAgent,
   type UserAgentOptions,
   UserAgentState,
+  Web,
 } from "sip.js";
 
 export interface AgentOptions {
@@ -50,6 +54,53 @@ export interface HarnessState {
   userAgent: string | null;
   transport: string | null;
   registerer: string | null;
+  /** The call's SIP.js session state (Initial, Establishing, Established, Terminating, Terminated). */
+  session: string | null;
+}
+
+export interface InviteOptions {
+  /** Header lines added to the INVITE, e.g. "X-Tenant: acme". */
+  extraHeaders?: string[];
+}
+
+export interface CallResult {
+  state: string;
+  /** The status of the final response to the INVITE. */
+  status: number;
+  callId: string;
+  /** The SDP answer of the 2xx, as received. */
+  answer: string;
+}
+
+export interface HangupResult {
+  state: string;
+  /** The final status of the BYE (or the CANCELled INVITE's 487); null when none came. */
+  status: number | null;
+}
+
+/** The remote audio as WebAudio heard it (no speakers involved: Playwright mutes them). */
+export interface AudioAnalysis {
+  /** Frequency of the strongest FFT bin, Hz (interpolated between bins). */
+  dominantHz: number;
+  /** Root mean square of the samples, 0..1 of full scale. */
+  rms: number;
+  /** Share of the spectrum's power within a few bins of the peak: near 1 for a clean tone. */
+  purity: number;
+  sampleRate: number;
+  /** FFT frames averaged. */
+  frames: number;
+}
+
+/** What the page's RTCPeerConnection reports about the call (its getStats, picked). */
+export interface CallStats {
+  iceConnectionState: string | null;
+  connectionState: string | null;
+  dtlsState: string | null;
+  selectedPair: string | null;
+  packetsSent: number;
+  packetsReceived: number;
+  packetsLost: number;
+  codec: string | null;
 }
 
 export interface RegistrationResult {
@@ -78,10 +129,19 @@ class SipFailure extends Error {
 
 const DEFAULT_EXPIRES = 600;
 const DEFAULT_ICE_GATHERING_TIMEOUT_MS = 500;
+/** 16384 samples at 48 kHz: 2.9 Hz bins over a third of a second. */
+const FFT_SIZE = 16384;
+/** Half-width, in bins, of the band around the peak counted as the tone (Blackman window leakage). */
+const PEAK_BAND_BINS = 6;
+/** Below this the spectrum is DC and rumble, never a tone of ours. */
+const LOWEST_TONE_HZ = 60;
+
+const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 
 class Harness {
   private ua: UserAgent | null = null;
   private registerer: Registerer | null = null;
+  private session: Session | null = null;
   private entries: LogEntry[] = [];
   private seq = 0;
 
@@ -206,7 +266,7 @@ class Harness {
     return this.state();
   }
 
-  /** Dispose of the registerer and the user agent (SIP.js unregisters first if registered). */
+  /** Dispose of the call, the registerer and the user agent (SIP.js ends and unregisters first). */
   async stop(): Promise<HarnessState> {
     const ua = this.ua;
     if (ua !== null && ua.state === UserAgentState.Started) {
@@ -214,6 +274,7 @@ class Harness {
     }
     const state = this.state();
     this.registerer = null;
+    this.session = null;
     this.ua = null;
     return state;
   }
@@ -223,7 +284,231 @@ class Harness {
       userAgent: this.ua?.state ?? null,
       transport: this.ua?.transport.state ?? null,
       registerer: this.registerer?.state ?? null,
+      session: this.session?.state ?? null,
     };
+  }
+
+  /**
+   * INVITE `target` (a SIP URI, or a user part in the AOR's domain) with the microphone's audio,
+   * answering a digest challenge with the agent's credentials, and wait for the outcome: resolves
+   * once the session is Established (2xx, answer applied), rejects with the final status otherwise.
+   */
+  async invite(target: string, options: InviteOptions = {}): Promise<CallResult> {
+    const ua = this.requireAgent();
+    if (this.session !== null && this.session.state !== SessionState.Terminated) {
+      throw new Error(`a call is already up (${this.session.state})`);
+    }
+    const uri = UserAgent.makeURI(target.includes(":") ? target : `sip:${target}@${ua.configuration.uri.host}`);
+    if (uri === undefined) {
+      throw new Error(`not a SIP URI: ${target}`);
+    }
+    const inviter = new Inviter(ua, uri, {
+      extraHeaders: options.extraHeaders,
+      sessionDescriptionHandlerOptions: { constraints: { audio: true, video: false } },
+      delegate: {
+        onSessionDescriptionHandler: (handler) => {
+          if (handler instanceof Web.SessionDescriptionHandler) {
+            this.watchPeerConnection(handler);
+          }
+        },
+      },
+    });
+    this.session = inviter;
+    inviter.stateChange.addListener((state) => this.record("state", `session ${state}`));
+    return new Promise<CallResult>((resolve, reject) => {
+      let accepted: Core.IncomingResponse | null = null;
+      let settled = false;
+      const settle = (action: () => void): void => {
+        if (!settled) {
+          settled = true;
+          inviter.stateChange.removeListener(onState);
+          action();
+        }
+      };
+      // Established comes after the answer is applied; Terminated without a final response
+      // (a failed offer, a transport error) still ends the wait.
+      const onState = (state: SessionState): void => {
+        if (state === SessionState.Established && accepted !== null) {
+          const response = accepted.message;
+          settle(() =>
+            resolve({ state, status: response.statusCode ?? 0, callId: response.callId, answer: response.body }),
+          );
+        } else if (state === SessionState.Terminated) {
+          queueMicrotask(() => settle(() => reject(new Error("the call ended before it was established"))));
+        }
+      };
+      inviter.stateChange.addListener(onState);
+      inviter
+        .invite({
+          requestDelegate: {
+            onAccept: (response) => {
+              accepted = response;
+              onState(inviter.state);
+            },
+            onReject: (response) => settle(() => reject(failureOf(response))),
+            onRedirect: (response) => settle(() => reject(failureOf(response))),
+          },
+        })
+        .catch((error: unknown) => settle(() => reject(error)));
+    });
+  }
+
+  /** End the call: BYE when established, CANCEL while it is being set up; waits for the answer. */
+  async hangup(): Promise<HangupResult> {
+    const session = this.requireSession();
+    if (session.state === SessionState.Established) {
+      const status = await new Promise<number | null>((resolve, reject) => {
+        session
+          .bye({
+            requestDelegate: {
+              onAccept: (response) => resolve(response.message.statusCode ?? null),
+              onReject: (response) => resolve(response.message.statusCode ?? null),
+            },
+          })
+          .catch(reject);
+      });
+      return { state: session.state, status };
+    }
+    if (session instanceof Inviter && session.state === SessionState.Establishing) {
+      await session.cancel();
+      await this.waitForSession(SessionState.Terminated, 5000);
+      return { state: session.state, status: 487 };
+    }
+    return { state: session.state, status: null };
+  }
+
+  /** Wait until the call reaches `state` (e.g. Terminated after the far end's BYE). */
+  async waitForSession(state: string, timeoutMs: number): Promise<HarnessState> {
+    const session = this.requireSession();
+    const deadline = performance.now() + timeoutMs;
+    while (session.state !== state) {
+      if (performance.now() > deadline) {
+        throw new Error(`the call is ${session.state}, not ${state}, after ${timeoutMs} ms`);
+      }
+      await sleep(20);
+    }
+    return this.state();
+  }
+
+  /**
+   * Listen to the call's remote audio for `seconds` through WebAudio and report its spectrum:
+   * the average power spectrum of back-to-back FFT frames and the RMS of the samples.
+   */
+  async analyseRemoteAudio(seconds: number): Promise<AudioAnalysis> {
+    const stream = this.requireHandler().remoteMediaStream;
+    if (stream.getAudioTracks().length === 0) {
+      throw new Error("the call has no remote audio track");
+    }
+    // Chromium feeds a remote WebRTC track into WebAudio only while a media element plays it
+    // (crbug.com/933677); a muted element is enough, and nothing reaches the speakers.
+    const element = new Audio();
+    element.muted = true;
+    element.srcObject = stream;
+    await element.play();
+    const context = new AudioContext();
+    try {
+      await context.resume();
+      const source = context.createMediaStreamSource(stream);
+      const analyser = context.createAnalyser();
+      analyser.fftSize = FFT_SIZE;
+      analyser.smoothingTimeConstant = 0;
+      source.connect(analyser);
+      const windowMs = (FFT_SIZE / context.sampleRate) * 1000;
+      await sleep(windowMs); // the analyser's buffer then holds only the call's audio
+      const spectrum = new Float32Array(analyser.frequencyBinCount);
+      const power = new Float64Array(analyser.frequencyBinCount);
+      const wave = new Float32Array(FFT_SIZE);
+      let sumSquares = 0;
+      let samples = 0;
+      let frames = 0;
+      const end = performance.now() + seconds * 1000;
+      while (performance.now() < end) {
+        await sleep(windowMs);
+        analyser.getFloatFrequencyData(spectrum);
+        for (let i = 0; i < spectrum.length; i += 1) {
+          power[i] += Number.isFinite(spectrum[i]) ? 10 ** (spectrum[i] / 10) : 0;
+        }
+        analyser.getFloatTimeDomainData(wave);
+        for (const sample of wave) {
+          sumSquares += sample * sample;
+        }
+        samples += wave.length;
+        frames += 1;
+      }
+      source.disconnect();
+      const binHz = context.sampleRate / FFT_SIZE;
+      let peak = Math.ceil(LOWEST_TONE_HZ / binHz);
+      for (let i = peak; i < power.length; i += 1) {
+        if (power[i] > power[peak]) {
+          peak = i;
+        }
+      }
+      let total = 0;
+      let band = 0;
+      for (let i = Math.ceil(LOWEST_TONE_HZ / binHz); i < power.length; i += 1) {
+        total += power[i];
+        if (Math.abs(i - peak) <= PEAK_BAND_BINS) {
+          band += power[i];
+        }
+      }
+      return {
+        dominantHz: interpolatedPeak(power, peak) * binHz,
+        rms: Math.sqrt(sumSquares / Math.max(samples, 1)),
+        purity: total > 0 ? band / total : 0,
+        sampleRate: context.sampleRate,
+        frames,
+      };
+    } finally {
+      await context.close();
+      element.pause();
+      element.srcObject = null;
+    }
+  }
+
+  /** The call's transport as the RTCPeerConnection sees it: ICE, DTLS, packets, codec. */
+  async callStats(): Promise<CallStats> {
+    const connection = this.requireHandler().peerConnection;
+    const result: CallStats = {
+      iceConnectionState: connection?.iceConnectionState ?? null,
+      connectionState: connection?.connectionState ?? null,
+      dtlsState: null,
+      selectedPair: null,
+      packetsSent: 0,
+      packetsReceived: 0,
+      packetsLost: 0,
+      codec: null,
+    };
+    if (connection === undefined) {
+      return result;
+    }
+    const report = await connection.getStats();
+    const entries = new Map<string, Record<string, unknown>>();
+    report.forEach((value: Record<string, unknown>, key: string) => entries.set(key, value));
+    const describe = (id: unknown): string => {
+      const candidate = typeof id === "string" ? entries.get(id) : undefined;
+      return candidate === undefined
+        ? "?"
+        : `${String(candidate.candidateType)} ${String(candidate.address)}:${String(candidate.port)}`;
+    };
+    for (const stat of entries.values()) {
+      if (stat.type === "transport") {
+        result.dtlsState = String(stat.dtlsState);
+        const pair = typeof stat.selectedCandidatePairId === "string" ? entries.get(stat.selectedCandidatePairId) : undefined;
+        if (pair !== undefined) {
+          result.selectedPair = `${describe(pair.localCandidateId)} -> ${describe(pair.remoteCandidateId)} (${String(pair.state)})`;
+        }
+      } else if (stat.type === "outbound-rtp" && stat.kind === "audio") {
+        result.packetsSent += Number(stat.packetsSent ?? 0);
+      } else if (stat.type === "inbound-rtp" && stat.kind === "audio") {
+        result.packetsReceived += Number(stat.packetsReceived ?? 0);
+        result.packetsLost += Number(stat.packetsLost ?? 0);
+        const codec = typeof stat.codecId === "string" ? entries.get(stat.codecId) : undefined;
+        if (codec !== undefined) {
+          result.codec = `${String(codec.mimeType)}/${String(codec.clockRate)}`;
+        }
+      }
+    }
+    return result;
   }
 
   /** Entries after `afterSeq` (all by default), oldest first. */
@@ -238,6 +523,42 @@ class Harness {
     } catch (error: unknown) {
       return { ok: false, failure: describe(error) };
     }
+  }
+
+  private requireSession(): Session {
+    if (this.session === null) {
+      throw new Error("no call: call invite() first");
+    }
+    return this.session;
+  }
+
+  private requireHandler(): Web.SessionDescriptionHandler {
+    const handler = this.requireSession().sessionDescriptionHandler;
+    if (!(handler instanceof Web.SessionDescriptionHandler)) {
+      throw new Error("the call has no WebRTC session description handler");
+    }
+    return handler;
+  }
+
+  // ICE, DTLS and gathering progress, into the log beside the SIP messages.
+  private watchPeerConnection(handler: Web.SessionDescriptionHandler): void {
+    const connection = handler.peerConnection;
+    if (connection === undefined) {
+      return;
+    }
+    connection.addEventListener("icegatheringstatechange", () =>
+      this.record("state", `iceGathering ${connection.iceGatheringState}`),
+    );
+    connection.addEventListener("iceconnectionstatechange", () =>
+      this.record("state", `ice ${connection.iceConnectionState}`),
+    );
+    connection.addEventListener("connectionstatechange", () =>
+      this.record("state", `peerConnection ${connection.connectionState}`),
+    );
+    connection.addEventListener("icecandidate", (event) =>
+      this.record("state", `localCandidate ${event.candidate?.candidate ?? "(end)"}`),
+    );
+    connection.addEventListener("track", (event) => this.record("state", `remoteTrack ${event.track.kind}`));
   }
 
   private requireAgent(): UserAgent {
@@ -270,6 +591,16 @@ class Harness {
 
 function failureOf(response: Core.IncomingResponse): SipFailure {
   return new SipFailure(response.message.statusCode ?? 0, response.message.reasonPhrase ?? "");
+}
+
+/** Parabolic interpolation of a spectral peak: its position in (fractional) bins. */
+function interpolatedPeak(power: Float64Array, peak: number): number {
+  if (peak <= 0 || peak >= power.length - 1) {
+    return peak;
+  }
+  const [a, b, c] = [power[peak - 1], power[peak], power[peak + 1]].map((p) => 10 * Math.log10(p + 1e-30));
+  const denominator = a - 2 * b + c;
+  return denominator === 0 ? peak : peak + (0.5 * (a - c)) / denominator;
 }
 
 function describe(error: unknown): Failure {

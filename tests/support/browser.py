@@ -10,6 +10,9 @@ whose methods call ``window.harness``::
         await agent.register(server="ws://127.0.0.1:8088/ws", aor="sip:100@example.test",
                              user="100", password="secret")
         assert (await agent.sent())[0].startswith("REGISTER ")
+        call = await agent.invite("555123456")  # waits for the 2xx; AgentError otherwise
+        heard = await agent.analyse_remote_audio(2.0)  # WebAudio FFT of the remote stream
+        await agent.hangup()
 
 A step that fails in the page raises :class:`AgentError` with the SIP status when there was one.
 """
@@ -88,12 +91,58 @@ class AgentState:
     user_agent: str | None
     transport: str | None
     registerer: str | None
+    #: The call's SIP.js session state: Initial, Establishing, Established, Terminating, Terminated.
+    session: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class Registration:
     state: str
     contacts: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Call:
+    """An established call: the 2xx to the INVITE and the SDP answer it carried."""
+
+    state: str
+    status: int
+    call_id: str
+    answer: str
+
+
+@dataclass(frozen=True, slots=True)
+class Hangup:
+    state: str
+    #: The BYE's final status (487 for a CANCELled INVITE); None when no answer came.
+    status: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class AudioAnalysis:
+    """The call's remote audio through WebAudio in the page (not the speakers, which are muted)."""
+
+    dominant_hz: float
+    #: 0..1 of full scale.
+    rms: float
+    #: Share of the power near the peak: close to 1 for a clean tone.
+    purity: float
+    sample_rate: float
+    frames: int
+
+
+@dataclass(frozen=True, slots=True)
+class CallStats:
+    """The page's RTCPeerConnection view of the call (getStats, picked)."""
+
+    ice_connection_state: str | None
+    connection_state: str | None
+    dtls_state: str | None
+    selected_pair: str | None
+    packets_sent: int
+    packets_received: int
+    packets_lost: int
+    codec: str | None
 
 
 def _unavailable(message: str) -> NoReturn:
@@ -174,11 +223,13 @@ class BrowserAgent:
         page.on("console", lambda message: self.console.append(f"{message.type}: {message.text}"))
         page.on("pageerror", lambda error: self.console.append(f"pageerror: {error}"))
 
-    async def _call(self, method: str, *args: object) -> Any:
+    async def _call(self, method: str, *args: object, timeout: float | None = None) -> Any:
         # harness.call turns a rejection into a tagged result, so the SIP status survives the
         # trip out of the page (Playwright would flatten an exception into its message).
         script = f"args => window.harness.call(() => window.harness.{method}(...args))"
-        outcome = await asyncio.wait_for(self.page.evaluate(script, list(args)), self.step_timeout)
+        outcome = await asyncio.wait_for(
+            self.page.evaluate(script, list(args)), timeout if timeout is not None else self.step_timeout
+        )
         if not outcome["ok"]:
             failure = outcome["failure"]
             raise AgentError(failure["status"], failure["reason"], f"{method}: {failure['message']}")
@@ -222,6 +273,55 @@ class BrowserAgent:
         value = await self._call("register", options)
         return Registration(state=str(value["state"]), contacts=tuple(str(c) for c in value["contacts"]))
 
+    async def invite(self, target: str, *, extra_headers: Sequence[str] = ()) -> Call:
+        """INVITE ``target`` (a SIP URI, or a user in the AOR's domain) with the microphone's audio;
+        waits until the call is established and raises :class:`AgentError` with the final status
+        otherwise. A digest challenge is answered with the registration's credentials."""
+        options = {"extraHeaders": list(extra_headers)} if extra_headers else {}
+        value = await self._call("invite", target, options)
+        return Call(
+            state=str(value["state"]),
+            status=int(value["status"]),
+            call_id=str(value["callId"]),
+            answer=str(value["answer"]),
+        )
+
+    async def hangup(self) -> Hangup:
+        """BYE an established call (CANCEL one being set up) and wait for the answer."""
+        value = await self._call("hangup")
+        status = value["status"]
+        return Hangup(state=str(value["state"]), status=None if status is None else int(status))
+
+    async def wait_for_session(self, state: str, timeout: float = 5.0) -> AgentState:
+        """Wait until the call reaches ``state`` (e.g. "Terminated" after the far end's BYE)."""
+        value = await self._call("waitForSession", state, int(timeout * 1000), timeout=timeout + 5)
+        return _state(value)
+
+    async def analyse_remote_audio(self, seconds: float) -> AudioAnalysis:
+        """Listen to the call's remote audio for ``seconds`` (WebAudio FFT in the page)."""
+        value = await self._call("analyseRemoteAudio", seconds, timeout=seconds + self.step_timeout)
+        return AudioAnalysis(
+            dominant_hz=float(value["dominantHz"]),
+            rms=float(value["rms"]),
+            purity=float(value["purity"]),
+            sample_rate=float(value["sampleRate"]),
+            frames=int(value["frames"]),
+        )
+
+    async def call_stats(self) -> CallStats:
+        """ICE, DTLS, the selected candidate pair, RTP packet counts and codec of the call."""
+        value = await self._call("callStats")
+        return CallStats(
+            ice_connection_state=value["iceConnectionState"],
+            connection_state=value["connectionState"],
+            dtls_state=value["dtlsState"],
+            selected_pair=value["selectedPair"],
+            packets_sent=int(value["packetsSent"]),
+            packets_received=int(value["packetsReceived"]),
+            packets_lost=int(value["packetsLost"]),
+            codec=value["codec"],
+        )
+
     async def unregister(self) -> AgentState:
         return _state(await self._call("unregister"))
 
@@ -262,7 +362,10 @@ def _agent_options(options: dict[str, object]) -> dict[str, object]:
 
 def _state(value: Any) -> AgentState:
     return AgentState(
-        user_agent=value["userAgent"], transport=value["transport"], registerer=value["registerer"]
+        user_agent=value["userAgent"],
+        transport=value["transport"],
+        registerer=value["registerer"],
+        session=value.get("session"),
     )
 
 

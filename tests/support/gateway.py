@@ -1,0 +1,156 @@
+"""The whole gateway for end-to-end call tests: a real media worker and signaling process on a test's
+nats-server, agent 100 of ``acme.test`` in the directory, and sipp playing the carrier (a default
+trunk on loopback) that answers every call and echoes its RTP::
+
+    async with gateway_stack(nats_server, tmp_path) as (gateway, carrier):
+        ...  # call gateway.sip (UDP) or gateway.ws_url (SIP over WebSocket) as agent 100
+        result = await carrier.wait_async(timeout=20)
+        events = await call_events(gateway.bus)
+
+Everything listens on 127.0.0.1 and advertises 127.0.0.1; every port is a free one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import nats.errors
+
+from shared import subjects
+from shared.bus import Bus
+from shared.events import CallEventEnvelope, parse_event
+from shared.records import TrunkRecord, agent_key, agent_record, trunk_key
+from shared.supervisor import free_port
+from tests.support.nats import NatsServer
+from tests.support.processes import free_ports_env, start_service
+from tests.support.sipp import Sipp, require_sipp
+
+DOMAIN = "acme.test"
+AGENT_USER = "100"
+AGENT_PASSWORD = "pw-100"
+
+
+@dataclass
+class Gateway:
+    bus: Bus
+    #: The signaling service's SIP over UDP address.
+    sip: tuple[str, int]
+    #: The signaling service's SIP over WebSocket URL (ws://, no TLS).
+    ws_url: str
+    media_env: dict[str, str]
+    signaling_env: dict[str, str]
+
+
+@asynccontextmanager
+async def gateway_stack(
+    nats_server: NatsServer, tmp_path: Path, *, carrier_calls: int = 2
+) -> AsyncIterator[tuple[Gateway, Sipp]]:
+    """Carrier, directory, media worker and signaling up; stopped (and checked clean) on exit.
+
+    ``carrier_calls`` counts sipp calls: the trunk's first OPTIONS probe is one, then each call.
+    """
+    require_sipp()
+    bus = await Bus.connect(nats_server.url, name="test", timeout=5)
+    await bus.ensure_streams()
+    media_port = free_port()
+    carrier = Sipp(
+        "carrier_answer_uas",
+        tmp_path,
+        calls=carrier_calls,
+        timeout=60,
+        recv_timeout=30,
+        extra_args=("-rtp_echo", "-mp", str(media_port), "-mi", "127.0.0.1"),
+    )
+    await carrier.start_async()
+    agents = await bus.bucket(subjects.AGENTS_KV)
+    record = agent_record(
+        tenant_id="acme",
+        agent_id="a100",
+        extension="100",
+        sip_username=AGENT_USER,
+        domain=DOMAIN,
+        password=AGENT_PASSWORD,
+    )
+    await agents.put(agent_key(DOMAIN, AGENT_USER), record.model_dump_json().encode())
+    trunks = await bus.bucket(subjects.TRUNKS_KV)
+    trunk = TrunkRecord(
+        tenant_id="acme",
+        trunk_id="geo",
+        name="Geo",
+        sip_server="127.0.0.1",
+        sip_port=carrier.port,
+        registers=False,
+        is_default=True,
+        keepalive_s=3600,
+    )
+    await trunks.put(trunk_key("acme", "geo"), trunk.model_dump_json().encode())
+    base = {"ECHODESK_NATS_URL": nats_server.url, "ECHODESK_LOG_JSON": "true"}
+    rtp_low = free_port() & ~1
+    media_env = {
+        **base,
+        **free_ports_env("media"),
+        "ECHODESK_MEDIA_BIND_ADDRESS": "127.0.0.1",
+        "ECHODESK_MEDIA_PUBLIC_ADDRESS": "127.0.0.1",
+        "ECHODESK_MEDIA_RTP_PORT_MIN": str(rtp_low),
+        "ECHODESK_MEDIA_RTP_PORT_MAX": str(rtp_low + 40),
+        "ECHODESK_INSTANCE_ID": "worker-1",
+    }
+    signaling_env = {
+        **base,
+        **free_ports_env("signaling"),
+        "ECHODESK_SIGNALING_SIP_HOST": "127.0.0.1",
+        "ECHODESK_SIGNALING_SIP_PUBLIC_HOST": "127.0.0.1",
+    }
+    media = None
+    try:
+        media = await asyncio.to_thread(start_service, "media", media_env)
+        signaling = await asyncio.to_thread(start_service, "signaling", signaling_env)
+    except BaseException:
+        if media is not None:
+            media.kill()
+            await asyncio.to_thread(media.communicate, None, 30)
+        await carrier.stop_async()
+        await bus.close()
+        raise
+    gateway = Gateway(
+        bus=bus,
+        sip=("127.0.0.1", int(signaling_env["ECHODESK_SIGNALING_SIP_UDP_PORT"])),
+        ws_url=f"ws://127.0.0.1:{signaling_env['ECHODESK_SIGNALING_SIP_WS_PORT']}/ws",
+        media_env=media_env,
+        signaling_env=signaling_env,
+    )
+    try:
+        yield gateway, carrier
+    finally:
+        outputs = []
+        for process in (signaling, media):
+            process.send_signal(signal.SIGTERM)
+            output, _ = await asyncio.to_thread(process.communicate, None, 30)
+            outputs.append(output)
+            assert process.returncode == 0, output
+        if carrier.result is None:
+            await carrier.stop_async()
+        await bus.close()
+        for output in outputs:
+            assert "Traceback" not in output, output
+
+
+async def call_events(bus: Bus, call_count: int = 1, timeout: float = 15) -> list[CallEventEnvelope]:
+    """The call events on the bus, in order, until ``call_count`` calls have ended."""
+    sub = await bus.js.pull_subscribe(subjects.call_events(), stream=subjects.CALL_EVENTS.name)
+    found: list[CallEventEnvelope] = []
+    async with asyncio.timeout(timeout):
+        while [getattr(e, "type", None) for e in found].count("call.ended") < call_count:
+            try:
+                for msg in await sub.fetch(20, timeout=0.5):
+                    event = parse_event(msg.data)
+                    assert isinstance(event, CallEventEnvelope)
+                    found.append(event)
+            except nats.errors.TimeoutError:
+                continue
+    return found

@@ -1,0 +1,81 @@
+"""Run one test inside a network namespace of its own, where only loopback exists.
+
+A whole-stack test with a browser would otherwise let Chromium gather the machine's real interfaces
+and pair one of them with the gateway's loopback candidate: the packets stay on the host, but the
+offer carries an outside address and the pair depends on the machine. Inside ``unshare -n`` with
+``lo`` up there is nothing else, so every candidate, socket and packet is on 127.0.0.1::
+
+    async def test_something(request: pytest.FixtureRequest) -> None:
+        if not isolated():
+            await asyncio.to_thread(rerun_isolated, request.node.nodeid)
+            return
+        ...  # the test proper, inside the namespace
+
+The test runs again there in a pytest of its own; its outcome (pass, skip or failure with the
+inner output) becomes the outer test's.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import subprocess
+import sys
+
+import pytest
+
+from tests.support.tools import IN_CI, REPO_ROOT, require_tool
+
+#: Set in the inner pytest's environment; together with "only lo exists" it says we are inside.
+ISOLATED_ENV = "ECHODESK_TEST_NETNS"
+
+
+def isolated() -> bool:
+    """Whether this process runs in a test's own network namespace (loopback only)."""
+    return os.environ.get(ISOLATED_ENV) == "1" and [name for _, name in socket.if_nameindex()] == ["lo"]
+
+
+def rerun_isolated(nodeid: str, timeout: float = 240) -> None:
+    """Run the test ``nodeid`` in a new network namespace with only ``lo`` up, and adopt its outcome."""
+    unshare = require_tool("unshare")
+    require_tool("ip")
+    # Root may create a network namespace directly; anyone else inside a user namespace of their own.
+    flags = "-n" if os.geteuid() == 0 else "-rn"
+    command = [
+        unshare,
+        flags,
+        "--",
+        "sh",
+        "-c",
+        'ip link set lo up && exec "$@"',
+        "sh",
+        sys.executable,
+        "-m",
+        "pytest",
+        "-q",
+        "-rs",
+        "-s",
+        "-p",
+        "no:cacheprovider",
+        nodeid,
+    ]
+    process = subprocess.run(
+        command,
+        cwd=REPO_ROOT,
+        env={**os.environ, ISOLATED_ENV: "1"},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    output = process.stdout + process.stderr
+    if process.returncode != 0 and output.lstrip().startswith("unshare:"):
+        message = f"cannot create a network namespace: {output.strip()}"
+        if IN_CI:
+            pytest.fail(message)
+        pytest.skip(message)
+    print(output)
+    assert process.returncode == 0, f"the test failed inside its network namespace:\n{output[-20000:]}"
+    if re.search(r"\b1 passed\b", output) is None:
+        skipped = re.search(r"SKIPPED \[\d+\] (.*)", output)
+        pytest.skip(skipped.group(1) if skipped else f"the test did not pass inside its namespace:\n{output}")

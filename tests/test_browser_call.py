@@ -1,0 +1,124 @@
+"""The product's main path: a browser agent calls a customer and hears itself through the carrier.
+
+SIP.js 0.21 in headless Chromium (its fake microphone playing a 440 Hz tone file made here)
+registers as agent 100 over SIP over WebSocket and calls 555123456. Signaling answers the INVITE's
+407 challenge (SIP.js knows only MD5 and reads only the last Proxy-Authenticate: the gateway offers
+SHA-256, then MD5), asks the real media worker for a WebRTC<->RTP session (ICE-lite, DTLS-SRTP, PCMU
+passed through) and dials sipp as the carrier, which answers and echoes the RTP. The page analyses
+the call's remote audio with WebAudio (Playwright mutes the speakers, which WebAudio never reaches)
+and must hear its own 440 Hz. Then the browser hangs up.
+
+The test runs in a network namespace of its own with only loopback (tests/support/netns.py): outside
+one, Chromium pairs the machine's own interface with the worker's 127.0.0.1. Inside, its loopback
+candidate (``--allow-loopback-in-peer-connection``) is the only one, and nothing can leave.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+import uuid
+import wave
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from shared.events import CallStatus, Party
+from tests.support.browser import browser_agent
+from tests.support.gateway import AGENT_PASSWORD, AGENT_USER, DOMAIN, call_events, gateway_stack
+from tests.support.nats import NatsServer
+from tests.support.netns import isolated, rerun_isolated
+
+pytestmark = [pytest.mark.needs_chromium, pytest.mark.needs_sipp, pytest.mark.needs_nats]
+
+TONE_HZ = 440
+#: WebAudio may start an AudioContext without a user gesture only with this policy.
+AUTOPLAY = "--autoplay-policy=no-user-gesture-required"
+
+
+def write_tone(path: Path, frequency: float, *, rate: int = 48_000, seconds: float = 1.0) -> Path:
+    """A mono 16-bit WAV of a sine at half of full scale; Chromium's fake microphone loops it, so
+    it holds a whole number of cycles (440 Hz over one second) and the loop is seamless."""
+    t = np.arange(int(rate * seconds)) / rate
+    samples = (0.5 * 32767 * np.sin(2 * np.pi * frequency * t)).astype("<i2")
+    with wave.open(str(path), "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(rate)
+        out.writeframes(samples.tobytes())
+    return path
+
+
+async def test_browser_agent_calls_a_customer_and_hears_its_own_tone(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    if not isolated():
+        await asyncio.to_thread(rerun_isolated, request.node.nodeid)
+        return
+    nats_server = NatsServer(store_dir=tmp_path / "nats").start()
+    try:
+        await _browser_call(nats_server, tmp_path)
+    finally:
+        nats_server.stop()
+
+
+async def _browser_call(nats_server: NatsServer, tmp_path: Path) -> None:
+    tone = write_tone(tmp_path / "tone-440.wav", TONE_HZ)
+    async with gateway_stack(nats_server, tmp_path) as (gateway, carrier):
+        async with browser_agent(fake_audio=tone, extra_args=(AUTOPLAY,), step_timeout=20) as agent:
+            registration = await agent.register(
+                server=gateway.ws_url,
+                aor=f"sip:{AGENT_USER}@{DOMAIN}",
+                user=AGENT_USER,
+                password=AGENT_PASSWORD,
+                instance_id=str(uuid.uuid4()),
+                reg_id=1,
+            )
+            assert registration.state == "Registered"
+            started = time.monotonic()
+            call = await agent.invite("555123456")
+            setup_s = time.monotonic() - started
+            assert (call.state, call.status) == ("Established", 200)
+            assert "a=ice-lite" in call.answer, call.answer
+            assert "c=IN IP4 127.0.0.1" in call.answer, call.answer
+
+            heard = await agent.analyse_remote_audio(2.0)
+            stats = await agent.call_stats()
+            print(f"call set up in {setup_s:.2f} s; heard {heard}; {stats}")
+            assert heard.dominant_hz == pytest.approx(TONE_HZ, abs=15), (heard, stats)
+            assert heard.rms > 0.05, (heard, stats)  # real energy: the file plays at 0.5 of full scale
+            assert heard.purity > 0.8, (heard, stats)
+            assert (stats.ice_connection_state, stats.dtls_state) == ("connected", "connected"), stats
+            assert stats.codec == "audio/PCMU/8000", stats
+            assert stats.packets_received > 50, stats
+            # Loopback to loopback: the only interface in the namespace, and our advertised address.
+            assert stats.selected_pair is not None, stats
+            assert re.fullmatch(
+                r"host 127\.0\.0\.1:\d+ -> host 127\.0\.0\.1:\d+ \(succeeded\)", stats.selected_pair
+            ), stats
+
+            hangup = await agent.hangup()
+            assert (hangup.state, hangup.status) == ("Terminated", 200)
+
+            # The INVITE was challenged once and answered with MD5, the one algorithm SIP.js knows.
+            invites = [m for m in await agent.sent() if m.startswith("INVITE ")]
+            assert len(invites) == 2, invites
+            assert "Proxy-Authorization:" not in invites[0]
+            assert "algorithm=MD5" in invites[1]
+            challenge = next(m for m in await agent.received() if m.startswith("SIP/2.0 407 "))
+            algorithms = [
+                line.split("algorithm=")[1].split(",")[0]
+                for line in challenge.splitlines()
+                if line.lower().startswith("proxy-authenticate:")
+            ]
+            assert algorithms == ["SHA-256", "MD5"], challenge
+        result = await carrier.wait_async(timeout=20)
+        result.assert_success(calls=2)
+        events = await call_events(gateway.bus)
+    assert [e.type for e in events] == ["call.created", "call.ringing", "call.answered", "call.ended"]  # type: ignore[attr-defined]
+    assert [e.sequence for e in events] == [0, 1, 2, 3]
+    ended = events[-1].data  # type: ignore[attr-defined]
+    assert (ended.status, ended.ended_by) == (CallStatus.COMPLETED, Party.AGENT)
+    assert ended.talk_time_s >= 2.0
