@@ -165,7 +165,10 @@ class TransportLayer:
         try:
             async with asyncio.timeout(timeout):
                 _, protocol = await loop.create_connection(
-                    partial(self._protocol_for, kind), host, port, ssl=tls,
+                    partial(self._protocol_for, kind),
+                    host,
+                    port,
+                    ssl=tls,
                     server_hostname=host if tls else None,
                 )
                 await protocol.ready

@@ -37,4 +37,3 @@ class StreamConnection(Connection):
 
 class TlsConnection(StreamConnection):
     kind = TransportKind.TLS
-

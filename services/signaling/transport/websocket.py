@@ -139,4 +139,3 @@ class WebSocketConnection(Connection):
 
 class SecureWebSocketConnection(WebSocketConnection):
     kind = TransportKind.WSS
-
