@@ -71,6 +71,25 @@ def _ack(response: Response, uri: str, cseq: int, client: SipClient, *, new_bran
     ).encode()
 
 
+def acknowledge(client: SipClient, answered: Response) -> str:
+    """ACK the 2xx at the answerer's Contact (RFC 3261 13.2.2.4); returns that target."""
+    target = (answered.headers.get("Contact") or "").strip("<>").split(">")[0]
+    client.send(_ack(answered, target, 2, client, new_branch=True))
+    return target
+
+
+def hang_up(client: SipClient, answered: Response, dialog: dict[str, str], target: str) -> Response:
+    headers = [
+        f"From: {dialog['from']}",
+        f"To: {answered.headers.get('To')}",
+        f"Call-ID: {dialog['call_id']}",
+        "CSeq: 3 BYE",
+    ]
+    response = client.request("BYE", target, headers)
+    client.close()
+    return response
+
+
 async def test_agent_calls_a_customer_and_hears_the_echo(stack: tuple[Gateway, Sipp]) -> None:
     gateway, carrier = stack
     phone = await RtpPeer.open("127.0.0.1")
@@ -79,27 +98,13 @@ async def test_agent_calls_a_customer_and_hears_the_echo(stack: tuple[Gateway, S
         assert answered.status_code == 200, answered
         assert answered.headers.get("Content-Type") == "application/sdp"
         phone.learn(answered.body.decode())
-        contact = answered.headers.get("Contact") or ""
-        target = contact.strip("<>").split(">")[0]
-        client.send(_ack(answered, target, 2, client, new_branch=True))
+        target = acknowledge(client, answered)
         phone.start_tone(1000)
         await asyncio.sleep(2.0)
         heard = analyse(phone.audio(last_seconds=1.0))
         assert heard["dominant_hz"] == pytest.approx(1000, abs=15), heard
         assert heard["purity"] > 0.9, heard
-        bye = await asyncio.to_thread(
-            client.request,
-            "BYE",
-            target,
-            [
-                f"From: {dialog['from']}",
-                f"To: {answered.headers.get('To')}",
-                f"Call-ID: {dialog['call_id']}",
-                "CSeq: 3 BYE",
-            ],
-        )
-        assert bye.status_code == 200
-        client.close()
+        assert (await asyncio.to_thread(hang_up, client, answered, dialog, target)).status_code == 200
     finally:
         phone.close()
     result = await carrier.wait_async(timeout=20)
@@ -121,25 +126,12 @@ async def test_echo_line_returns_the_agents_own_audio(stack: tuple[Gateway, Sipp
         )
         assert answered.status_code == 200, answered
         phone.learn(answered.body.decode())
-        target = (answered.headers.get("Contact") or "").strip("<>").split(">")[0]
-        client.send(_ack(answered, target, 2, client, new_branch=True))
+        target = acknowledge(client, answered)
         phone.start_tone(700)
         await asyncio.sleep(1.5)
         heard = analyse(phone.audio(last_seconds=1.0))
         assert heard["dominant_hz"] == pytest.approx(700, abs=15), heard
-        bye = await asyncio.to_thread(
-            client.request,
-            "BYE",
-            target,
-            [
-                f"From: {dialog['from']}",
-                f"To: {answered.headers.get('To')}",
-                f"Call-ID: {dialog['call_id']}",
-                "CSeq: 3 BYE",
-            ],
-        )
-        assert bye.status_code == 200
-        client.close()
+        assert (await asyncio.to_thread(hang_up, client, answered, dialog, target)).status_code == 200
     finally:
         phone.close()
     events = await call_events(gateway.bus)
