@@ -186,10 +186,17 @@ class Bus:
 
     # --- provisioning ----------------------------------------------------------------------
 
-    async def ensure_streams(self, specs: tuple[subjects.StreamSpec, ...] = subjects.STREAMS) -> None:
-        """Create each stream, or bring an existing one to the spec; safe to run from every service."""
+    async def ensure_streams(
+        self, specs: tuple[subjects.StreamSpec, ...] = subjects.STREAMS, *, replicas: int = 1
+    ) -> None:
+        """Create each stream, or bring an existing one to the spec; safe to run from every service.
+
+        ``replicas`` copies of each stream live on different servers of a NATS cluster (3 survive
+        the loss of one); a single server can only hold 1.
+        """
         for spec in specs:
             config = StreamConfig(
+                num_replicas=replicas,
                 name=spec.name,
                 subjects=list(spec.subjects),
                 description=spec.description or None,
@@ -208,11 +215,13 @@ class Bus:
                     pass  # created concurrently by another service: fall through to update
             await self.js.update_stream(config)
 
-    async def ensure_buckets(self, specs: tuple[subjects.BucketSpec, ...] = subjects.BUCKETS) -> None:
+    async def ensure_buckets(
+        self, specs: tuple[subjects.BucketSpec, ...] = subjects.BUCKETS, *, replicas: int = 1
+    ) -> None:
         for spec in specs:
-            await self.bucket(spec)
+            await self.bucket(spec, replicas=replicas)
 
-    async def bucket(self, spec: subjects.BucketSpec) -> KeyValue:
+    async def bucket(self, spec: subjects.BucketSpec, *, replicas: int = 1) -> KeyValue:
         try:
             return await self.js.key_value(spec.name)
         except nats.js.errors.BucketNotFoundError:
@@ -221,6 +230,7 @@ class Bus:
                 history=spec.history,
                 description=spec.description or None,
                 ttl=spec.ttl.total_seconds() if spec.ttl else None,
+                replicas=replicas,
             )
             try:
                 kv = await self.js.create_key_value(config)

@@ -123,8 +123,8 @@ async def _main(service: Service, settings: CommonSettings) -> int:
             name=f"{settings.service}-{settings.instance_id}",
             timeout=settings.nats_connect_timeout_s,
         )
-        await bus.ensure_streams()
-        await bus.ensure_buckets()
+        await bus.ensure_streams(replicas=settings.nats_replicas)
+        await bus.ensure_buckets(replicas=settings.nats_replicas)
     except BusError as exc:
         log.error("cannot start without NATS", error=str(exc))
         await health.stop()

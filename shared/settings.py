@@ -51,6 +51,9 @@ class CommonSettings(BaseSettings):
     log_level: str = _shared("INFO", "log_level", "DEBUG, INFO, WARNING or ERROR")
     log_json: bool | None = _shared(None, "log_json", "Force JSON (true) or console (false) logs")
     nats_url: str = _shared("nats://127.0.0.1:4222", "nats_url", "Where the NATS server (JetStream on) is")
+    nats_replicas: int = _shared(
+        1, "nats_replicas", "Copies of each stream and KV bucket in a NATS cluster (3 in production)"
+    )
     nats_connect_timeout_s: float = _shared(
         60.0, "nats_connect_timeout_s", "How long a service waits for NATS at start-up before it gives up"
     )
