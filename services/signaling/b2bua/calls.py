@@ -199,7 +199,9 @@ class Calls:
             customer_number=decision.number,
             agent_invite=request,
             agent_address=self._address(flow),
-            carrier_address=self._address_for(trunk.transport.value),
+            carrier_address=self._address_for(
+                trunk.transport.value, self.trunks.contact_host(trunk.sip_server)
+            ),
             target=CarrierTarget(
                 trunk_id=trunk.trunk_id,
                 domain=trunk.domain or trunk.sip_server,
@@ -373,9 +375,11 @@ class Calls:
     def _address(self, flow: Flow) -> LegAddress:
         return self._address_for(flow.transport.value)
 
-    def _address_for(self, transport: str) -> LegAddress:
+    def _address_for(self, transport: str, host: str | None = None) -> LegAddress:
+        """How we appear on a leg: towards a carrier the same address its trunk registers with
+        (never a private or pod address: PEERS.md), towards agents the public host."""
         kind = TransportKind(transport)
-        host = self.settings.sip_public_host or "127.0.0.1"
+        host = host or self.settings.sip_public_host or "127.0.0.1"
         port = self.stack.transport.bound.get(kind, (host, 5060))[1]
         sent_by = f"{host}:{port}"
         suffix = "" if kind is TransportKind.UDP else f";transport={kind.value}"

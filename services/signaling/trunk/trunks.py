@@ -105,7 +105,7 @@ class Trunks:
             if not self.settings.secret_key:
                 raise SealError("the trunk has a password but ECHODESK_SECRET_KEY is not set")
             password = unseal(record.password_sealed, self.settings.secret_key)
-        host = self._contact_host(record.sip_server)
+        host = self.contact_host(record.sip_server)
         port = self.stack.transport.bound.get(transport, ("", 5060))[1]
         user = record.username or "echodesk"
         contact = f"sip:{user}@{host}:{port}" + (
@@ -128,7 +128,7 @@ class Trunks:
             user_agent=self.stack.server_header,
         )
 
-    def _contact_host(self, carrier: str) -> str:
+    def contact_host(self, carrier: str) -> str:
         """The address carriers reach us at: the configured public one, else the local address the
         kernel would use towards the carrier (a UDP connect sends nothing)."""
         if self.settings.sip_public_host:
@@ -160,8 +160,12 @@ class Trunks:
         if kind is None:
             raise TransportUnavailable(f"calls over {record.transport.value} are not supported")
         port = record.sip_port or (5061 if kind is TransportKind.TLS else 5060)
-        host = await self._resolve(record.sip_server) if kind is TransportKind.UDP else record.sip_server
-        return await self.stack.transport.connect(kind, host, port)
+        return await self._open(kind, record.sip_server, port)
+
+    async def _open(self, kind: TransportKind, host: str, port: int) -> Flow:
+        """A flow to a carrier: UDP needs an address, connections resolve the name themselves."""
+        address = await self._resolve(host) if kind is TransportKind.UDP else host
+        return await self.stack.transport.connect(kind, address, port)
 
     # --- actions ----------------------------------------------------------------------------
 
@@ -204,8 +208,7 @@ class Trunks:
             return
         kind = TransportKind(action.transport)
         try:
-            host = await self._resolve(action.host) if kind is TransportKind.UDP else action.host
-            flow = await self.stack.transport.connect(kind, host, action.port)
+            flow = await self._open(kind, action.host, action.port)
         except (TransportUnavailable, OSError) as exc:
             self._run(key, client.on_transport_error(action.request, self._now(), str(exc)))
             return
