@@ -21,7 +21,18 @@ from shared.settings import ApiSettings
 from tests.support.postgres import scratch_database
 
 SECRET_KEY = "test-secret-key"
-TABLES = ("kv_deletions", "agents", "trunks", "api_keys", "tenants")
+TABLES = (
+    "webhook_deliveries",
+    "webhook_subscriptions",
+    "events",
+    "calls",
+    "recordings",
+    "kv_deletions",
+    "agents",
+    "trunks",
+    "api_keys",
+    "tenants",
+)
 
 BACKENDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.needs_postgres)]
 

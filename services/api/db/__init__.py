@@ -6,9 +6,25 @@ against) and the outbox's mapper events.
 
 from services.api.db.agents import Agent
 from services.api.db.base import Base
+from services.api.db.calls import Call, Recording, StoredEvent
 from services.api.db.engine import Database
 from services.api.db.outbox import KvDeletion
 from services.api.db.tenants import ApiKey, Tenant
 from services.api.db.trunks import Trunk, TurnCredential
+from services.api.db.webhooks import WebhookDelivery, WebhookSubscription
 
-__all__ = ["Agent", "ApiKey", "Base", "Database", "KvDeletion", "Tenant", "Trunk", "TurnCredential"]
+__all__ = [
+    "Agent",
+    "ApiKey",
+    "Base",
+    "Call",
+    "Database",
+    "KvDeletion",
+    "Recording",
+    "StoredEvent",
+    "Tenant",
+    "Trunk",
+    "TurnCredential",
+    "WebhookDelivery",
+    "WebhookSubscription",
+]

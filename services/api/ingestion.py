@@ -1,0 +1,155 @@
+"""The call log's durable consumers: every event stream into the database, exactly once.
+
+One durable JetStream consumer per event stream (``api-log-<stream>``) hands batches of events to
+:meth:`EventIngestion.ingest`, which applies them in one transaction and is acked only after it
+committed: a crash loses nothing (the batch comes again) and applies nothing twice (an event whose
+id is stored is skipped). An event that does not validate is dead-lettered by the bus and the
+others go on; one that makes the batch fail is retried alone and dead-lettered after
+``max_deliver`` attempts. Several api replicas share the consumers; rows of a call are locked while
+its events are applied (PostgreSQL), so replicas never interleave one call's updates.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from prometheus_client import Counter
+from sqlalchemy import select, tuple_
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.api.calllog import apply_call_event, apply_recording_event, new_call, new_recording
+from services.api.db import Call, Database, Recording, StoredEvent
+from services.api.db.upsert import insert_new
+from shared import subjects
+from shared.bus import Bus, Delivery
+from shared.events import CallEventEnvelope, Event, RecordingCompleted, RecordingFailed, RecordingStarted
+from shared.logging import get_logger
+
+log = get_logger("echodesk.api.ingestion")
+
+INGESTED = Counter("echodesk_api_events_ingested_total", "Events taken into the database", ["outcome"])
+
+#: The streams the api keeps; their consumers are named after them.
+EVENT_STREAMS: tuple[subjects.StreamSpec, ...] = (
+    subjects.CALL_EVENTS,
+    subjects.RECORDING_EVENTS,
+    subjects.AGENT_EVENTS,
+    subjects.TRUNK_EVENTS,
+)
+
+
+def durable_name(purpose: str, stream: subjects.StreamSpec) -> str:
+    return f"api-{purpose}-{stream.name.lower().replace('_', '-')}"
+
+
+def _stream_of(subject: str) -> str:
+    for stream in EVENT_STREAMS:
+        prefix = stream.subjects[0].split(".", 1)[0]
+        if subject.startswith(prefix + "."):
+            return stream.name
+    return ""
+
+
+def stored_event(delivery: Delivery[Event]) -> dict[str, Any]:
+    event = delivery.value
+    return {
+        "id": str(event.id),
+        "tenant_id": event.tenant_id,
+        "type": event.type,
+        "call_id": event.call_id if isinstance(event, CallEventEnvelope) else None,
+        "sequence": event.sequence if isinstance(event, CallEventEnvelope) else None,
+        "occurred_at": event.occurred_at,
+        "stream": _stream_of(delivery.subject),
+        "stream_sequence": delivery.stream_sequence,
+        "stored_at": delivery.stored_at,
+        "data": event.data.model_dump(mode="json"),
+    }
+
+
+def _is_recording(event: Event) -> bool:
+    return isinstance(event, RecordingStarted | RecordingCompleted | RecordingFailed)
+
+
+class EventIngestion:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    async def start(self, bus: Bus, *, max_deliver: int = 5) -> None:
+        for stream in EVENT_STREAMS:
+            await bus.consume_event_batches(
+                stream, durable_name("log", stream), self.ingest, max_deliver=max_deliver
+            )
+
+    async def ingest(self, deliveries: Sequence[Delivery[Event]]) -> None:
+        """Apply the events not yet applied, in one transaction."""
+        async with self.db.sessions() as session, session.begin():
+            fresh = await self._fresh(session, deliveries)
+            if not fresh:
+                INGESTED.labels("duplicate").inc(len(deliveries))
+                return
+            await self._apply_calls(session, [d.value for d in fresh])
+            await self._apply_recordings(session, [d.value for d in fresh])
+            await insert_new(session, StoredEvent, [stored_event(d) for d in fresh])
+        INGESTED.labels("applied").inc(len(fresh))
+        if len(fresh) < len(deliveries):
+            INGESTED.labels("duplicate").inc(len(deliveries) - len(fresh))
+
+    async def _fresh(
+        self, session: AsyncSession, deliveries: Sequence[Delivery[Event]]
+    ) -> list[Delivery[Event]]:
+        ids = [str(d.value.id) for d in deliveries]
+        known = set(await session.scalars(select(StoredEvent.id).where(StoredEvent.id.in_(ids))))
+        fresh: list[Delivery[Event]] = []
+        for delivery in deliveries:
+            event_id = str(delivery.value.id)
+            if event_id not in known:
+                known.add(event_id)  # the same event twice in one batch
+                fresh.append(delivery)
+        return fresh
+
+    async def _apply_calls(self, session: AsyncSession, events: list[Event]) -> None:
+        call_events = [e for e in events if isinstance(e, CallEventEnvelope) and not _is_recording(e)]
+        if not call_events:
+            return
+        keys = sorted({(e.tenant_id, e.call_id) for e in call_events})
+        # Locked in key order, so two replicas locking the same calls cannot deadlock.
+        rows = await session.scalars(
+            select(Call)
+            .where(tuple_(Call.tenant_id, Call.id).in_(keys))
+            .order_by(Call.tenant_id, Call.id)
+            .with_for_update()
+        )
+        calls = {(c.tenant_id, c.id): c for c in rows}
+        for event in call_events:
+            key = (event.tenant_id, event.call_id)
+            call = calls.get(key)
+            if call is None:
+                call = calls[key] = new_call(event.tenant_id, event.call_id, event.occurred_at)
+                session.add(call)
+            apply_call_event(call, event)  # type: ignore[arg-type]
+
+    async def _apply_recordings(self, session: AsyncSession, events: list[Event]) -> None:
+        recording_events = [
+            e for e in events if isinstance(e, RecordingStarted | RecordingCompleted | RecordingFailed)
+        ]
+        if not recording_events:
+            return
+        keys = sorted({(e.tenant_id, e.data.recording_id) for e in recording_events})
+        rows = await session.scalars(
+            select(Recording)
+            .where(tuple_(Recording.tenant_id, Recording.id).in_(keys))
+            .order_by(Recording.tenant_id, Recording.id)
+            .with_for_update()
+        )
+        recordings = {(r.tenant_id, r.id): r for r in rows}
+        for event in recording_events:
+            key = (event.tenant_id, event.data.recording_id)
+            recording = recordings.get(key)
+            if recording is None:
+                recording = recordings[key] = new_recording(event.tenant_id, event)
+                session.add(recording)
+            apply_recording_event(recording, event)
+
+
+__all__ = ["EVENT_STREAMS", "EventIngestion", "durable_name"]
