@@ -1,8 +1,9 @@
 """A WebRTC peer reduced to its packets, to drive our ICE-lite port in tests without a browser.
 
 :class:`PacketPeer` writes an offer the way browsers do (ICE credentials, fingerprint, ``actpass``,
-rtcp-mux, BUNDLE), builds the connectivity checks a full controlling agent sends (RFC 8445 section
-7.2.2), runs the DTLS side our answer leaves it (our own :class:`DtlsTransport`, checked against raw
+rtcp-mux, BUNDLE), or answers ours as Chromium does (``active``, our payload types kept), builds the
+connectivity checks a full controlling agent sends (RFC 8445 section 7.2.2), runs the DTLS side the
+negotiation leaves it (our own :class:`DtlsTransport`, checked against raw
 pyOpenSSL in test_dtls.py) and protects RTP with the keys. It does no I/O: tests move its bytes
 through a fake transport or a loopback socket.
 """
@@ -45,10 +46,13 @@ class PacketPeer:
         self.timestamp = secrets.randbits(32)
         self.tie_breaker = secrets.randbits(64)
 
-    def offer(self) -> SessionDescription:
+    def offer(
+        self, direction: str = "sendrecv", *, version: int = 2, setup: str = "actpass"
+    ) -> SessionDescription:
+        """An offer, or with a later ``version`` a re-offer (SIP.js holds with sendonly or inactive)."""
         lines = [
             "v=0",
-            "o=- 4611731400430051336 2 IN IP4 127.0.0.1",
+            f"o=- 4611731400430051336 {version} IN IP4 127.0.0.1",
             "s=-",
             "t=0 0",
             "a=group:BUNDLE 0",
@@ -60,10 +64,10 @@ class PacketPeer:
             f"a=ice-pwd:{self.credentials.pwd}",
             "a=ice-options:trickle",
             f"a=fingerprint:{self.certificate.fingerprint}",
-            "a=setup:actpass",
+            f"a=setup:{setup}",
             "a=mid:0",
             "a=extmap:1 urn:ietf:params:rtp-hdrext:ssrc-audio-level",
-            "a=sendrecv",
+            f"a={direction}",
             "a=rtcp-mux",
             "a=rtpmap:111 opus/48000/2",
             "a=fmtp:111 minptime=10;useinbandfec=1",
@@ -72,6 +76,41 @@ class PacketPeer:
             "a=rtpmap:101 telephone-event/8000",
         ]
         return SessionDescription.parse("\r\n".join(lines) + "\r\n")
+
+    def answer(self, offer: SessionDescription, *, setup: str = "active", formats: str | None = None) -> str:
+        """Our answer to the gateway's offer as Chromium writes it: its payload types kept in its order
+        (or ``formats``), ``setup`` (Chromium says active), our credentials and fingerprint."""
+        media = offer.media[0]
+        credentials = offer.ice_credentials_of(media)
+        assert credentials is not None
+        self.remote_ufrag, self.remote_pwd = credentials.ufrag, credentials.pwd
+        role = DtlsRole.SERVER if setup == "passive" else DtlsRole.CLIENT
+        self.dtls = DtlsTransport(self.certificate, role, offer.fingerprints_of(media))
+        chosen = formats.split() if formats is not None else list(media.formats)
+        codecs = {str(codec.payload_type): codec for codec in media.codecs}
+        lines = [
+            "v=0",
+            "o=- 1921781712397045392 2 IN IP4 127.0.0.1",
+            "s=-",
+            "t=0 0",
+            "a=group:BUNDLE 0",
+            f"m=audio 9 UDP/TLS/RTP/SAVPF {' '.join(chosen)}",
+            "c=IN IP4 0.0.0.0",
+            "a=rtcp:9 IN IP4 0.0.0.0",
+            f"a=ice-ufrag:{self.credentials.ufrag}",
+            f"a=ice-pwd:{self.credentials.pwd}",
+            f"a=fingerprint:{self.certificate.fingerprint}",
+            f"a=setup:{setup}",
+            "a=mid:0",
+            "a=sendrecv",
+            "a=rtcp-mux",
+        ]
+        lines += [f"a=rtpmap:{codecs[pt].rtpmap()}" for pt in chosen if pt in codecs]
+        return "\r\n".join(lines) + "\r\n"
+
+    def restart_ice(self) -> None:
+        """New credentials of ours: the next offer asks for an ICE restart (RFC 8445 section 9)."""
+        self.credentials = generate_credentials()
 
     def accept_answer(self, answer: SessionDescription) -> None:
         media = answer.media[0]

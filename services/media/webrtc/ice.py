@@ -5,6 +5,12 @@ the full agent's Binding requests (RFC 8445 section 7.3) with short-term credent
 9.1): USERNAME ``<our ufrag>:<their ufrag>``, MESSAGE-INTEGRITY keyed with our ice-pwd. STUN messages
 are parsed and built with :mod:`aioice.stun`. The agent is pure: the mux hands it a parsed request,
 its source address and the time, and sends the response it returns.
+
+When we offer (an inbound call rings a browser), the browser's checks can arrive before its answer
+reaches us through SIP. They carry MESSAGE-INTEGRITY keyed with *our* ice-pwd, so they can be
+authenticated and must be answered at once (RFC 8445 section 7.3: the remote password is not needed
+for the response); the agent remembers which remote ufrag each source used, so that once the answer
+names the browser that won (a forked offer rings several), the others' sources can be dropped.
 """
 
 from __future__ import annotations
@@ -30,6 +36,8 @@ PWD_LENGTH: Final = 24
 CONSENT_TIMEOUT: Final = 30.0
 #: RFC 8445 section 7.3.1.1: answered to a peer that also claims the controlled role.
 ROLE_CONFLICT: Final = (487, "Role Conflict")
+#: Sources remembered from checks that came before the answer (a few browsers, a few candidates each).
+MAX_EARLY_SOURCES: Final = 32
 
 
 def generate_credentials() -> IceCredentials:
@@ -70,6 +78,28 @@ class IceLiteAgent:
         #: (RFC 8445 section 8.2).
         self.nominated: Address | None = None
         self.checks = 0
+        #: We offered and await the answer: checks naming any remote ufrag are authenticated by our pwd.
+        self.awaiting_answer = False
+        #: Before the answer: the remote ufrag each authenticated source used, oldest first.
+        self.early_sources: dict[Address, str] = {}
+
+    def restart(self, local: IceCredentials, remote: IceCredentials) -> None:
+        """New credentials on both sides: an ICE restart (RFC 8445 section 9, RFC 8839 section 4.4.1.1.1).
+        The nominated pair stays until the browser nominates anew: media keeps flowing meanwhile."""
+        self.local = local
+        self._key = local.pwd.encode()
+        self.remote = remote
+
+    def answered(self, remote: IceCredentials) -> list[Address]:
+        """The answer to our offer named ``remote``: returns the sources whose early checks named another
+        ufrag (a browser that lost a forked offer), forgotten here; the caller stops routing them."""
+        self.remote = remote
+        self.awaiting_answer = False
+        losers = [source for source, ufrag in self.early_sources.items() if ufrag != remote.ufrag]
+        self.early_sources.clear()
+        if self.nominated in losers:
+            self.nominated = None
+        return losers
 
     def answer(self, request: stun.Message, source: Address, now: float) -> BindingResult:
         """Answer a Binding request already routed here by the first part of its USERNAME.
@@ -81,14 +111,25 @@ class IceLiteAgent:
         """
         remote = self.remote
         username = request.attributes.get("USERNAME")
+        if not isinstance(username, str):
+            return _IGNORED
+        if remote is not None:
+            valid = username == f"{self.local.ufrag}:{remote.ufrag}"
+        else:
+            ours, _, theirs = username.partition(":")
+            valid = self.awaiting_answer and ours == self.local.ufrag and bool(theirs)
         if (
-            remote is None
-            or not isinstance(username, str)
-            or username != f"{self.local.ufrag}:{remote.ufrag}"
+            not valid
             or not isinstance(request.attributes.get("MESSAGE-INTEGRITY"), bytes)
             or not request.check_message_integrity(self._key)
         ):
             return _IGNORED
+        if remote is None:
+            early = self.early_sources
+            early.pop(source, None)
+            early[source] = username.partition(":")[2]
+            if len(early) > MAX_EARLY_SOURCES:
+                del early[next(iter(early))]
         self.last_check_at = now
         self.checks += 1
         if "ICE-CONTROLLED" in request.attributes:

@@ -18,6 +18,7 @@ LiveKit's UDP mux serve many browsers on one port, and what PEERS.md shows Chrom
 from __future__ import annotations
 
 import asyncio
+import functools
 import socket
 import struct
 import time
@@ -31,6 +32,7 @@ from services.media.webrtc.certificate import DtlsCertificate
 from services.media.webrtc.ice import Address, generate_credentials
 from services.media.webrtc.session import MAX_ADDRESSES, WebRtcSession
 from shared.logging import get_logger
+from shared.sdp import IceCredentials
 
 log = get_logger("echodesk.media.webrtc")
 
@@ -119,27 +121,45 @@ class WebRtcMux(asyncio.DatagramProtocol):
         """A new session on this port with fresh ICE credentials, routed from now on."""
         if self.port == 0:
             raise RuntimeError("the mux is not listening yet: its port goes into every answer")
-        for _ in range(_UFRAG_ATTEMPTS):
-            credentials = generate_credentials()
-            if credentials.ufrag not in self.sessions:
-                break
-        else:
-            raise RuntimeError("no unused ICE ufrag could be drawn")
         session = WebRtcSession(
             self.certificate,
             address=self.advertised_address,
             port=self.port,
-            credentials=credentials,
+            credentials=self._unused_credentials(),
             clock=self._clock,
         )
         self.add(session)
         return session
 
+    def _unused_credentials(self) -> IceCredentials:
+        for _ in range(_UFRAG_ATTEMPTS):
+            credentials = generate_credentials()
+            if credentials.ufrag not in self.sessions:
+                return credentials
+        raise RuntimeError("no unused ICE ufrag could be drawn")
+
     def add(self, session: WebRtcSession) -> None:
         if session.ufrag in self.sessions:
             raise ValueError(f"ufrag {session.ufrag!r} is taken on this port")
         self.sessions[session.ufrag] = session
-        session.attach(self._send)
+        session.attach(
+            self._send,
+            renew=functools.partial(self._renew, session),
+            forget=functools.partial(self._forget, session),
+        )
+
+    def _renew(self, session: WebRtcSession) -> IceCredentials:
+        """New credentials for ``session`` (an ICE restart): checks are routed by the new ufrag from now
+        on; the old one is forgotten, its sources stay mapped so media flows until the new nomination."""
+        credentials = self._unused_credentials()
+        if self.sessions.get(session.ufrag) is session:
+            del self.sessions[session.ufrag]
+        self.sessions[credentials.ufrag] = session
+        return credentials
+
+    def _forget(self, session: WebRtcSession, address: Address) -> None:
+        if self._by_address.get(address) is session:
+            del self._by_address[address]
 
     def remove(self, session: WebRtcSession) -> None:
         """Close the session and forget its ufrag and addresses."""

@@ -1,7 +1,9 @@
-"""One browser's WebRTC leg: the SDP answer, ICE-lite, DTLS-SRTP, and RTP on our own path.
+"""One browser's WebRTC leg: offer/answer, ICE-lite, DTLS-SRTP, and RTP on our own path.
 
-A :class:`WebRtcSession` answers a browser's offer (JSEP, RFC 8829 section 5.3; RFC 3264 section 6)
-as an ICE-lite endpoint with one host candidate, then lives on the worker's shared port: the
+A :class:`WebRtcSession` answers a browser's offer (JSEP, RFC 8829 section 5.3; RFC 3264 section 6),
+or makes an offer to a browser and takes its answer (RFC 8829 sections 5.2 and 5.4: a call that rings
+a browser), and answers its re-offers (hold and resume, ICE restarts: RFC 3264 section 8), as an
+ICE-lite endpoint with one host candidate. It lives on the worker's shared port: the
 :class:`~services.media.webrtc.mux.WebRtcMux` hands it the Binding requests for its ufrag and the DTLS
 and SRTP datagrams of the addresses those requests authenticated. Decrypted RTP goes to
 :attr:`WebRtcSession.on_rtp`; :meth:`WebRtcSession.send_rtp` protects and sends to the browser.
@@ -21,13 +23,22 @@ import pylibsrtp
 from services.media.webrtc.certificate import DtlsCertificate
 from services.media.webrtc.dtls import DtlsRole, DtlsState, DtlsTransport
 from services.media.webrtc.ice import Address, IceLiteAgent, generate_credentials
+from services.media.webrtc.negotiation import (
+    answer_role,
+    audio_section,
+    build_offer,
+    chosen_codecs,
+    g711_offer,
+    remote_transport,
+    reoffer_role,
+)
 from services.media.webrtc.srtp import SrtpContext
 from shared.sdp import (
     Candidate,
     Codec,
     Connection,
+    Direction,
     IceCredentials,
-    MediaDescription,
     Origin,
     SdpError,
     SessionDescription,
@@ -36,6 +47,7 @@ from shared.sdp import (
     answer_session,
     negotiate_codecs,
     random_session_id,
+    revise,
     transport_attributes,
 )
 
@@ -44,12 +56,23 @@ from shared.sdp import (
 DEFAULT_CODECS: Final = ("PCMU/8000", "PCMA/8000", "opus/48000/2", "telephone-event")
 #: RFC 8445 section 5.1.2.1: type preference 126 (host), local preference 65535, component 1.
 HOST_PRIORITY: Final = (126 << 24) | (65535 << 8) | (256 - 1)
-#: The proto of DTLS-SRTP media: RFC 5764 section 8 (SAVP) and JSEP's feedback profile (SAVPF).
-_DTLS_SRTP_PROTOS: Final = frozenset({"UDP/TLS/RTP/SAVPF", "UDP/TLS/RTP/SAVP"})
 #: Addresses one session may hold in the mux: a browser checks from a handful of candidates.
 MAX_ADDRESSES: Final = 8
+#: DTLS datagrams kept while our offer awaits its answer (a ClientHello is two, plus retransmissions).
+MAX_EARLY_DTLS: Final = 16
 
 Transmit = Callable[[bytes, Address], None]
+
+
+class NegotiationError(RuntimeError):
+    """An offer or answer that does not fit where the negotiation stands (RFC 3264 section 4): an answer
+    with no offer of ours out, a second different answer to a forked offer, an offer while ours awaits
+    its answer (glare), or a change the running DTLS association cannot take. ``code`` names the case
+    for the typed error signaling gets."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
 
 
 class WebRtcState(StrEnum):
@@ -72,6 +95,10 @@ class SessionCounters:
     srtp_rejected: int = 0
     #: SRTP that arrived before the keys (the browser's media can overtake our last DTLS flight).
     srtp_early: int = 0
+    #: DTLS that arrived before the answer to our offer, kept for when it comes.
+    dtls_early: int = 0
+    #: RTP we were asked to send while the browser receives none (it holds: sendonly or inactive).
+    not_sent: int = 0
     #: Packets we were asked to send that libsrtp refused (malformed or too long).
     send_rejected: int = 0
     dtls_received: int = 0
@@ -113,9 +140,22 @@ class WebRtcSession:
         self.on_rtcp: Callable[[bytes], None] | None = None
         self.on_state_change: Callable[[WebRtcState], None] | None = None
         self.dtls: DtlsTransport | None = None
+        #: Our offer to the browser, while it awaits the answer and after.
+        self.offer: SessionDescription | None = None
+        #: Our last answer (to the first offer or to a re-offer).
         self.answer: SessionDescription | None = None
+        #: Our current description (offer or answer): re-answers keep its o= line (RFC 3264 section 8).
+        self.local: SessionDescription | None = None
+        #: The browser's direction from its last description (RFC 3264 section 5.1).
+        self.remote_direction = Direction.SENDRECV
+        #: The browser receives RTP (not on hold): checked per packet, so a plain attribute.
+        self.sending = True
+        self._mid: str | None = None
+        self._early_dtls: list[tuple[bytes, Address]] = []
         self._srtp: SrtpContext | None = None
         self._transmit: Transmit | None = None
+        self._renew: Callable[[], IceCredentials] | None = None
+        self._forget: Callable[[Address], None] | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._dtls_seen = False
         self._clock = clock
@@ -138,28 +178,27 @@ class WebRtcSession:
         *,
         setup: Setup = Setup.PASSIVE,
         codecs: Sequence[str] = DEFAULT_CODECS,
+        wish: Direction = Direction.SENDRECV,
     ) -> SessionDescription:
-        """Our answer to a browser's offer; the session is then ready for its checks.
+        """Our answer to a browser's offer or re-offer; after the first, the session awaits its checks.
 
         The first audio section over DTLS-SRTP is accepted with one codec (our first preference the
         browser offers, plus telephone-event at its clock rate) and every other section is refused
         (RFC 3264 section 6). ``setup`` is our DTLS role when the offer leaves the choice to us
-        (``actpass``, RFC 8842 section 5.3); browsers offer actpass and accept both. Raises
-        :class:`~shared.sdp.SdpError` (:class:`~shared.sdp.NoCommonCodec` among them) naming the fault.
+        (``actpass``, RFC 8842 section 5.3); browsers offer actpass and accept both. A re-offer is
+        answered by :meth:`_accept_reoffer`; ``wish`` narrows the direction we answer with (RFC 3264
+        section 6.1: ``recvonly`` while we hold the browser). Raises :class:`~shared.sdp.SdpError`
+        (:class:`~shared.sdp.NoCommonCodec` among them) naming the fault, or :class:`NegotiationError`;
+        the session is unchanged then.
         """
-        if self.answer is not None:
-            raise RuntimeError("this session has answered already; re-offers are not handled yet")
-        media = self._audio_section(offer)
-        credentials = offer.ice_credentials_of(media)
-        if credentials is None:
-            raise SdpError("no ICE credentials", "an ICE-lite answerer needs ice-ufrag and ice-pwd")
-        fingerprints = offer.fingerprints_of(media)
-        if not fingerprints:
-            raise SdpError("no fingerprint", "DTLS-SRTP needs the offerer's certificate fingerprint")
-        if not media.rtcp_mux:
-            raise SdpError("no rtcp-mux", "we serve RTCP on the RTP port only (RFC 5761)")
-        # RFC 4145 section 4: a missing setup attribute means active.
-        offered_setup = offer.setup_of(media) or Setup.ACTIVE
+        if self.codecs:
+            return self._accept_reoffer(offer, codecs=codecs, wish=wish)
+        if self.offer is not None:
+            # RFC 3264 section 4: no new offer while ours is out (SIP answers 491 to such glare).
+            raise NegotiationError("glare", "our offer to this browser awaits its answer")
+        media = audio_section(offer)
+        remote = remote_transport(offer, media)
+        credentials, fingerprints, offered_setup = remote.credentials, remote.fingerprints, remote.setup
         if offered_setup is Setup.HOLDCONN:
             raise SdpError("bad setup", "holdconn leaves no DTLS connection to set up")
         our_setup = offered_setup.answer(setup)
@@ -190,22 +229,168 @@ class WebRtcSession:
         self.codecs = chosen
         role = DtlsRole.SERVER if our_setup is Setup.PASSIVE else DtlsRole.CLIENT
         self.dtls = DtlsTransport(self.certificate, role, fingerprints)
-        self.answer = answer
+        self._mid = media.mid
+        self._use_direction(offer.direction_of(media))
+        self.answer = self.local = answer
         return answer
 
-    @staticmethod
-    def _audio_section(offer: SessionDescription) -> MediaDescription:
-        for media in offer.media:
-            if media.kind == "audio" and not media.is_rejected and media.proto in _DTLS_SRTP_PROTOS:
-                return media
-        raise SdpError("no audio to answer", "want an m=audio section over UDP/TLS/RTP/SAVPF")
+    def create_offer(self, codecs: Sequence[Codec] | None = None) -> SessionDescription:
+        """Our offer to a browser (RFC 8829 section 5.2.1): ``a=setup:actpass`` and ``a=ice-lite``, one
+        audio section with ``codecs`` (G.711 and telephone-event by default, :func:`g711_offer`).
+
+        The same offer may go to several browsers (a forked INVITE rings them in parallel); the first
+        answer given to :meth:`accept_answer` wins. Checks arriving before the answer are answered at
+        once (RFC 8445 section 7.3) and DTLS is kept until the answer says who the peer is.
+        """
+        if self.offer is not None or self.codecs:
+            raise NegotiationError("wrong_state", "this session has negotiated or offered already")
+        offer = build_offer(
+            address=self.address,
+            port=self.port,
+            ice=self.ice.local,
+            candidate=self.local_candidate,
+            fingerprint=self.certificate.fingerprint,
+            codecs=tuple(codecs) if codecs is not None else g711_offer(),
+        )
+        self.offer = self.local = offer
+        self._mid = offer.media[0].mid
+        self.ice.awaiting_answer = True
+        return offer
+
+    def accept_answer(self, answer: SessionDescription) -> None:
+        """Take the browser's answer to our offer: its ICE credentials, its fingerprint (the DTLS
+        certificate is checked against it, RFC 8122 section 5), its DTLS role (``active`` makes us the
+        server, ``passive`` the client: RFC 5763 section 5) and its codec.
+
+        Given the same answer again (a 200 OK retransmitted), nothing changes. A different answer once
+        one was applied (another browser answered a forked offer) raises :class:`NegotiationError`
+        ``already_answered`` and changes nothing; so does an answer when no offer of ours is out.
+        """
+        offer = self.offer
+        if offer is None:
+            raise NegotiationError("no_offer", "no offer of ours awaits an answer on this leg")
+        media = audio_section(answer, self._mid)
+        remote = remote_transport(answer, media)
+        if self.codecs:
+            if (
+                self.ice.remote == remote.credentials
+                and self.dtls is not None
+                and set(self.dtls.remote_fingerprints) == set(remote.fingerprints)
+            ):
+                return
+            raise NegotiationError(
+                "already_answered",
+                "another answer to this offer was applied first (a forked offer has one winner)",
+            )
+        role = answer_role(remote.setup)
+        chosen = chosen_codecs(media, offer.media[0].codecs)
+        # Everything is checked: from here the answer is applied.
+        self.codecs = chosen
+        self.dtls = DtlsTransport(self.certificate, role, remote.fingerprints)
+        self._use_direction(answer.direction_of(media))
+        for loser in self.ice.answered(remote.credentials):
+            # Sources of checks from browsers that did not win a forked offer: no longer ours.
+            self.addresses.pop(loser, None)
+            if self.remote_address == loser:
+                self.remote_address = None
+            if self._forget is not None:
+                self._forget(loser)
+        if self.remote_address is None and self.addresses:
+            self.remote_address = self.ice.nominated or next(reversed(self.addresses))
+        early, self._early_dtls = self._early_dtls, []
+        for datagram, source in early:
+            if source in self.addresses:
+                self.receive_dtls(datagram, source)
+        if role is DtlsRole.CLIENT and self.remote_address is not None and self.dtls.state is DtlsState.NEW:
+            # The browser's checks came before its answer: open DTLS now, where they came from.
+            self._send_all(self.dtls.start(), self.remote_address)
+            self._after_dtls()
+
+    def _accept_reoffer(
+        self, offer: SessionDescription, *, codecs: Sequence[str], wish: Direction
+    ) -> SessionDescription:
+        """Our answer to a re-offer on a negotiated leg (RFC 3264 section 8): hold and resume by its
+        direction (section 8.4), an ICE restart when its credentials changed (RFC 8839 section
+        4.4.1.1.1: we answer with new ones of ours), the same DTLS association (RFC 8842 section 5.5:
+        same fingerprint, our role kept), and the codec in use kept first if still offered."""
+        dtls = self.dtls
+        if dtls is None:
+            raise NegotiationError("wrong_state", "this leg has no DTLS association to keep")
+        media = audio_section(offer, self._mid)
+        remote = remote_transport(offer, media)
+        if set(remote.fingerprints) != set(dtls.remote_fingerprints):
+            raise NegotiationError(
+                "unsupported",
+                "the re-offer changes the certificate fingerprint: a new DTLS association is not supported",
+            )
+        our_setup = reoffer_role(remote.setup, dtls.role)
+        current = self.codecs[0]
+        preferences = (f"{current.name}/{current.clock_rate}", *codecs)
+        chosen = negotiate_codecs(media, preferences, limit=1)
+        restart = remote.credentials != self.ice.remote
+        local = self.ice.local
+        if restart:
+            local = self._renew() if self._renew is not None else generate_credentials()
+        family = "IP6" if ":" in self.address else "IP4"
+        answered = answer_media(
+            offer,
+            media,
+            chosen,
+            port=self.port,
+            wish=wish,
+            connection=Connection("IN", family, self.address),
+            attributes=transport_attributes(
+                ice=local,
+                candidates=(self.local_candidate,),
+                end_of_candidates=True,
+                fingerprint=self.certificate.fingerprint,
+                setup=our_setup,
+            ),
+        )
+        previous = self.local
+        origin = (
+            previous.origin
+            if previous is not None
+            else Origin("-", random_session_id(), 1, "IN", family, self.address)
+        )
+        answer = revise(
+            previous,
+            answer_session(
+                offer,
+                origin,
+                [answered if section is media else None for section in offer.media],
+                ice_lite=True,
+            ),
+        )
+        # Everything is checked: from here the re-offer is applied.
+        if restart:
+            self.ice.restart(local, remote.credentials)
+        self.codecs = chosen
+        self._mid = media.mid
+        self._use_direction(offer.direction_of(media))
+        self.answer = self.local = answer
+        return answer
+
+    def _use_direction(self, direction: Direction) -> None:
+        self.remote_direction = direction
+        self.sending = direction.receives
+
+    @property
+    def on_hold(self) -> bool:
+        """The browser holds the call (``sendonly`` or ``inactive``, RFC 3264 section 8.4) or only
+        receives: no media is expected from it."""
+        return self.remote_direction is not Direction.SENDRECV
 
     # -- sending
 
     def send_rtp(self, packet: bytes) -> bool:
-        """Protect one RTP packet and send it to the browser; False until connected."""
+        """Protect one RTP packet and send it to the browser; False until connected and while the
+        browser receives none (it put the call on hold)."""
         srtp, remote, transmit = self._srtp, self.remote_address, self._transmit
         if srtp is None or remote is None or transmit is None:
+            return False
+        if not self.sending:
+            self.counters.not_sent += 1
             return False
         try:
             protected = srtp.protect(packet)
@@ -242,9 +427,19 @@ class WebRtcSession:
 
     # -- what the mux calls
 
-    def attach(self, transmit: Transmit) -> None:
-        """Give the session the socket's send function (the mux does on ``add``)."""
+    def attach(
+        self,
+        transmit: Transmit,
+        *,
+        renew: Callable[[], IceCredentials] | None = None,
+        forget: Callable[[Address], None] | None = None,
+    ) -> None:
+        """Give the session the socket's send function (the mux does on ``add``), the mux's way to
+        draw new credentials under which it routes the session (an ICE restart), and its way to stop
+        routing a source to it (a browser that lost a forked offer)."""
         self._transmit = transmit
+        self._renew = renew
+        self._forget = forget
 
     def binding_checked(self, source: Address, nominated: bool) -> None:
         """An authenticated check from ``source`` was answered (RFC 8445 section 7.3)."""
@@ -261,7 +456,13 @@ class WebRtcSession:
 
     def receive_dtls(self, datagram: bytes, source: Address) -> None:
         dtls = self.dtls
-        if dtls is None or self.state in (WebRtcState.CLOSED, WebRtcState.FAILED):
+        if self.state in (WebRtcState.CLOSED, WebRtcState.FAILED):
+            return
+        if dtls is None:
+            if self.ice.awaiting_answer and len(self._early_dtls) < MAX_EARLY_DTLS:
+                # The browser's ClientHello can overtake its answer: keep it for when the answer comes.
+                self._early_dtls.append((datagram, source))
+                self.counters.dtls_early += 1
             return
         self.counters.dtls_received += 1
         if self.ice.nominated is None:
