@@ -71,6 +71,10 @@ _BY_CAUSE: dict[EndCause, Outcome] = {
         CallStatus.CANCELED, EndCause.CANCELED, "Call canceled before it was answered"
     ),
     EndCause.NO_ANSWER: Outcome(CallStatus.NO_ANSWER, EndCause.NO_ANSWER, "No answer"),
+    # An inbound call nobody could be rung for: the helpdesk's "missed call".
+    EndCause.UNAVAILABLE: Outcome(
+        CallStatus.NO_ANSWER, EndCause.UNAVAILABLE, "No agent was available to take the call"
+    ),
     EndCause.MEDIA_TIMEOUT: Outcome(
         CallStatus.COMPLETED, EndCause.MEDIA_TIMEOUT, "Call ended: no audio received"
     ),

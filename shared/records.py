@@ -102,6 +102,8 @@ class TrunkRecord(ContractModel):
     is_default: bool = False
     default_region: str = Field(default="GE", pattern=r"^[A-Z]{2}$")
     dids: tuple[str, ...] = ()
+    #: Calls to this trunk's numbers ring the agents of this group; None rings every agent of the tenant.
+    ring_group: Token | None = None
     allowed_prefixes: tuple[str, ...] = ()
     max_concurrent_calls: int = Field(default=30, ge=0)
     #: Where requests to the carrier are sent instead of ``sip_server`` (RFC 3261 8.1.2), as

@@ -142,6 +142,9 @@ class SignalingSettings(CommonSettings):
     sip_trusted_networks: str = Field(
         "", description="Comma-separated CIDRs never rate-limited or banned (carriers, load balancers)"
     )
+    ring_timeout_s: float = Field(
+        30.0, gt=0, le=600, description="How long agents ring for an inbound or internal call (s)"
+    )
 
 
 class MediaSettings(CommonSettings):
@@ -162,6 +165,10 @@ class MediaSettings(CommonSettings):
     media_timeout_s: float = Field(
         30.0, description="A leg that sends no RTP for this long (and is not on hold) is reported (s)"
     )
+    recording_backlog_chunks: int = Field(
+        32768,
+        description="Recording chunks (~3 KB each) held while NATS is unreachable; beyond, new ones are dropped",
+    )
 
 
 class RecorderSettings(CommonSettings):
@@ -169,7 +176,33 @@ class RecorderSettings(CommonSettings):
     service: ClassVar[str] = "recorder"
 
     health_port: int = Field(9103, description="Port of /healthz, /readyz and /metrics")
-    recordings_dir: Path = Field(Path("data/recordings"), description="Local directory for recordings")
+    recordings_dir: Path = Field(
+        Path("data/recordings"),
+        description="Local directory: recordings being written (`.spool/`, shared between recorders on one "
+        "volume lets a successor resume instead of rebuilding) and, with local storage, the stored files",
+    )
+    capacity: int = Field(1000, description="Recordings this recorder writes at once before it claims no more")
+    lease_s: float = Field(
+        10.0, description="A call's recording lease; renewed every third of it, taken over once it expires (s)"
+    )
+    checkpoint_interval_s: float = Field(
+        2.0, description="How often a recording is synced to disk and its chunks acknowledged (s)"
+    )
+    abandon_after_s: float = Field(
+        3600.0, description="A recording with no chunk and no end mark for this long is finished as it is (s)"
+    )
+    storage: str = Field("local", description="Where finished recordings go: `local` or `s3`")
+    s3_bucket: str = Field("recordings", description="S3 bucket (storage `s3`)")
+    s3_endpoint_url: str | None = Field(None, description="S3-compatible endpoint; AWS when unset")
+    s3_region: str = Field("us-east-1", description="S3 region")
+    s3_access_key_id: str | None = Field(None, description="S3 access key; the AWS default chain when unset")
+    s3_secret_access_key: str | None = Field(None, description="S3 secret key; keep it secret")
+    storage_retry_s: float = Field(
+        60.0, description="How long storing a finished recording is retried before `recording.failed` (s)"
+    )
+    compressed_format: str = Field(
+        "opus", description="A compressed copy made after the call: `opus` (Ogg) or `none`"
+    )
 
 
 class ApiSettings(CommonSettings):

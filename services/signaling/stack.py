@@ -81,6 +81,11 @@ RequestHandler = Callable[[ServerTransaction | None, Request, Flow, float], None
 StrayResponseHandler = Callable[[Response, Flow, float], None]
 
 
+def aor_of(agent: AgentRecord) -> str:
+    """The registrar's address-of-record key of an agent: unique across tenants."""
+    return f"{agent.tenant_id}/{agent.agent_id}"
+
+
 @dataclass
 class _Registered:
     record: AgentRecord
@@ -403,7 +408,7 @@ class SipStack:
             # RFC 3261 10.3 step 3: the authenticated user may only bind its own address.
             self._respond(txn, request, 403, "Authenticated user does not own this address")
             return
-        aor = f"{agent.tenant_id}/{agent.agent_id}"
+        aor = aor_of(agent)
         # The binding keeps the flow it came on: the connection, or the UDP source (its NAT binding),
         # never the Contact's private address (PEERS.md: the cause of one-way audio).
         outcome = self.registrar.register(request, aor, flow, now)
@@ -482,9 +487,13 @@ class SipStack:
             )
         )
 
+    def bindings_of(self, agent: AgentRecord, now: float) -> tuple[Binding, ...]:
+        """The agent's registered contacts, each with the flow to reach it over."""
+        return self.registrar.bindings(aor_of(agent), now)
+
     def agent_removed(self, agent: AgentRecord) -> None:
         """The api deleted or disabled an agent: its registrations end now."""
-        self._bindings_gone(self.registrar.remove_aor(f"{agent.tenant_id}/{agent.agent_id}"))
+        self._bindings_gone(self.registrar.remove_aor(aor_of(agent)))
 
     # --- time --------------------------------------------------------------------------------
 

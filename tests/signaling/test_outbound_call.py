@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import pytest
 
 from services.signaling.b2bua.call import (
-    AnswerAgent,
+    AnswerCaller,
     CarrierTarget,
     Command,
     DescribeMedia,
@@ -15,7 +15,7 @@ from services.signaling.b2bua.call import (
     OutboundCall,
     Phase,
     Publish,
-    SendToAgent,
+    SendToCaller,
     SendToCarrier,
     StartMedia,
     StopMedia,
@@ -78,8 +78,8 @@ def carrier_says(
 
 def dial(call: OutboundCall) -> Request:
     commands = call.start(0.0)
-    assert [type(c) for c in commands] == [AnswerAgent, Publish, StartMedia]
-    assert only(commands, AnswerAgent)[0].response.status_code == 100
+    assert [type(c) for c in commands] == [AnswerCaller, Publish, StartMedia]
+    assert only(commands, AnswerCaller)[0].response.status_code == 100
     [start] = only(commands, StartMedia)
     assert start.request.kind is SessionKind.WEBRTC_RTP
     assert start.request.agent_offer == "v=0 offer"
@@ -100,24 +100,24 @@ def test_answered_call_then_agent_hangs_up() -> None:
     assert invite.headers.get("Content-Type") == "application/sdp"
     assert call.carrier_response(carrier_says(invite, 100), 0.2) == []
     ringing = call.carrier_response(carrier_says(invite, 180), 0.5)
-    assert [c.response.status_code for c in only(ringing, AnswerAgent)] == [180]
+    assert [c.response.status_code for c in only(ringing, AnswerCaller)] == [180]
     assert [c.event.type for c in only(ringing, Publish)] == ["call.ringing"]
     early = call.carrier_response(carrier_says(invite, 183, body=b"v=0 early"), 0.7)
     [describe] = only(early, DescribeMedia)
     assert describe.description.sdp == "v=0 early"
-    [agent_183] = only(early, AnswerAgent)
+    [agent_183] = only(early, AnswerCaller)
     assert (agent_183.response.status_code, agent_183.response.body) == (183, b"v=0 answer-for-agent")
     answered = call.carrier_response(
         carrier_says(invite, 200, body=b"v=0 final", contact="<sip:callee@198.51.100.9>"), 3.0
     )
-    assert [type(c) for c in answered] == [DescribeMedia, SendToCarrier, AnswerAgent, Publish]
+    assert [type(c) for c in answered] == [DescribeMedia, SendToCarrier, AnswerCaller, Publish]
     ack = only(answered, SendToCarrier)[0].request
     assert (ack.method, str(ack.uri), ack.cseq.seq) == ("ACK", "sip:callee@198.51.100.9", 1)
-    ok = only(answered, AnswerAgent)[0].response
+    ok = only(answered, AnswerCaller)[0].response
     assert (ok.status_code, ok.body, ok.to.tag) == (200, b"v=0 answer-for-agent", call.agent_tag)
     assert ok.headers.get("Contact") == "<sip:gw@gw.acme.test:8089;transport=wss>"
     assert call.phase is Phase.CONNECTED
-    hangup = call.bye(from_agent=True, now=63.0)
+    hangup = call.bye(from_caller=True, now=63.0)
     [bye] = only(hangup, SendToCarrier)
     assert (bye.request.method, bye.request.cseq.seq, bye.request.to.tag) == ("BYE", 2, "carrier-tag")
     assert only(hangup, StopMedia)
@@ -136,8 +136,8 @@ def test_carrier_hangs_up_and_the_agent_gets_a_bye_over_its_dialog() -> None:
     call = new_call()
     invite = dial(call)
     call.carrier_response(carrier_says(invite, 200, contact="<sip:callee@198.51.100.9>"), 1.0)
-    commands = call.bye(from_agent=False, now=5.0)
-    [bye] = only(commands, SendToAgent)
+    commands = call.bye(from_caller=False, now=5.0)
+    [bye] = only(commands, SendToCaller)
     assert str(bye.request.uri) == "sip:x7k2@a1b2.invalid;transport=ws;ob"
     assert (bye.request.from_.tag, bye.request.to.tag) == (call.agent_tag, "browser")
     assert ended(commands).data.ended_by is Party.CUSTOMER
@@ -163,7 +163,7 @@ def test_proxy_challenge_is_answered_once_with_the_trunks_credentials() -> None:
     failed = call.carrier_response(
         carrier_says(again, 407, Proxy_Authenticate=carrier.challenges(0.4)[0]), 0.4
     )
-    assert only(failed, AnswerAgent)[0].response.status_code == 407
+    assert only(failed, AnswerCaller)[0].response.status_code == 407
     assert ended(failed).data.message == "Authentication with the carrier failed"
 
 
@@ -171,7 +171,7 @@ def test_busy_ends_the_call_with_words() -> None:
     call = new_call()
     invite = dial(call)
     commands = call.carrier_response(carrier_says(invite, 486), 2.0)
-    assert only(commands, AnswerAgent)[0].response.status_code == 486
+    assert only(commands, AnswerCaller)[0].response.status_code == 486
     assert only(commands, StopMedia)
     event = ended(commands)
     assert (event.data.status, event.data.sip_status, event.data.message) == (
@@ -186,21 +186,21 @@ def test_busy_ends_the_call_with_words() -> None:
 def test_cancel_waits_for_a_provisional_then_cancels_the_same_transaction() -> None:
     call = new_call()
     invite = dial(call)
-    assert call.agent_cancelled(0.2) == []
+    assert call.caller_cancelled(0.2) == []
     [cancel] = only(call.carrier_response(carrier_says(invite, 100), 0.3), SendToCarrier)
     assert cancel.request.method == "CANCEL"
     assert cancel.request.via.branch == invite.via.branch  # RFC 3261 9.1
     assert (cancel.request.cseq.seq, cancel.request.cseq.method) == (1, "CANCEL")
     done = call.carrier_response(carrier_says(invite, 487), 0.4)
-    assert only(done, AnswerAgent)[0].response.status_code == 487
+    assert only(done, AnswerCaller)[0].response.status_code == 487
     assert ended(done).data.status is CallStatus.CANCELED
 
 
 def test_cancel_before_media_is_ready_ends_at_once() -> None:
     call = new_call()
     call.start(0.0)
-    commands = call.agent_cancelled(0.1)
-    assert only(commands, AnswerAgent)[0].response.status_code == 487
+    commands = call.caller_cancelled(0.1)
+    assert only(commands, AnswerCaller)[0].response.status_code == 487
     assert ended(commands).data.status is CallStatus.CANCELED
     assert call.media_ready(CREATED, 0.2) == [StopMedia("the call ended before its media was ready")]
 
@@ -209,7 +209,7 @@ def test_a_2xx_crossing_our_cancel_is_acked_and_hung_up() -> None:
     call = new_call()
     invite = dial(call)
     call.carrier_response(carrier_says(invite, 180), 0.2)
-    call.agent_cancelled(0.3)
+    call.caller_cancelled(0.3)
     call.carrier_response(carrier_says(invite, 487), 0.4)
     late = call.carrier_response(carrier_says(invite, 200, contact="<sip:c@198.51.100.9>"), 0.5)
     assert [c.request.method for c in only(late, SendToCarrier)] == ["ACK", "BYE"]
@@ -230,7 +230,7 @@ def test_no_answer_from_the_carrier_is_a_timeout() -> None:
     call = new_call()
     dial(call)
     commands = call.carrier_failed(timed_out=True, now=32.0)
-    assert only(commands, AnswerAgent)[0].response.status_code == 408
+    assert only(commands, AnswerCaller)[0].response.status_code == 408
     assert ended(commands).data.status is CallStatus.NO_ANSWER
 
 
@@ -238,7 +238,7 @@ def test_no_common_codec_is_a_488_for_the_agent() -> None:
     call = new_call()
     call.start(0.0)
     commands = call.media_failed("no common codec (offered G729/8000)", 0.1)
-    assert only(commands, AnswerAgent)[0].response.status_code == 488
+    assert only(commands, AnswerCaller)[0].response.status_code == 488
     assert ended(commands).data.message == "No common audio codec"
     assert not only(commands, StopMedia)
 
@@ -249,6 +249,6 @@ def test_media_timeout_hangs_up_both_legs() -> None:
     call.carrier_response(carrier_says(invite, 200, contact="<sip:c@198.51.100.9>"), 1.0)
     commands = call.hang_up(EndCause.MEDIA_TIMEOUT, 30.0)
     assert len(only(commands, SendToCarrier)) == 1
-    assert len(only(commands, SendToAgent)) == 1
+    assert len(only(commands, SendToCaller)) == 1
     event = ended(commands)
     assert (event.data.cause, event.data.ended_by) == (EndCause.MEDIA_TIMEOUT, Party.SYSTEM)

@@ -79,8 +79,8 @@ class CarrierTarget:
 
 
 @dataclass(frozen=True, slots=True)
-class AnswerAgent:
-    """Respond on the agent's INVITE server transaction."""
+class AnswerCaller:
+    """Respond on the server transaction of the INVITE that made the call (the caller's)."""
 
     response: Response
 
@@ -93,25 +93,47 @@ class SendToCarrier:
 
 
 @dataclass(frozen=True, slots=True)
-class SendToAgent:
-    """An in-dialog request to the agent, over the flow its INVITE came on."""
+class SendToCaller:
+    """An in-dialog request to the caller, over the flow its INVITE came on."""
 
     request: Request
 
 
 @dataclass(frozen=True, slots=True)
+class SendToBranch:
+    """A request on one of the legs we placed to ring an agent (INVITE, CANCEL, ACK, BYE)."""
+
+    branch: int
+    request: Request
+
+
+@dataclass(frozen=True, slots=True)
 class StartMedia:
+    """Ask a worker for a session; its answer comes back as ``media_ready(created, now, key)``.
+    A call that rings browsers and desk phones at once needs one session of each kind (``key``)."""
+
     request: CreateSession
+    key: str = "main"
 
 
 @dataclass(frozen=True, slots=True)
 class DescribeMedia:
     description: RemoteDescription
+    key: str = "main"
 
 
 @dataclass(frozen=True, slots=True)
 class StopMedia:
     reason: str
+    key: str = "main"
+
+
+@dataclass(frozen=True, slots=True)
+class StartTimer:
+    """Call ``timer_fired(name, now)`` at ``at`` (the call never reads a clock)."""
+
+    name: str
+    at: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,32 +141,32 @@ class Publish:
     event: CallEventEnvelope
 
 
-Command = AnswerAgent | SendToCarrier | SendToAgent | StartMedia | DescribeMedia | StopMedia | Publish
+Command = (
+    AnswerCaller
+    | SendToCarrier
+    | SendToCaller
+    | SendToBranch
+    | StartMedia
+    | DescribeMedia
+    | StopMedia
+    | StartTimer
+    | Publish
+)
 
 
 # --- the call -------------------------------------------------------------------------------
 
 
 @dataclass(kw_only=True)
-class AgentCall:
-    """What every call has: the agent's leg (its INVITE, our tag, its dialog once answered), the
-    media session, and the call's events in order. Subclasses say where the other end is."""
+class Call:
+    """What every call has: its identity, where it stands, its media session, its timing and its
+    events in order. Subclasses say who called and where the other end is; every input returns the
+    :data:`Command` values to carry out."""
 
     call_id: str
     tenant_id: str
-    agent_id: str
-    agent_extension: str
-    agent_invite: Request
-    agent_address: LegAddress
-    #: The agent speaks WebRTC (a browser over WS/WSS) or plain RTP (a desk phone).
-    webrtc_agent: bool = True
     record: bool = False
     phase: Phase = Phase.MEDIA
-    agent_tag: str = field(default_factory=new_tag)
-    agent_sdp: str | None = None
-    agent_dialog: Dialog | None = None
-    #: Our INVITE towards a carrier, where there is one.
-    carrier_invite: Request | None = None
     media_session: str | None = None
     media_worker: str | None = None
     created_at: float = 0.0
@@ -153,34 +175,130 @@ class AgentCall:
     _sequence: int = 0
 
     @property
+    def caller_invite(self) -> Request:
+        """The INVITE that made the call (we are its UAS)."""
+        raise NotImplementedError
+
+    @property
+    def caller_tag(self) -> str:
+        """Our tag in the caller's dialog (the To tag of our responses)."""
+        raise NotImplementedError
+
+    @property
     def trunk_id(self) -> str | None:
         return None
+
+    @property
+    def agent_ids(self) -> tuple[str, ...]:
+        """The agents this call occupies, for their concurrency limits."""
+        return ()
 
     # What happens to a call; each kind of call answers with the commands to carry out.
 
     def start(self, now: float) -> list[Command]:
         raise NotImplementedError
 
-    def media_ready(self, created: SessionCreated, now: float) -> list[Command]:
+    def media_ready(self, created: SessionCreated, now: float, key: str = "main") -> list[Command]:
         raise NotImplementedError
 
-    def media_failed(self, reason: str, now: float) -> list[Command]:
+    def media_failed(self, reason: str, now: float, key: str = "main") -> list[Command]:
         raise NotImplementedError
 
-    def agent_cancelled(self, now: float) -> list[Command]:
+    def caller_cancelled(self, now: float) -> list[Command]:
+        """The caller's CANCEL (already answered 200 by the stack, RFC 3261 9.2)."""
         raise NotImplementedError
 
-    def bye(self, from_agent: bool, now: float) -> list[Command]:
+    def bye(self, from_caller: bool, now: float) -> list[Command]:
         raise NotImplementedError
 
     def hang_up(self, cause: EndCause, now: float) -> list[Command]:
         raise NotImplementedError
 
-    def carrier_response(self, response: Response, now: float) -> list[Command]:
+    def stray_response(self, response: Response, now: float) -> list[Command]:
+        """A response no transaction claimed (a retransmitted 2xx, RFC 3261 13.2.2.4)."""
         return []
 
-    def carrier_failed(self, *, timed_out: bool, now: float) -> list[Command]:
+    def owns_response(self, response: Response) -> bool:
+        return False
+
+    def timer_fired(self, name: str, now: float) -> list[Command]:
         return []
+
+    def _dialogs(self) -> tuple[Dialog | None, ...]:
+        return ()
+
+    def _end(
+        self,
+        outcome: Outcome,
+        ended_by: Party,
+        now: float,
+        *,
+        sip_status: int | None = None,
+        sip_reason: str | None = None,
+        media: bool = True,
+    ) -> list[Command]:
+        """The call is over: dialogs terminated, media released, the final event."""
+        self.phase = Phase.ENDED
+        for dialog in self._dialogs():
+            if dialog is not None:
+                dialog.terminate()
+        talk = now - self.answered_at if self.answered_at is not None else 0.0
+        ended = CallEnded(
+            **self._envelope(),
+            data=CallEndedData(
+                status=outcome.status,
+                cause=outcome.cause,
+                ended_by=ended_by,
+                sip_status=sip_status,
+                sip_reason=sip_reason,
+                message=outcome.message,
+                answered_at=self.answered_wall,
+                duration_s=max(0.0, now - self.created_at),
+                talk_time_s=max(0.0, talk),
+                quality=[],
+            ),
+        )
+        commands: list[Command] = self._release_media(outcome.cause.value) if media else []
+        commands.append(Publish(ended))
+        return commands
+
+    def _release_media(self, reason: str) -> list[Command]:
+        return [StopMedia(reason)] if self.media_session is not None else []
+
+    def _envelope(self) -> dict[str, object]:
+        sequence = self._sequence
+        self._sequence += 1
+        return {"tenant_id": self.tenant_id, "call_id": self.call_id, "sequence": sequence}
+
+
+@dataclass(kw_only=True)
+class AgentCall(Call):
+    """A call an agent placed: the agent's leg (its INVITE, our tag, its dialog once answered).
+    Subclasses say where the other end is."""
+
+    agent_id: str
+    agent_extension: str
+    agent_invite: Request
+    agent_address: LegAddress
+    #: The agent speaks WebRTC (a browser over WS/WSS) or plain RTP (a desk phone).
+    webrtc_agent: bool = True
+    agent_tag: str = field(default_factory=new_tag)
+    agent_sdp: str | None = None
+    agent_dialog: Dialog | None = None
+    #: Our INVITE towards a carrier, where there is one.
+    carrier_invite: Request | None = None
+
+    @property
+    def caller_invite(self) -> Request:
+        return self.agent_invite
+
+    @property
+    def caller_tag(self) -> str:
+        return self.agent_tag
+
+    @property
+    def agent_ids(self) -> tuple[str, ...]:
+        return (self.agent_id,)
 
     def _dialogs(self) -> tuple[Dialog | None, ...]:
         return (self.agent_dialog,)
@@ -204,7 +322,7 @@ class AgentCall:
             return []
         # The agent's browser sees the carrier's status (SIP.js shows its reason), never a 2xx/3xx.
         status = agent_status if 400 <= agent_status <= 699 else 500
-        commands: list[Command] = [AnswerAgent(self._agent_response(status, reason=agent_reason))]
+        commands: list[Command] = [AnswerCaller(self._agent_response(status, reason=agent_reason))]
         sip_status = agent_status if agent_status >= 300 else None
         party = ended_by or (
             Party.CUSTOMER if sip_status and sip_status not in (487, 500, 503) else Party.SYSTEM
@@ -217,42 +335,6 @@ class AgentCall:
             sip_reason=sip_reason or agent_reason,
             media=media_running,
         )
-
-    def _end(
-        self,
-        outcome: Outcome,
-        ended_by: Party,
-        now: float,
-        *,
-        sip_status: int | None = None,
-        sip_reason: str | None = None,
-        media: bool = True,
-    ) -> list[Command]:
-        self.phase = Phase.ENDED
-        for dialog in self._dialogs():
-            if dialog is not None:
-                dialog.terminate()
-        talk = now - self.answered_at if self.answered_at is not None else 0.0
-        ended = CallEnded(
-            **self._envelope(),
-            data=CallEndedData(
-                status=outcome.status,
-                cause=outcome.cause,
-                ended_by=ended_by,
-                sip_status=sip_status,
-                sip_reason=sip_reason,
-                message=outcome.message,
-                answered_at=self.answered_wall,
-                duration_s=max(0.0, now - self.created_at),
-                talk_time_s=max(0.0, talk),
-                quality=[],
-            ),
-        )
-        commands: list[Command] = []
-        if media and self.media_session is not None:
-            commands.append(StopMedia(outcome.cause.value))
-        commands.append(Publish(ended))
-        return commands
 
     def _agent_response(
         self, status: int, *, reason: str | None = None, body: bytes = b"", contact: bool = False
@@ -268,11 +350,6 @@ class AgentCall:
 
     def _agent_body(self) -> bytes:
         return (self.agent_sdp or "").encode()
-
-    def _envelope(self) -> dict[str, object]:
-        sequence = self._sequence
-        self._sequence += 1
-        return {"tenant_id": self.tenant_id, "call_id": self.call_id, "sequence": sequence}
 
 
 @dataclass(kw_only=True)
@@ -322,9 +399,9 @@ class OutboundCall(AgentCall):
             agent_offer=self.agent_invite.body.decode("utf-8", "replace") or None,
             record=self.record,
         )
-        return [AnswerAgent(self._agent_response(100)), Publish(created), StartMedia(session)]
+        return [AnswerCaller(self._agent_response(100)), Publish(created), StartMedia(session)]
 
-    def media_ready(self, created: SessionCreated, now: float) -> list[Command]:
+    def media_ready(self, created: SessionCreated, now: float, key: str = "main") -> list[Command]:
         if self.phase is not Phase.MEDIA:
             return [StopMedia("the call ended before its media was ready")]
         self.media_session, self.media_worker = created.session_id, created.worker_id
@@ -337,7 +414,7 @@ class OutboundCall(AgentCall):
         self.carrier_invite = self._carrier_invite(self.customer_number, created.customer_sdp.encode())
         return [SendToCarrier(self.carrier_invite)]
 
-    def media_failed(self, reason: str, now: float) -> list[Command]:
+    def media_failed(self, reason: str, now: float, key: str = "main") -> list[Command]:
         if self.phase is not Phase.MEDIA:
             return []
         if "codec" in reason.lower():
@@ -365,6 +442,12 @@ class OutboundCall(AgentCall):
             return self._redirected(response, now)
         return self._fail(for_sip_status(code), code, response.reason, now, sip_reason=response.reason)
 
+    def owns_response(self, response: Response) -> bool:
+        return self.carrier_invite is not None and response.call_id == self.carrier_invite.call_id
+
+    def stray_response(self, response: Response, now: float) -> list[Command]:
+        return self.carrier_response(response, now)
+
     def carrier_failed(self, *, timed_out: bool, now: float) -> list[Command]:
         """The INVITE transaction ended without a final response (Timer B, transport error)."""
         if self.phase in (Phase.CONNECTED, Phase.ENDED):
@@ -373,7 +456,7 @@ class OutboundCall(AgentCall):
             return self._fail(for_sip_status(408), 408, "Request Timeout", now)
         return self._fail(for_sip_status(503), 503, "Carrier unreachable", now)
 
-    def agent_cancelled(self, now: float) -> list[Command]:
+    def caller_cancelled(self, now: float) -> list[Command]:
         """The agent's CANCEL (already answered 200 by the stack, RFC 3261 9.2)."""
         if self.phase is Phase.MEDIA:
             self._cancel_pending = True
@@ -386,17 +469,17 @@ class OutboundCall(AgentCall):
             return [SendToCarrier(self._cancel())]
         return []
 
-    def bye(self, from_agent: bool, now: float) -> list[Command]:
+    def bye(self, from_caller: bool, now: float) -> list[Command]:
         """A BYE from one leg (the stack answered it 200): hang up the other."""
         if self.phase is not Phase.CONNECTED:
             return []
         commands: list[Command] = []
-        other = self.carrier_dialog if from_agent else self.agent_dialog
+        other = self.carrier_dialog if from_caller else self.agent_dialog
         if other is not None:
-            address = self.carrier_address if from_agent else self.agent_address
+            address = self.carrier_address if from_caller else self.agent_address
             bye = other.request("BYE", via_host=address.via_host, transport=address.transport)
-            commands.append(SendToCarrier(bye) if from_agent else SendToAgent(bye))
-        party = Party.AGENT if from_agent else Party.CUSTOMER
+            commands.append(SendToCarrier(bye) if from_caller else SendToCaller(bye))
+        party = Party.AGENT if from_caller else Party.CUSTOMER
         return commands + self._end(for_cause(EndCause.NORMAL_CLEARING), party, now)
 
     def hang_up(self, cause: EndCause, now: float) -> list[Command]:
@@ -414,7 +497,7 @@ class OutboundCall(AgentCall):
         commands = []
         for dialog, address, wrap in (
             (self.carrier_dialog, self.carrier_address, SendToCarrier),
-            (self.agent_dialog, self.agent_address, SendToAgent),
+            (self.agent_dialog, self.agent_address, SendToCaller),
         ):
             if dialog is not None:
                 commands.append(
@@ -437,9 +520,9 @@ class OutboundCall(AgentCall):
             # Early media (RFC 3960): the carrier's SDP answers our offer; the agent gets its own
             # answer in a 183 so the browser plays the ringback or announcement the carrier sends.
             commands.append(
-                DescribeMedia(RemoteDescription(leg=LegKind.CUSTOMER, sdp=_text(response), type="answer"))
+                DescribeMedia(RemoteDescription(leg=LegKind.CUSTOMER, sdp=sdp_text(response), type="answer"))
             )
-            commands.append(AnswerAgent(self._agent_response(183, body=self._agent_body())))
+            commands.append(AnswerCaller(self._agent_response(183, body=self._agent_body())))
             self.phase = Phase.EARLY_MEDIA
             if not self._early_published:
                 self._early_published = True
@@ -449,7 +532,7 @@ class OutboundCall(AgentCall):
             return commands
         if self.phase is Phase.DIALING:
             self.phase = Phase.RINGING
-        commands.append(AnswerAgent(self._agent_response(180)))
+        commands.append(AnswerCaller(self._agent_response(180)))
         if not self._ringing_published:
             self._ringing_published = True
             commands.append(
@@ -471,14 +554,14 @@ class OutboundCall(AgentCall):
         if response.body:
             # The 2xx's SDP is the answer (RFC 3264); after early media it may differ from the 183's.
             commands.append(
-                DescribeMedia(RemoteDescription(leg=LegKind.CUSTOMER, sdp=_text(response), type="answer"))
+                DescribeMedia(RemoteDescription(leg=LegKind.CUSTOMER, sdp=sdp_text(response), type="answer"))
             )
         commands.append(SendToCarrier(self._carrier_ack()))
         ok = self._agent_response(200, body=self._agent_body(), contact=True)
         self.agent_dialog = Dialog.as_uas(
             self.agent_invite, self.agent_tag, self.agent_address.contact, confirmed=True
         )
-        commands.append(AnswerAgent(ok))
+        commands.append(AnswerCaller(ok))
         self.phase = Phase.CONNECTED
         self.answered_at = now
         self.answered_wall = datetime.now(UTC)
@@ -582,19 +665,8 @@ class OutboundCall(AgentCall):
         return Request("INVITE", uri, headers, body)
 
     def _cancel(self) -> Request:
-        """CANCEL for our pending INVITE (RFC 3261 9.1): same Request-URI, Call-ID, From, To, CSeq
-        number and the same top Via (so the same branch)."""
-        invite = self.carrier_invite
-        assert invite is not None
-        headers = [
-            ("Via", invite.headers.get_all("Via")[0]),
-            ("Max-Forwards", "70"),
-            ("From", invite.headers.get("From") or ""),
-            ("To", invite.headers.get("To") or ""),
-            ("Call-ID", invite.call_id),
-            ("CSeq", f"{invite.cseq.seq} CANCEL"),
-        ]
-        return Request("CANCEL", invite.uri, headers)
+        assert self.carrier_invite is not None
+        return cancel_for(self.carrier_invite)
 
     def _carrier_ack(self) -> Request:
         dialog = self.carrier_dialog
@@ -629,9 +701,9 @@ class EchoCall(AgentCall):
             agent_offer=self.agent_invite.body.decode("utf-8", "replace") or None,
             record=self.record,
         )
-        return [AnswerAgent(self._agent_response(100)), Publish(created), StartMedia(session)]
+        return [AnswerCaller(self._agent_response(100)), Publish(created), StartMedia(session)]
 
-    def media_ready(self, created: SessionCreated, now: float) -> list[Command]:
+    def media_ready(self, created: SessionCreated, now: float, key: str = "main") -> list[Command]:
         if self.phase is not Phase.MEDIA:
             return [StopMedia("the call ended before its media was ready")]
         self.media_session, self.media_worker = created.session_id, created.worker_id
@@ -646,11 +718,11 @@ class EchoCall(AgentCall):
         self.answered_wall = datetime.now(UTC)
         answered = CallAnswered(**self._envelope(), data=CallAnsweredData(media_worker=self.media_worker))
         return [
-            AnswerAgent(self._agent_response(200, body=self._agent_body(), contact=True)),
+            AnswerCaller(self._agent_response(200, body=self._agent_body(), contact=True)),
             Publish(answered),
         ]
 
-    def media_failed(self, reason: str, now: float) -> list[Command]:
+    def media_failed(self, reason: str, now: float, key: str = "main") -> list[Command]:
         if self.phase is not Phase.MEDIA:
             return []
         if "codec" in reason.lower():
@@ -659,10 +731,10 @@ class EchoCall(AgentCall):
             for_cause(EndCause.MEDIA_FAILURE), 503, "Media unavailable", now, media_running=False
         )
 
-    def agent_cancelled(self, now: float) -> list[Command]:
+    def caller_cancelled(self, now: float) -> list[Command]:
         return self._cancelled(now) if self.phase is Phase.MEDIA else []
 
-    def bye(self, from_agent: bool, now: float) -> list[Command]:
+    def bye(self, from_caller: bool, now: float) -> list[Command]:
         if self.phase is not Phase.CONNECTED:
             return []
         return self._end(for_cause(EndCause.NORMAL_CLEARING), Party.AGENT, now)
@@ -675,16 +747,33 @@ class EchoCall(AgentCall):
             return self._fail(outcome, 480, outcome.message, now)
         address = self.agent_address
         bye = self.agent_dialog.request("BYE", via_host=address.via_host, transport=address.transport)
-        return [SendToAgent(bye), *self._end(for_cause(cause), Party.SYSTEM, now)]
+        return [SendToCaller(bye), *self._end(for_cause(cause), Party.SYSTEM, now)]
 
 
-def _text(message: Request | Response) -> str:
+def cancel_for(invite: Request, reason: str | None = None) -> Request:
+    """CANCEL for a pending INVITE of ours (RFC 3261 9.1): same Request-URI, Call-ID, From, To, CSeq
+    number and the same top Via (so the same branch); ``reason`` is a Reason header (RFC 3326)."""
+    headers = [
+        ("Via", invite.headers.get_all("Via")[0]),
+        ("Max-Forwards", "70"),
+        ("From", invite.headers.get("From") or ""),
+        ("To", invite.headers.get("To") or ""),
+        ("Call-ID", invite.call_id),
+        ("CSeq", f"{invite.cseq.seq} CANCEL"),
+    ]
+    if reason is not None:
+        headers.append(("Reason", reason))
+    return Request("CANCEL", invite.uri, headers)
+
+
+def sdp_text(message: Request | Response) -> str:
     return message.body.decode("utf-8", "replace")
 
 
 __all__ = [
     "AgentCall",
-    "AnswerAgent",
+    "AnswerCaller",
+    "Call",
     "CarrierTarget",
     "Command",
     "DescribeMedia",
@@ -693,8 +782,11 @@ __all__ = [
     "OutboundCall",
     "Phase",
     "Publish",
-    "SendToAgent",
+    "SendToBranch",
+    "SendToCaller",
     "SendToCarrier",
     "StartMedia",
+    "StartTimer",
     "StopMedia",
+    "cancel_for",
 ]

@@ -12,12 +12,12 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import Callable, Coroutine
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from services.signaling.b2bua.call import (
-    AgentCall,
-    AnswerAgent,
+    AnswerCaller,
+    Call,
     CarrierTarget,
     Command,
     DescribeMedia,
@@ -26,12 +26,23 @@ from services.signaling.b2bua.call import (
     OutboundCall,
     Phase,
     Publish,
-    SendToAgent,
+    SendToBranch,
+    SendToCaller,
     SendToCarrier,
     StartMedia,
+    StartTimer,
     StopMedia,
 )
-from services.signaling.b2bua.dialplan import CallCounts, Refused, ServiceLine, ToService, ToTrunk, route
+from services.signaling.b2bua.dialplan import (
+    CallCounts,
+    Refused,
+    ServiceLine,
+    ToAgent,
+    ToService,
+    ToTrunk,
+    route,
+)
+from services.signaling.b2bua.ringing import Caller, RingCall, RingTarget
 from services.signaling.directory import AgentDirectory
 from services.signaling.sip.message import Request, Response, make_response
 from services.signaling.sip.transaction import ClientTransaction, ServerTransaction, TransactionStateError
@@ -61,8 +72,9 @@ from shared.media import (
     SessionClosed,
     SessionCreated,
 )
+from shared.numbers import NumberError, normalize
 from shared.outcomes import for_cause
-from shared.records import TrunkRecord
+from shared.records import AgentRecord, TrunkRecord
 from shared.settings import SignalingSettings
 
 log = get_logger("echodesk.signaling.calls")
@@ -103,12 +115,19 @@ class BusMedia:
 
 @dataclass
 class _Leg:
-    call: AgentCall
-    agent_flow: Flow
-    agent_txn: ServerTransaction
+    """A call and the I/O it needs: the flows of its legs, its media sessions, its timers."""
+
+    call: Call
+    caller_flow: Flow
+    caller_txn: ServerTransaction
     #: The flow to the carrier, being opened while the media worker prepares the session (None:
     #: a call with no carrier, such as the echo line).
-    carrier: asyncio.Task[Flow | None] | None
+    carrier: asyncio.Task[Flow | None] | None = None
+    #: The flow of each branch of a call that rings agents (its index is the branch's).
+    branch_flows: list[Flow] = field(default_factory=list)
+    #: Media sessions by key: (worker, session).
+    sessions: dict[str, tuple[str, str]] = field(default_factory=dict)
+    timers: list[asyncio.TimerHandle] = field(default_factory=list)
 
 
 class Calls:
@@ -154,6 +173,10 @@ class Calls:
                 txn, make_response(request, 488, "Re-INVITE not supported yet", to_tag=txn.to_tag)
             )
             return
+        carriers = self.trunks.carriers_at(flow)
+        if carriers:
+            self._inbound(txn, request, flow, carriers, now)
+            return
         caller_uri = request.from_.uri
         if not isinstance(caller_uri, SipUri) or not caller_uri.user:
             self.stack.respond(txn, make_response(request, 403, "Unknown caller", to_tag=txn.to_tag))
@@ -171,9 +194,34 @@ class Calls:
             self.stack.respond(
                 txn, make_response(request, decision.sip_status, decision.reason[:120], to_tag=txn.to_tag)
             )
-            self._refused(call_id, agent.tenant_id, agent.agent_id, agent.extension, dialed, decision)
+            self._refused(
+                call_id, agent.tenant_id, agent.extension, dialed, decision, agent_id=agent.agent_id
+            )
             return
-        webrtc = flow.transport in (TransportKind.WS, TransportKind.WSS)
+        webrtc = _webrtc(flow)
+        if isinstance(decision, ToAgent):
+            caller = Caller(
+                invite=request,
+                address=self._address(flow),
+                webrtc=webrtc,
+                party=Party.AGENT,
+                number=agent.extension,
+                display_name=agent.display_name,
+                agent_id=agent.agent_id,
+            )
+            target = decision.agent
+            self._ring(
+                call_id,
+                agent.tenant_id,
+                caller,
+                Direction.INTERNAL,
+                target.extension,
+                [target],
+                flow,
+                txn,
+                now,
+            )
+            return
         if isinstance(decision, ToService) and decision.line is ServiceLine.ECHO:
             echo = EchoCall(
                 call_id=call_id,
@@ -185,7 +233,7 @@ class Calls:
                 webrtc_agent=webrtc,
                 line=dialed,
             )
-            self._begin(_Leg(echo, flow, txn, None), now)
+            self._begin(_Leg(echo, flow, txn), now)
             return
         if not isinstance(decision, ToTrunk):
             self.stack.respond(txn, make_response(request, 480, "Not available yet", to_tag=txn.to_tag))
@@ -212,11 +260,102 @@ class Calls:
         )
         self._begin(_Leg(call, flow, txn, asyncio.ensure_future(self._connect_carrier(trunk))), now)
 
+    def _inbound(
+        self, txn: ServerTransaction, request: Request, flow: Flow, carriers: list[TrunkRecord], now: float
+    ) -> None:
+        """A carrier's INVITE: which of our numbers it calls, then ring that number's agents."""
+        called = _called_number(request, carriers)
+        if called is None:
+            log.info("inbound call for a number no trunk serves", source=str(flow), uri=str(request.uri))
+            self.stack.respond(txn, make_response(request, 404, "Number not served here", to_tag=txn.to_tag))
+            return
+        trunk, did = called
+        call_id = uuid.uuid4().hex
+        bind_call(tenant_id=trunk.tenant_id, call_id=call_id)
+        counts = self._counts()
+        if counts.by_trunk.get(trunk.trunk_id, 0) >= trunk.max_concurrent_calls:
+            why = Refused(
+                "trunk_limit",
+                486,
+                f"trunk {trunk.name} is at its limit of {trunk.max_concurrent_calls} calls",
+            )
+            self.stack.respond(txn, make_response(request, 486, "Busy Here", to_tag=txn.to_tag))
+            caller_number = _caller_number(request, trunk)
+            self._refused(
+                call_id,
+                trunk.tenant_id,
+                caller_number,
+                did,
+                why,
+                direction=Direction.INBOUND,
+                trunk_id=trunk.trunk_id,
+            )
+            return
+        agents = [
+            a
+            for a in self.directory.agents()
+            if a.tenant_id == trunk.tenant_id
+            and a.enabled
+            and (trunk.ring_group is None or trunk.ring_group in a.ring_groups)
+        ]
+        caller = Caller(
+            invite=request,
+            address=self._address_for(flow.transport.value, self.trunks.contact_host(trunk.sip_server)),
+            webrtc=False,
+            party=Party.CUSTOMER,
+            number=_caller_number(request, trunk),
+            display_name=request.from_.display_name or None,
+            trunk_id=trunk.trunk_id,
+        )
+        self._ring(call_id, trunk.tenant_id, caller, Direction.INBOUND, did, agents, flow, txn, now)
+
+    def _ring(
+        self,
+        call_id: str,
+        tenant_id: str,
+        caller: Caller,
+        direction: Direction,
+        dialed: str,
+        agents: list[AgentRecord],
+        flow: Flow,
+        txn: ServerTransaction,
+        now: float,
+    ) -> None:
+        """Ring every registered contact of ``agents`` that has room for another call."""
+        counts = self._counts()
+        targets: list[RingTarget] = []
+        flows: list[Flow] = []
+        for agent in agents:
+            if counts.by_agent.get(agent.agent_id, 0) >= agent.max_concurrent_calls:
+                continue
+            for binding in self.stack.bindings_of(agent, now):
+                targets.append(
+                    RingTarget(
+                        agent_id=agent.agent_id,
+                        extension=agent.extension,
+                        domain=agent.domain,
+                        contact=str(binding.contact.uri),
+                        address=self._address(binding.flow),
+                        webrtc=_webrtc(binding.flow),
+                    )
+                )
+                flows.append(binding.flow)
+        call = RingCall(
+            call_id=call_id,
+            tenant_id=tenant_id,
+            caller=caller,
+            direction=direction,
+            dialed=dialed,
+            targets=tuple(targets),
+            ring_timeout_s=self.settings.ring_timeout_s,
+        )
+        self._begin(_Leg(call, flow, txn, branch_flows=flows), now)
+
     def _begin(self, leg: _Leg, now: float) -> None:
         call = leg.call
         self._calls[call.call_id] = leg
-        self._by_invite[id(leg.agent_txn)] = call.call_id
-        self._by_dialog[(call.agent_invite.call_id, call.agent_tag)] = call.call_id
+        self._by_invite[id(leg.caller_txn)] = call.call_id
+        self._by_dialog[(call.caller_invite.call_id, call.caller_tag)] = call.call_id
         self._execute(leg, call.start(now))
 
     async def _connect_carrier(self, trunk: TrunkRecord) -> Flow | None:
@@ -238,8 +377,8 @@ class Calls:
         )
         if leg is None:
             return
-        from_agent = request.call_id == leg.call.agent_invite.call_id
-        self._execute(leg, leg.call.bye(from_agent=from_agent, now=now))
+        from_caller = request.call_id == leg.call.caller_invite.call_id
+        self._execute(leg, leg.call.bye(from_caller=from_caller, now=now))
 
     def _on_cancel(self, txn: ServerTransaction | None, request: Request, flow: Flow, now: float) -> None:
         if txn is None:
@@ -252,59 +391,71 @@ class Calls:
             return
         # RFC 3261 9.2: the CANCEL gets its own 200; the INVITE gets 487 from the call.
         self.stack.respond(txn, make_response(request, 200))
-        self._execute(leg, leg.call.agent_cancelled(now))
+        self._execute(leg, leg.call.caller_cancelled(now))
 
     def _on_ack(self, txn: ServerTransaction | None, request: Request, flow: Flow, now: float) -> None:
-        return None  # the ACK for our 2xx to the agent: the call is already connected
+        return None  # the ACK for our 2xx to the caller: the call is already connected
 
     def _on_stray_response(self, response: Response, flow: Flow, now: float) -> None:
         for leg in self._calls.values():
-            invite = leg.call.carrier_invite
-            if invite is not None and response.call_id == invite.call_id:
-                self._execute(leg, leg.call.carrier_response(response, now))
+            if leg.call.owns_response(response):
+                self._execute(leg, leg.call.stray_response(response, now))
                 return
 
     def _on_flow_closed(self, flow: Flow) -> None:
-        """The agent's connection closed: its calls end on both legs (a grace period for a
-        reconnecting browser comes with the calls-that-survive work)."""
+        """A connection closed: calls whose caller it carried end on both legs, and an agent rung
+        over it stops being rung (a grace period for a reconnecting browser comes with the
+        calls-that-survive work)."""
         now = _now()
-        for leg in [leg for leg in self._calls.values() if leg.agent_flow == flow]:
-            if leg.call.phase is Phase.CONNECTED:
-                self._execute(leg, leg.call.hang_up(EndCause.AGENT_CONNECTION_LOST, now))
-            else:
-                self._execute(leg, leg.call.agent_cancelled(now))
+        for leg in list(self._calls.values()):
+            call = leg.call
+            if leg.caller_flow == flow:
+                if call.phase is Phase.CONNECTED:
+                    self._execute(leg, call.hang_up(EndCause.AGENT_CONNECTION_LOST, now))
+                else:
+                    self._execute(leg, call.caller_cancelled(now))
+            elif isinstance(call, RingCall):
+                for index, branch_flow in enumerate(leg.branch_flows):
+                    if branch_flow == flow:
+                        self._execute(leg, call.branch_failed(index, timed_out=False, now=now))
 
     # --- commands -----------------------------------------------------------------------------
 
     def _execute(self, leg: _Leg, commands: list[Command]) -> None:
         call = leg.call
         for command in commands:
-            if isinstance(command, AnswerAgent):
+            if isinstance(command, AnswerCaller):
                 try:
-                    self.stack.respond(leg.agent_txn, command.response)
+                    self.stack.respond(leg.caller_txn, command.response)
                 except TransactionStateError:
-                    log.info("agent's INVITE already answered", status=command.response.status_code)
+                    log.info("caller's INVITE already answered", status=command.response.status_code)
             elif isinstance(command, SendToCarrier):
                 self._spawn(self._to_carrier(leg, command.request))
-            elif isinstance(command, SendToAgent):
-                self.stack.send_request(command.request, leg.agent_flow, _ignore)
+            elif isinstance(command, SendToBranch):
+                self._to_branch(leg, command.branch, command.request)
+            elif isinstance(command, SendToCaller):
+                self.stack.send_request(command.request, leg.caller_flow, _ignore)
             elif isinstance(command, StartMedia):
-                self._spawn(self._start_media(leg, command.request))
+                self._spawn(self._start_media(leg, command.request, command.key))
             elif isinstance(command, DescribeMedia):
-                self._spawn(self._describe_media(leg, command.description))
+                self._spawn(self._describe_media(leg, command.description, command.key))
             elif isinstance(command, StopMedia):
-                self._spawn(self._stop_media(call, command.reason))
+                self._spawn(self._stop_media(leg, command.reason, command.key))
+            elif isinstance(command, StartTimer):
+                self._start_timer(leg, command.name, command.at)
             elif isinstance(command, Publish):
                 self.publish(command.event)
                 if isinstance(command.event, CallEnded):
                     self._forget(call)
 
     async def _to_carrier(self, leg: _Leg, request: Request) -> None:
+        call = leg.call
+        assert isinstance(call, OutboundCall)
         # The first connection to the carrier may still be being made.
         flow = await leg.carrier if leg.carrier is not None else None
         now = _now()
         if flow is None:
-            self._execute(leg, leg.call.carrier_failed(timed_out=False, now=now))
+            self._execute(leg, call.carrier_failed(timed_out=False, now=now))
             return
         if request.method == "ACK":
             self.stack.send_ack(request, flow)
@@ -316,45 +467,78 @@ class Calls:
         def on_response(_txn: ClientTransaction, response: Response | None) -> None:
             moment = _now()
             if response is None:
-                self._execute(leg, leg.call.carrier_failed(timed_out=True, now=moment))
+                self._execute(leg, call.carrier_failed(timed_out=True, now=moment))
             else:
-                self._execute(leg, leg.call.carrier_response(response, moment))
+                self._execute(leg, call.carrier_response(response, moment))
 
         self.stack.send_request(request, flow, on_response)
         if request.method == "INVITE":
-            self._by_dialog[(request.call_id, request.from_.tag or "")] = leg.call.call_id
+            self._by_dialog[(request.call_id, request.from_.tag or "")] = call.call_id
 
-    async def _start_media(self, leg: _Leg, request: CreateSession) -> None:
+    def _to_branch(self, leg: _Leg, index: int, request: Request) -> None:
+        call = leg.call
+        assert isinstance(call, RingCall)
+        flow = leg.branch_flows[index]
+        if request.method == "ACK":
+            self.stack.send_ack(request, flow)
+            return
+        if request.method != "INVITE":
+            self.stack.send_request(request, flow, _ignore)
+            return
+
+        def on_response(_txn: ClientTransaction, response: Response | None) -> None:
+            moment = _now()
+            if response is None:
+                self._execute(leg, call.branch_failed(index, timed_out=True, now=moment))
+            else:
+                self._execute(leg, call.branch_response(index, response, moment))
+
+        self._by_dialog[(request.call_id, request.from_.tag or "")] = call.call_id
+        self.stack.send_request(request, flow, on_response)
+
+    def _start_timer(self, leg: _Leg, name: str, at: float) -> None:
+        def fire() -> None:
+            if self._calls.get(leg.call.call_id) is leg:
+                self._execute(leg, leg.call.timer_fired(name, _now()))
+
+        leg.timers.append(asyncio.get_running_loop().call_at(at, fire))
+
+    async def _start_media(self, leg: _Leg, request: CreateSession, key: str) -> None:
         try:
             created = await self.media.create(request)
         except BusError as exc:
             log.warning("no media session", error=str(exc))
-            self._execute(leg, leg.call.media_failed(str(exc), _now()))
+            self._execute(leg, leg.call.media_failed(str(exc), _now(), key))
             return
-        self._execute(leg, leg.call.media_ready(created, _now()))
+        leg.sessions[key] = (created.worker_id, created.session_id)
+        self._execute(leg, leg.call.media_ready(created, _now(), key))
 
-    async def _describe_media(self, leg: _Leg, description: RemoteDescription) -> None:
-        call = leg.call
-        if call.media_worker is None or call.media_session is None:
+    async def _describe_media(self, leg: _Leg, description: RemoteDescription, key: str) -> None:
+        session = leg.sessions.get(key)
+        if session is None:
             return
         try:
-            await self.media.describe(call.media_worker, call.media_session, description)
+            await self.media.describe(*session, description)
         except BusError as exc:
             log.warning("media update failed", error=str(exc))
-            self._execute(leg, call.hang_up(EndCause.MEDIA_FAILURE, _now()))
+            self._execute(leg, leg.call.hang_up(EndCause.MEDIA_FAILURE, _now()))
 
-    async def _stop_media(self, call: AgentCall, reason: str) -> None:
-        if call.media_worker is None or call.media_session is None:
+    async def _stop_media(self, leg: _Leg, reason: str, key: str) -> None:
+        session = leg.sessions.pop(key, None)
+        if session is None:
             return
         try:
-            await self.media.close(call.media_worker, call.media_session, reason)
+            await self.media.close(*session, reason)
         except BusError as exc:
             log.warning("media close failed", error=str(exc))
 
     # --- bookkeeping --------------------------------------------------------------------------
 
-    def _forget(self, call: AgentCall) -> None:
-        self._calls.pop(call.call_id, None)
+    def _forget(self, call: Call) -> None:
+        leg = self._calls.pop(call.call_id, None)
+        if leg is not None:
+            for timer in leg.timers:
+                timer.cancel()
         for dialog in [k for k, v in self._by_dialog.items() if v == call.call_id]:
             del self._by_dialog[dialog]
         for invite in [k for k, v in self._by_invite.items() if v == call.call_id]:
@@ -368,7 +552,8 @@ class Calls:
             call = leg.call
             if call.trunk_id is not None:
                 by_trunk[call.trunk_id] = by_trunk.get(call.trunk_id, 0) + 1
-            by_agent[call.agent_id] = by_agent.get(call.agent_id, 0) + 1
+            for agent_id in call.agent_ids:
+                by_agent[agent_id] = by_agent.get(agent_id, 0) + 1
             by_tenant[call.tenant_id] = by_tenant.get(call.tenant_id, 0) + 1
         return CallCounts(by_trunk, by_agent, by_tenant)
 
@@ -386,8 +571,18 @@ class Calls:
         return LegAddress(sent_by, f"<sip:echodesk@{sent_by}{suffix}>", kind.value)
 
     def _refused(
-        self, call_id: str, tenant: str, agent_id: str, extension: str, dialed: str, why: Refused
+        self,
+        call_id: str,
+        tenant: str,
+        caller: str,
+        dialed: str,
+        why: Refused,
+        *,
+        direction: Direction = Direction.OUTBOUND,
+        agent_id: str | None = None,
+        trunk_id: str | None = None,
     ) -> None:
+        """A call refused before it started still gets its two events: created and ended."""
         outcome = for_cause(EndCause.DIALPLAN_REFUSED, why.reason)
         base = {"tenant_id": tenant, "call_id": call_id}
         self.publish(
@@ -395,10 +590,11 @@ class Calls:
                 **base,
                 sequence=0,
                 data=CallCreatedData(
-                    direction=Direction.OUTBOUND,
-                    from_number=extension,
+                    direction=direction,
+                    from_number=caller[:64] or "?",
                     to_number=dialed[:64] or "?",
                     agent_id=agent_id,
+                    trunk_id=trunk_id,
                 ),
             )
         )
@@ -436,6 +632,55 @@ class Calls:
 
 def _ignore(_txn: ClientTransaction, _response: Response | None) -> None:
     return None
+
+
+def _webrtc(flow: Flow) -> bool:
+    """Agents on WebSockets are browsers (WebRTC media); on UDP, TCP and TLS, desk phones (RTP)."""
+    return flow.transport in (TransportKind.WS, TransportKind.WSS)
+
+
+def _e164(raw: str, region: str) -> str | None:
+    try:
+        number = normalize(raw, region)
+    except NumberError:
+        return None
+    return number.number if number.is_phone_number else None
+
+
+def _called_number(request: Request, carriers: list[TrunkRecord]) -> tuple[TrunkRecord, str] | None:
+    """Which trunk and which of its numbers a carrier's INVITE is for.
+
+    Carriers put the number called either in the Request-URI or, when they call the Contact we
+    registered, only in To. A number is ours when it is one of the trunk's DIDs; a call to the
+    registered Contact is the trunk's whatever the number; a trunk that lists no DIDs takes
+    everything its carrier sends.
+    """
+    uri, to_uri = request.uri, request.to.uri
+    candidates = [u.user for u in (uri, to_uri) if isinstance(u, SipUri) and u.user]
+    for trunk in carriers:
+        dids = {n for did in trunk.dids if (n := _e164(did, trunk.default_region))}
+        for raw in candidates:
+            number = _e164(raw, trunk.default_region)
+            if number is not None and number in dids:
+                return trunk, number
+    uri_user = uri.user if isinstance(uri, SipUri) else None
+    for trunk in carriers:
+        if (trunk.username and uri_user == trunk.username) or not trunk.dids:
+            dialed = next(
+                (n for raw in reversed(candidates) if (n := _e164(raw, trunk.default_region))), None
+            )
+            return trunk, dialed or (trunk.dids[0] if trunk.dids else (candidates[-1] if candidates else "?"))
+    return None
+
+
+def _caller_number(request: Request, trunk: TrunkRecord) -> str:
+    """The customer's number as the agent and the events see it: E.164 where it is one (RFC 3261
+    20.20 From), ``anonymous`` for a withheld number."""
+    uri = request.from_.uri
+    user = uri.user if isinstance(uri, SipUri) and uri.user else ""
+    if not user or user.lower() in ("anonymous", "unknown", "restricted"):
+        return "anonymous"
+    return _e164(user, trunk.default_region) or user[:64]
 
 
 def _now() -> float:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import socket
 from collections.abc import Callable
 
@@ -53,6 +54,8 @@ class Trunks:
         #: The last record of every trunk ever seen, so a deleted trunk's last events still name it.
         self._identity: dict[str, TrunkRecord] = {}
         self._clients: dict[str, RegistrationClient] = {}
+        #: The carrier's addresses per trunk: what an inbound call's source is matched against.
+        self._addresses: dict[str, frozenset[str]] = {}
         self._timer: asyncio.TimerHandle | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         #: Set while stopping, once every trunk's un-REGISTER got its answer.
@@ -73,11 +76,13 @@ class Trunks:
         client = self._clients.get(key)
         if record is None or not record.is_active:
             self._records.pop(key, None)
+            self._addresses.pop(key, None)
             if client is not None:
                 self._run(key, client.stop(now))
             return
         self._records[key] = record
         self._identity[key] = record
+        self._learn_addresses(key, record)
         try:
             config = self._config(record)
         except (ValueError, SealError) as exc:
@@ -146,6 +151,41 @@ class Trunks:
     def active(self) -> list[TrunkRecord]:
         """The active trunks, for the dial plan."""
         return list(self._records.values())
+
+    def carriers_at(self, flow: Flow) -> list[TrunkRecord]:
+        """The trunks whose carrier a request on ``flow`` comes from: its address is the carrier's
+        and, over UDP, so is its port (a carrier sends from its SIP port, RFC 3261 18.2.1; a
+        connection's source port is ephemeral). Never anybody else: an unknown source is no carrier."""
+        host, port = flow.remote
+        found: list[TrunkRecord] = []
+        for key, record in self._records.items():
+            if host not in self._addresses.get(key, ()):
+                continue
+            if flow.transport is TransportKind.UDP and port != (record.sip_port or 5060):
+                continue
+            found.append(record)
+        return found
+
+    def _learn_addresses(self, key: str, record: TrunkRecord) -> None:
+        host = record.sip_server
+        try:
+            self._addresses[key] = frozenset({str(ipaddress.ip_address(host))})
+            return
+        except ValueError:
+            pass
+
+        async def resolve() -> None:
+            try:
+                infos = await asyncio.get_running_loop().getaddrinfo(host, None, type=socket.SOCK_DGRAM)
+            except OSError as exc:
+                log.warning("carrier address unknown", trunk=record.trunk_id, error=str(exc))
+                return
+            if self._records.get(key) is record:
+                self._addresses[key] = frozenset(str(info[4][0]) for info in infos)
+
+        task = asyncio.ensure_future(resolve())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     def credentials(self, record: TrunkRecord) -> DigestClient | None:
         """The trunk's digest credentials for answering a carrier's challenge to a call."""

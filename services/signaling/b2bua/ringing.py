@@ -1,0 +1,534 @@
+"""A call that rings agents: a customer's call from a carrier (inbound) or an agent's call to
+another agent's extension (internal), as a sans-I/O state machine.
+
+We are the UAS of the caller's INVITE and the UAC of one INVITE per registered contact of every
+agent we ring, all sent at once (parallel forking done by the B2BUA itself, RFC 3261 16.7's
+rules applied to our own branches). The first 2xx wins: its branch is acknowledged and bridged,
+every other branch is cancelled with ``Reason: SIP;cause=200;text="Call completed elsewhere"``
+(RFC 3326) so the other agents' phones stop ringing without counting it as missed. Nobody to ring
+answers the caller 480 at once; nobody answering within the ring timeout is a no-answer.
+
+Media: the caller's offer goes to a worker, which answers it and makes our offer for the agents.
+A browser needs a WebRTC offer and a desk phone a plain RTP one, so a call that rings both asks for
+one session of each kind (``key``) and releases the loser's when someone answers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from enum import Enum
+
+from services.signaling.b2bua.call import (
+    AnswerCaller,
+    Call,
+    Command,
+    DescribeMedia,
+    LegAddress,
+    Phase,
+    Publish,
+    SendToBranch,
+    SendToCaller,
+    StartMedia,
+    StartTimer,
+    StopMedia,
+    cancel_for,
+    sdp_text,
+)
+from services.signaling.sip.dialog import Dialog, DialogError
+from services.signaling.sip.errors import SipParseError
+from services.signaling.sip.message import Request, Response, make_response, new_tag
+from services.signaling.sip.transaction import new_branch
+from shared.events import (
+    CallAnswered,
+    CallAnsweredData,
+    CallCreated,
+    CallCreatedData,
+    CallRinging,
+    CallRingingData,
+    CallStatus,
+    Direction,
+    EndCause,
+    LegKind,
+    Party,
+)
+from shared.media import CreateSession, RemoteDescription, SessionCreated, SessionKind
+from shared.outcomes import Outcome, for_cause, for_sip_status
+
+SDP = "application/sdp"
+#: RFC 3326 2 with the text SIP.js and desk phones show as "answered elsewhere" (not a missed call).
+COMPLETED_ELSEWHERE = 'SIP;cause=200;text="Call completed elsewhere"'
+RING_TIMER = "ring"
+DEFAULT_RING_TIMEOUT_S = 30.0
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """Who called: a customer through a trunk, or an agent."""
+
+    invite: Request
+    address: LegAddress
+    #: The caller speaks WebRTC (a browser agent); carriers and desk phones speak plain RTP.
+    webrtc: bool
+    party: Party
+    #: E.164 for a customer (normalized with the trunk's region), the extension for an agent.
+    number: str
+    display_name: str | None = None
+    agent_id: str | None = None
+    trunk_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RingTarget:
+    """One registered contact of an agent we ring (one registrar binding)."""
+
+    agent_id: str
+    extension: str
+    domain: str
+    #: The binding's Contact URI: the Request-URI of our INVITE (RFC 3261 10.2.1 / 16.5).
+    contact: str
+    #: How we appear on the flow the binding registered over.
+    address: LegAddress
+    webrtc: bool
+
+
+class BranchState(Enum):
+    WAITING = "waiting"  # its media session is being prepared
+    CALLING = "calling"  # INVITE sent, nothing heard yet
+    PROCEEDING = "proceeding"  # a provisional response came: it may be cancelled
+    CANCELLING = "cancelling"
+    ANSWERED = "answered"
+    DONE = "done"  # a final non-2xx, a timeout, or cancelled
+
+
+@dataclass(slots=True)
+class Branch:
+    index: int
+    target: RingTarget
+    key: str
+    state: BranchState = BranchState.WAITING
+    invite: Request | None = None
+    dialog: Dialog | None = None
+    final_status: int | None = None
+    #: A CANCEL to send as soon as a provisional response allows it (RFC 3261 9.1).
+    cancel_reason: str | None = None
+    cancel_pending: bool = False
+    tag: str = field(default_factory=new_tag)
+    sip_call_id: str = field(default_factory=lambda: new_tag() + new_tag())
+
+    @property
+    def open(self) -> bool:
+        return self.state in (BranchState.WAITING, BranchState.CALLING, BranchState.PROCEEDING)
+
+
+def media_plan(caller_webrtc: bool, callee_webrtc: bool) -> tuple[SessionKind, LegKind, LegKind]:
+    """The session kind for a caller and a callee, and which leg of it each one is.
+
+    The contract's legs are named for an outbound call (a WebRTC ``agent`` leg, a plain RTP
+    ``customer`` leg); a browser always takes the WebRTC leg, and between two of a kind the caller
+    takes the ``customer`` leg of an ``rtp-rtp`` session (so a carrier's customer is the customer)
+    and the ``agent`` leg of a ``webrtc-webrtc`` one.
+    """
+    if caller_webrtc and callee_webrtc:
+        return SessionKind.WEBRTC_WEBRTC, LegKind.AGENT, LegKind.CUSTOMER
+    if caller_webrtc:
+        return SessionKind.WEBRTC_RTP, LegKind.AGENT, LegKind.CUSTOMER
+    if callee_webrtc:
+        return SessionKind.WEBRTC_RTP, LegKind.CUSTOMER, LegKind.AGENT
+    return SessionKind.RTP_RTP, LegKind.CUSTOMER, LegKind.AGENT
+
+
+def _key(target: RingTarget) -> str:
+    return "webrtc" if target.webrtc else "rtp"
+
+
+@dataclass(kw_only=True)
+class RingCall(Call):
+    caller: Caller
+    direction: Direction
+    #: What the caller dialed: the DID (E.164) of an inbound call, the extension of an internal one.
+    dialed: str
+    targets: tuple[RingTarget, ...]
+    ring_timeout_s: float = DEFAULT_RING_TIMEOUT_S
+    tag: str = field(default_factory=new_tag)
+    caller_dialog: Dialog | None = None
+    branches: list[Branch] = field(default_factory=list)
+    #: Media sessions by key, while they are ours.
+    sessions: dict[str, SessionCreated] = field(default_factory=dict)
+    winner: Branch | None = None
+    _ringing_published: bool = False
+
+    def __post_init__(self) -> None:
+        self.branches = [Branch(i, target, _key(target)) for i, target in enumerate(self.targets)]
+
+    # --- identity ------------------------------------------------------------------------------
+
+    @property
+    def caller_invite(self) -> Request:
+        return self.caller.invite
+
+    @property
+    def caller_tag(self) -> str:
+        return self.tag
+
+    @property
+    def trunk_id(self) -> str | None:
+        return self.caller.trunk_id
+
+    @property
+    def agent_ids(self) -> tuple[str, ...]:
+        callees = (
+            (self.winner.target.agent_id,)
+            if self.winner is not None
+            else tuple({b.target.agent_id for b in self.branches if b.open})
+        )
+        return ((self.caller.agent_id,) if self.caller.agent_id else ()) + callees
+
+    def branch_of(self, sip_call_id: str) -> Branch | None:
+        return next((b for b in self.branches if b.sip_call_id == sip_call_id), None)
+
+    def owns_response(self, response: Response) -> bool:
+        return self.branch_of(response.call_id) is not None
+
+    # --- inputs --------------------------------------------------------------------------------
+
+    def start(self, now: float) -> list[Command]:
+        self.created_at = now
+        created = CallCreated(
+            **self._envelope(),
+            data=CallCreatedData(
+                direction=self.direction,
+                from_number=self.caller.number,
+                to_number=self.dialed,
+                agent_id=self.caller.agent_id,
+                trunk_id=self.caller.trunk_id,
+                status=CallStatus.INITIATED,
+                recorded=self.record,
+            ),
+        )
+        if not self.branches:
+            # Nobody registered (or everybody at their limit): the caller hears 480 at once and the
+            # helpdesk gets its missed call (issue 5).
+            return [
+                Publish(created),
+                *self._fail(
+                    for_cause(EndCause.UNAVAILABLE), 480, "Temporarily Unavailable", now, media=False
+                ),
+            ]
+        commands: list[Command] = [AnswerCaller(self._caller_response(100)), Publish(created)]
+        offer = self.caller.invite.body.decode("utf-8", "replace") or None
+        for key in dict.fromkeys(b.key for b in self.branches):
+            kind, caller_leg, _ = media_plan(self.caller.webrtc, key == "webrtc")
+            request = CreateSession(
+                tenant_id=self.tenant_id,
+                call_id=self.call_id,
+                kind=kind,
+                agent_offer=offer if caller_leg is LegKind.AGENT else None,
+                customer_offer=offer if caller_leg is LegKind.CUSTOMER else None,
+                record=self.record,
+            )
+            commands.append(StartMedia(request, key))
+        commands.append(StartTimer(RING_TIMER, now + self.ring_timeout_s))
+        return commands
+
+    def media_ready(self, created: SessionCreated, now: float, key: str = "main") -> list[Command]:
+        if self.phase is Phase.ENDED or self.winner is not None:
+            return [StopMedia("the call no longer needs this session", key)]
+        self.sessions[key] = created
+        _, caller_leg, callee_leg = media_plan(self.caller.webrtc, key == "webrtc")
+        ours_for_caller = _sdp_of(created, caller_leg)
+        ours_for_callee = _sdp_of(created, callee_leg)
+        if ours_for_caller is None or ours_for_callee is None:
+            return self.media_failed("the media server gave no SDP", now, key)
+        if self.phase is Phase.MEDIA:
+            self.phase = Phase.DIALING
+        commands: list[Command] = []
+        for branch in self.branches:
+            if branch.key == key and branch.state is BranchState.WAITING:
+                branch.invite = self._branch_invite(branch, ours_for_callee.encode())
+                branch.state = BranchState.CALLING
+                commands.append(SendToBranch(branch.index, branch.invite))
+        return commands
+
+    def media_failed(self, reason: str, now: float, key: str = "main") -> list[Command]:
+        if self.phase is Phase.ENDED:
+            return []
+        for branch in self.branches:
+            if branch.key == key and branch.state is BranchState.WAITING:
+                branch.state = BranchState.DONE
+                branch.final_status = 488 if "codec" in reason.lower() else 503
+        return self._after_branch_ended(now)
+
+    def branch_response(self, index: int, response: Response, now: float) -> list[Command]:
+        branch = self.branches[index]
+        if response.cseq.method != "INVITE":
+            return []  # answers to CANCEL and BYE need nothing from the call
+        code = response.status_code
+        if code < 200:
+            return self._branch_provisional(branch, response)
+        if code < 300:
+            return self._branch_answered(branch, response, now)
+        if branch.state is BranchState.ANSWERED:
+            return []
+        branch.state = BranchState.DONE
+        branch.final_status = code
+        return self._after_branch_ended(now)
+
+    def branch_failed(self, index: int, *, timed_out: bool, now: float) -> list[Command]:
+        """The branch's INVITE transaction ended without a final response (Timer B, a closed flow)."""
+        branch = self.branches[index]
+        if branch.state is BranchState.ANSWERED:
+            return self.hang_up(EndCause.AGENT_CONNECTION_LOST, now) if branch is self.winner else []
+        if not branch.open and branch.state is not BranchState.CANCELLING:
+            return []
+        branch.state = BranchState.DONE
+        branch.final_status = 408 if timed_out else 503
+        return self._after_branch_ended(now)
+
+    def stray_response(self, response: Response, now: float) -> list[Command]:
+        branch = self.branch_of(response.call_id)
+        if branch is None:
+            return []
+        return self.branch_response(branch.index, response, now)
+
+    def timer_fired(self, name: str, now: float) -> list[Command]:
+        if name != RING_TIMER or self.phase in (Phase.CONNECTED, Phase.ENDED):
+            return []
+        commands = self._cancel_open_branches(None)
+        return commands + self._fail(for_cause(EndCause.NO_ANSWER), 480, "No Answer", now)
+
+    def caller_cancelled(self, now: float) -> list[Command]:
+        if self.phase in (Phase.CONNECTED, Phase.ENDED):
+            return []
+        commands = self._cancel_open_branches(None)
+        return commands + self._fail(
+            for_cause(EndCause.CANCELED), 487, "Request Terminated", now, ended_by=self.caller.party
+        )
+
+    def bye(self, from_caller: bool, now: float) -> list[Command]:
+        if self.phase is not Phase.CONNECTED or self.winner is None:
+            return []
+        commands: list[Command] = []
+        if from_caller:
+            dialog, address = self.winner.dialog, self.winner.target.address
+            if dialog is not None:
+                bye = dialog.request("BYE", via_host=address.via_host, transport=address.transport)
+                commands.append(SendToBranch(self.winner.index, bye))
+            party = self.caller.party
+        else:
+            commands.extend(self._bye_caller())
+            party = Party.AGENT
+        return commands + self._end(for_cause(EndCause.NORMAL_CLEARING), party, now)
+
+    def hang_up(self, cause: EndCause, now: float) -> list[Command]:
+        """End the call from our side (media failure, shutdown, the api): CANCEL or BYE every leg."""
+        if self.phase is Phase.ENDED:
+            return []
+        outcome = for_cause(cause)
+        if self.phase is not Phase.CONNECTED or self.winner is None:
+            commands = self._cancel_open_branches(None)
+            return commands + self._fail(outcome, 480 if cause is EndCause.MEDIA_FAILURE else 500, None, now)
+        commands = self._bye_caller()
+        winner = self.winner
+        if winner.dialog is not None:
+            address = winner.target.address
+            bye = winner.dialog.request("BYE", via_host=address.via_host, transport=address.transport)
+            commands.append(SendToBranch(winner.index, bye))
+        return commands + self._end(outcome, Party.SYSTEM, now)
+
+    # --- steps ---------------------------------------------------------------------------------
+
+    def _branch_provisional(self, branch: Branch, response: Response) -> list[Command]:
+        if branch.state is BranchState.CALLING:
+            branch.state = BranchState.PROCEEDING
+        commands: list[Command] = []
+        if branch.cancel_pending and branch.invite is not None:
+            branch.cancel_pending = False
+            branch.state = BranchState.CANCELLING
+            return [SendToBranch(branch.index, cancel_for(branch.invite, branch.cancel_reason))]
+        if response.status_code == 100 or self.phase not in (Phase.DIALING, Phase.RINGING):
+            return commands
+        # The agents' phones ring: the caller hears ringback (180 without SDP; the agents' early
+        # media is not the caller's business).
+        if self.phase is Phase.DIALING:
+            self.phase = Phase.RINGING
+            commands.append(AnswerCaller(self._caller_response(180)))
+        if not self._ringing_published:
+            self._ringing_published = True
+            commands.append(Publish(CallRinging(**self._envelope(), data=CallRingingData())))
+        return commands
+
+    def _branch_answered(self, branch: Branch, response: Response, now: float) -> list[Command]:
+        invite = branch.invite
+        if invite is None:
+            return []
+        address = branch.target.address
+        if branch is self.winner:
+            # A retransmitted 2xx: our ACK was lost (RFC 3261 13.2.2.4).
+            if branch.dialog is None:
+                return []
+            return [
+                SendToBranch(
+                    branch.index, branch.dialog.ack(via_host=address.via_host, transport=address.transport)
+                )
+            ]
+        try:
+            dialog = Dialog.as_uac(invite, response, address.contact)
+        except (DialogError, SipParseError):
+            branch.state = BranchState.DONE
+            branch.final_status = 502
+            return self._after_branch_ended(now)
+        ack = SendToBranch(branch.index, dialog.ack(via_host=address.via_host, transport=address.transport))
+        if self.winner is not None or self.phase is Phase.ENDED:
+            # Two agents answered at once, or the caller hung up as this one answered: acknowledge
+            # and release the latecomer (RFC 3261 15: a 2xx is ended with ACK then BYE).
+            branch.state = BranchState.DONE
+            bye = dialog.request("BYE", via_host=address.via_host, transport=address.transport)
+            return [ack, SendToBranch(branch.index, bye)]
+        session = self.sessions.get(branch.key)
+        if session is None:
+            return [
+                ack,
+                SendToBranch(
+                    branch.index,
+                    dialog.request("BYE", via_host=address.via_host, transport=address.transport),
+                ),
+            ]
+        branch.state = BranchState.ANSWERED
+        branch.dialog = dialog
+        self.winner = branch
+        self.media_session, self.media_worker = session.session_id, session.worker_id
+        _, caller_leg, callee_leg = media_plan(self.caller.webrtc, branch.key == "webrtc")
+        commands: list[Command] = [ack]
+        if response.body:
+            answer = RemoteDescription(leg=callee_leg, sdp=sdp_text(response), type="answer")
+            commands.append(DescribeMedia(answer, branch.key))
+        commands.extend(self._cancel_open_branches(COMPLETED_ELSEWHERE))
+        for key in [k for k in self.sessions if k != branch.key]:
+            del self.sessions[key]
+            commands.append(StopMedia("answered elsewhere", key))
+        self.caller_dialog = Dialog.as_uas(
+            self.caller.invite, self.tag, self.caller.address.contact, confirmed=True
+        )
+        body = (_sdp_of(session, caller_leg) or "").encode()
+        commands.append(AnswerCaller(self._caller_response(200, body=body)))
+        self.phase = Phase.CONNECTED
+        self.answered_at = now
+        self.answered_wall = datetime.now(UTC)
+        answered = CallAnsweredData(answered_by=branch.target.agent_id, media_worker=session.worker_id)
+        commands.append(Publish(CallAnswered(**self._envelope(), data=answered)))
+        return commands
+
+    def _after_branch_ended(self, now: float) -> list[Command]:
+        """A branch failed: when none is left, the caller gets the best of their answers."""
+        if self.phase in (Phase.CONNECTED, Phase.ENDED) or any(b.open for b in self.branches):
+            return []
+        status = _best_failure([b.final_status or 480 for b in self.branches])
+        outcome = for_sip_status(status)
+        if status == 480:
+            outcome = for_cause(EndCause.UNAVAILABLE)
+        return self._fail(outcome, status, None, now, ended_by=Party.AGENT)
+
+    def _cancel_open_branches(self, reason: str | None) -> list[Command]:
+        commands: list[Command] = []
+        for branch in self.branches:
+            if branch.state is BranchState.WAITING:
+                branch.state = BranchState.DONE
+            elif branch.state is BranchState.CALLING:
+                # RFC 3261 9.1: no CANCEL before a provisional response; it goes when one comes.
+                branch.cancel_pending = True
+                branch.cancel_reason = reason
+            elif branch.state is BranchState.PROCEEDING and branch.invite is not None:
+                branch.state = BranchState.CANCELLING
+                commands.append(SendToBranch(branch.index, cancel_for(branch.invite, reason)))
+        return commands
+
+    def _fail(
+        self,
+        outcome: Outcome,
+        status: int,
+        reason: str | None,
+        now: float,
+        *,
+        ended_by: Party = Party.SYSTEM,
+        media: bool = True,
+    ) -> list[Command]:
+        if self.phase is Phase.ENDED:
+            return []
+        commands: list[Command] = [AnswerCaller(self._caller_response(status, reason=reason))]
+        return commands + self._end(outcome, ended_by, now, sip_status=status, sip_reason=reason, media=media)
+
+    def _release_media(self, reason: str) -> list[Command]:
+        commands: list[Command] = [StopMedia(reason, key) for key in self.sessions]
+        self.sessions.clear()
+        return commands
+
+    def _dialogs(self) -> tuple[Dialog | None, ...]:
+        return (self.caller_dialog, self.winner.dialog if self.winner is not None else None)
+
+    def _bye_caller(self) -> list[Command]:
+        if self.caller_dialog is None:
+            return []
+        address = self.caller.address
+        return [
+            SendToCaller(
+                self.caller_dialog.request("BYE", via_host=address.via_host, transport=address.transport)
+            )
+        ]
+
+    # --- building messages ---------------------------------------------------------------------
+
+    def _caller_response(self, status: int, *, reason: str | None = None, body: bytes = b"") -> Response:
+        headers: list[tuple[str, str]] = []
+        if 100 < status < 300:
+            headers.append(("Contact", self.caller.address.contact))
+        if body:
+            headers.append(("Content-Type", SDP))
+        return make_response(
+            self.caller.invite, status, reason, to_tag=self.tag, headers=tuple(headers), body=body
+        )
+
+    def _branch_invite(self, branch: Branch, body: bytes) -> Request:
+        target = branch.target
+        address = target.address
+        caller = self.caller
+        # The agent's screen shows who calls: the customer's E.164 (or the colleague's extension),
+        # with the name where there is one (RFC 3261 20.20).
+        name = (caller.display_name or caller.number).replace('"', "")
+        headers = [
+            ("Via", f"SIP/2.0/{address.transport.upper()} {address.via_host};branch={new_branch()};rport"),
+            ("Max-Forwards", "70"),
+            ("From", f'"{name}" <sip:{caller.number}@{target.domain}>;tag={branch.tag}'),
+            ("To", f"<sip:{target.extension}@{target.domain}>"),
+            ("Call-ID", branch.sip_call_id),
+            ("CSeq", "1 INVITE"),
+            ("Contact", address.contact),
+            ("Allow", "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, REFER, UPDATE"),
+            ("Content-Type", SDP),
+        ]
+        return Request("INVITE", target.contact, headers, body)
+
+
+def _sdp_of(created: SessionCreated, leg: LegKind) -> str | None:
+    return created.agent_sdp if leg is LegKind.AGENT else created.customer_sdp
+
+
+def _best_failure(statuses: list[int]) -> int:
+    """What the caller hears when every agent's phone failed (after RFC 3261 16.7.6): a decline
+    beats everything, all busy is busy, anything else is "temporarily unavailable"."""
+    if any(600 <= s < 700 for s in statuses):
+        return 603
+    if statuses and all(s in (486, 600) for s in statuses):
+        return 486
+    return 480
+
+
+__all__ = [
+    "COMPLETED_ELSEWHERE",
+    "Branch",
+    "BranchState",
+    "Caller",
+    "RingCall",
+    "RingTarget",
+    "media_plan",
+]
