@@ -11,7 +11,17 @@ from services.api import errors
 from services.api.db import Database
 from services.api.instances import InstanceDirectory
 from services.api.publishing import ConfigPublisher
-from services.api.routers import agents, health, keys, numbers, services, tenant, trunks
+from services.api.routers import (
+    agents,
+    calls,
+    health,
+    keys,
+    numbers,
+    recordings,
+    services,
+    tenant,
+    trunks,
+)
 from shared.service import package_version
 from shared.settings import ApiSettings
 
@@ -64,7 +74,7 @@ def create_app(
     app.state.ready = ready
     app.state.publisher = publisher
     errors.install(app)
-    for module in (health, services, tenant, keys, trunks, agents, numbers):
+    for module in (health, services, tenant, keys, trunks, agents, numbers, calls, recordings):
         app.include_router(module.router)
 
     @app.get("/", include_in_schema=False)
