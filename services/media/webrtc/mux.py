@@ -144,18 +144,19 @@ class WebRtcMux(asyncio.DatagramProtocol):
         self.sessions[session.ufrag] = session
         session.attach(
             self._send,
-            renew=functools.partial(self._renew, session),
+            draw=self._unused_credentials,
+            rekeyed=functools.partial(self._rekeyed, session),
             forget=functools.partial(self._forget, session),
         )
 
-    def _renew(self, session: WebRtcSession) -> IceCredentials:
-        """New credentials for ``session`` (an ICE restart): checks are routed by the new ufrag from now
+    def _rekeyed(self, session: WebRtcSession, old_ufrag: str) -> None:
+        """``session`` took new credentials (an ICE restart): checks are routed by its new ufrag from now
         on; the old one is forgotten, its sources stay mapped so media flows until the new nomination."""
-        credentials = self._unused_credentials()
-        if self.sessions.get(session.ufrag) is session:
-            del self.sessions[session.ufrag]
-        self.sessions[credentials.ufrag] = session
-        return credentials
+        if self.sessions.get(old_ufrag) is session:
+            del self.sessions[old_ufrag]
+        if session.ufrag in self.sessions and self.sessions[session.ufrag] is not session:
+            raise RuntimeError(f"ufrag {session.ufrag!r} is taken on this port")
+        self.sessions[session.ufrag] = session
 
     def _forget(self, session: WebRtcSession, address: Address) -> None:
         if self._by_address.get(address) is session:

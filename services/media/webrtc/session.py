@@ -154,7 +154,8 @@ class WebRtcSession:
         self._early_dtls: list[tuple[bytes, Address]] = []
         self._srtp: SrtpContext | None = None
         self._transmit: Transmit | None = None
-        self._renew: Callable[[], IceCredentials] | None = None
+        self._draw: Callable[[], IceCredentials] | None = None
+        self._rekeyed: Callable[[str], None] | None = None
         self._forget: Callable[[Address], None] | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._dtls_seen = False
@@ -330,7 +331,7 @@ class WebRtcSession:
         restart = remote.credentials != self.ice.remote
         local = self.ice.local
         if restart:
-            local = self._renew() if self._renew is not None else generate_credentials()
+            local = self._draw() if self._draw is not None else generate_credentials()
         family = "IP6" if ":" in self.address else "IP4"
         answered = answer_media(
             offer,
@@ -364,7 +365,10 @@ class WebRtcSession:
         )
         # Everything is checked: from here the re-offer is applied.
         if restart:
+            old_ufrag = self.ufrag
             self.ice.restart(local, remote.credentials)
+            if self._rekeyed is not None:
+                self._rekeyed(old_ufrag)
         self.codecs = chosen
         self._mid = media.mid
         self._use_direction(offer.direction_of(media))
@@ -431,14 +435,17 @@ class WebRtcSession:
         self,
         transmit: Transmit,
         *,
-        renew: Callable[[], IceCredentials] | None = None,
+        draw: Callable[[], IceCredentials] | None = None,
+        rekeyed: Callable[[str], None] | None = None,
         forget: Callable[[Address], None] | None = None,
     ) -> None:
-        """Give the session the socket's send function (the mux does on ``add``), the mux's way to
-        draw new credentials under which it routes the session (an ICE restart), and its way to stop
-        routing a source to it (a browser that lost a forked offer)."""
+        """Give the session the socket's send function (the mux does on ``add``), and the mux's ways to
+        draw credentials with a ufrag no session uses, to route the session by its new ufrag once an ICE
+        restart took them (``rekeyed`` gets the old one), and to stop routing a source to it (a browser
+        that lost a forked offer)."""
         self._transmit = transmit
-        self._renew = renew
+        self._draw = draw
+        self._rekeyed = rekeyed
         self._forget = forget
 
     def binding_checked(self, source: Address, nominated: bool) -> None:
