@@ -241,6 +241,21 @@ class RecordingCompletedData(ContractModel):
     duration_s: float = Field(ge=0)
     size_bytes: int = Field(ge=0)
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    started_at: datetime | None = Field(default=None, description="When the first audio packet arrived")
+    paused_s: float = Field(default=0, ge=0, description="Seconds paused (silence in the file, see metadata)")
+    chunks_missing: int = Field(
+        default=0,
+        ge=0,
+        description="Audio chunks never received (silence in the file); 0 for a whole recording",
+    )
+
+
+class RecordingCompressedData(ContractModel):
+    recording_id: Token
+    location: str
+    format: str = Field(examples=["ogg/opus"])
+    size_bytes: int = Field(ge=0)
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
 
 
 class RecordingFailedData(ContractModel):
@@ -368,6 +383,13 @@ class RecordingCompleted(CallEventEnvelope):
     data: RecordingCompletedData
 
 
+class RecordingCompressed(CallEventEnvelope):
+    """A compressed copy of a completed recording is stored too (made after the call)."""
+
+    type: Literal["recording.compressed"] = "recording.compressed"
+    data: RecordingCompressedData
+
+
 class RecordingFailed(CallEventEnvelope):
     """A call's recording could not be made or stored; the reason says why."""
 
@@ -387,7 +409,7 @@ CallEvent = (
     | CallQuality
     | CallEnded
 )
-RecordingEvent = RecordingStarted | RecordingCompleted | RecordingFailed
+RecordingEvent = RecordingStarted | RecordingCompleted | RecordingCompressed | RecordingFailed
 
 Event = Annotated[
     CallEvent | TrunkRegistration | AgentPresence | RecordingEvent,
@@ -413,6 +435,7 @@ EVENT_TYPES: dict[str, type[EventEnvelope]] = {
         AgentPresence,
         RecordingStarted,
         RecordingCompleted,
+        RecordingCompressed,
         RecordingFailed,
     )
 }

@@ -14,7 +14,7 @@ from __future__ import annotations
 import socket
 from enum import StrEnum
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -167,7 +167,7 @@ class MediaSettings(CommonSettings):
     )
     recording_backlog_chunks: int = Field(
         32768,
-        description="Recording chunks (~3 KB each) held while NATS is unreachable; beyond, new ones are dropped",
+        description="Recording chunks (~3 KB each) held while NATS is unreachable; newer ones are dropped",
     )
 
 
@@ -181,17 +181,22 @@ class RecorderSettings(CommonSettings):
         description="Local directory: recordings being written (`.spool/`, shared between recorders on one "
         "volume lets a successor resume instead of rebuilding) and, with local storage, the stored files",
     )
-    capacity: int = Field(1000, description="Recordings this recorder writes at once before it claims no more")
+    capacity: int = Field(
+        1000, description="Recordings this recorder writes at once before it claims no more"
+    )
     lease_s: float = Field(
-        10.0, description="A call's recording lease; renewed every third of it, taken over once it expires (s)"
+        10.0,
+        description="A call's recording lease; renewed every third of it, taken over once it expires (s)",
     )
     checkpoint_interval_s: float = Field(
         2.0, description="How often a recording is synced to disk and its chunks acknowledged (s)"
     )
     abandon_after_s: float = Field(
-        3600.0, description="A recording with no chunk and no end mark for this long is finished as it is (s)"
+        3600.0, description="A recording with no chunk and no end mark for this long is finished as is (s)"
     )
-    storage: str = Field("local", description="Where finished recordings go: `local` or `s3`")
+    storage: Literal["local", "s3"] = Field(
+        "local", description="Where finished recordings go: `local` or `s3`"
+    )
     s3_bucket: str = Field("recordings", description="S3 bucket (storage `s3`)")
     s3_endpoint_url: str | None = Field(None, description="S3-compatible endpoint; AWS when unset")
     s3_region: str = Field("us-east-1", description="S3 region")
@@ -200,7 +205,7 @@ class RecorderSettings(CommonSettings):
     storage_retry_s: float = Field(
         60.0, description="How long storing a finished recording is retried before `recording.failed` (s)"
     )
-    compressed_format: str = Field(
+    compressed_format: Literal["opus", "none"] = Field(
         "opus", description="A compressed copy made after the call: `opus` (Ogg) or `none`"
     )
 

@@ -16,6 +16,7 @@ from shared.events import (
     CallEventEnvelope,
     EventEnvelope,
     RecordingCompleted,
+    RecordingCompressed,
     RecordingFailed,
     RecordingStarted,
     TrunkRegistration,
@@ -64,7 +65,7 @@ def dead_letter(stream: str = "*", consumer: str = "*") -> str:
 
 def event_subject(event: EventEnvelope) -> str:
     """The subject an event is published on, from its type and ids."""
-    if isinstance(event, RecordingStarted | RecordingCompleted | RecordingFailed):
+    if isinstance(event, RecordingStarted | RecordingCompleted | RecordingCompressed | RecordingFailed):
         return recording_events(event.tenant_id, event.call_id)
     if isinstance(event, CallEventEnvelope):
         return call_events(event.tenant_id, event.call_id)
@@ -138,10 +139,13 @@ AGENT_EVENTS = StreamSpec("AGENT_EVENTS", (agent_events(),), timedelta(days=7), 
 RECORDING_EVENTS = StreamSpec(
     "RECORDING_EVENTS", (recording_events(),), timedelta(days=7), description="recordings"
 )
+#: Chunks stay until their recording is stored (the recorder purges the call's subject then): a
+#: recorder that takes over a call without its predecessor's spool rebuilds the file from the start,
+#: so the retention bounds the longest call that can survive that.
 RECORDING_AUDIO = StreamSpec(
     "RECORDING_AUDIO",
     (recording_audio(),),
-    timedelta(hours=1),
+    timedelta(hours=6),
     duplicate_window=timedelta(minutes=1),
     description="audio chunks waiting for a recorder (short retention)",
 )
@@ -162,4 +166,8 @@ TRUNKS_KV = BucketSpec("trunks", description="trunk configuration written by the
 AGENTS_KV = BucketSpec("agents", description="agent credentials (HA1) written by the api")
 CALLS_KV = BucketSpec("calls", description="live call state, so a restarted signaling picks calls up")
 
-BUCKETS: tuple[BucketSpec, ...] = (TRUNKS_KV, AGENTS_KV, CALLS_KV)
+RECORDINGS_KV = BucketSpec(
+    "recordings", description="recording leases: which recorder records each live call (shared/recording.py)"
+)
+
+BUCKETS: tuple[BucketSpec, ...] = (TRUNKS_KV, AGENTS_KV, CALLS_KV, RECORDINGS_KV)

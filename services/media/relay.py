@@ -3,10 +3,11 @@
 The packet path is synchronous: the receiving leg calls :meth:`Relay.receive` from its
 ``datagram_received`` and the packet leaves through the other leg's ``send_rtp`` before the call
 returns; nothing on it waits for the bus or for another task. Per packet it updates the reception
-statistics (RFC 3550 appendix A), passes audio with the target's payload type and our stream's
-sequence numbers, timestamps and SSRC (G.711 mu-law and A-law translated by table when the legs
-differ), reports RFC 4733 digits and relays their events with the target's telephone-event payload
-type. Anything else (comfort noise, payload types no leg negotiated) is counted and dropped.
+statistics (RFC 3550 appendix A), hands audio to the call's recording fork when the call is
+recorded, passes audio with the target's payload type and our stream's sequence numbers,
+timestamps and SSRC (G.711 mu-law and A-law translated by table when the legs differ), reports
+RFC 4733 digits and relays their events with the target's telephone-event payload type. Anything
+else (comfort noise, payload types no leg negotiated) is counted and dropped.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from dataclasses import asdict, dataclass
 
 from services.media.dtmf import Digit, DtmfReceiver
 from services.media.g711 import translation
+from services.media.recording_fork import LegTap
 from services.media.rtp import FIELDS, OutboundStream, ReceptionStats, payload_bounds
 from shared.sdp import Codec
 
@@ -70,6 +72,7 @@ class Relay:
         "dtmf",
         "event",
         "stats",
+        "tap",
     )
 
     def __init__(
@@ -95,6 +98,8 @@ class Relay:
         self._table: bytes | None = None
         self._out_audio = 0
         self._out_event: int | None = None
+        #: The recording fork of this leg's audio (a recorded call), fed before any relay decision.
+        self.tap: LegTap | None = None
 
     def connect(self, target: Target) -> None:
         """Send to ``target`` from now on; raises ValueError when its codec needs transcoding."""
@@ -118,13 +123,17 @@ class Relay:
         payload_type = second & 0x7F
         sequence, timestamp, source = FIELDS.unpack_from(packet, 2)
         audio = payload_type == self._audio_pt
-        self.stats.update(sequence, timestamp, source, self.clock(), audio)
+        now = self.clock()
+        self.stats.update(sequence, timestamp, source, now, audio)
         target = self._target
         if audio:
+            payload = packet[bounds[0] : bounds[1]]
+            tap = self.tap
+            if tap is not None:
+                tap.add(sequence, timestamp, source, payload, now)
             if target is None or target.held or target.stream.paused:
                 self.counters.not_relayed += 1
                 return
-            payload = packet[bounds[0] : bounds[1]]
             table = self._table
             if table is not None:
                 payload = payload.translate(table)

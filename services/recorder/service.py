@@ -1,29 +1,603 @@
-"""A recorder process: turns audio chunks from the bus into recording files."""
+"""A recorder process: claims calls' recordings, turns their audio chunks into files, stores and
+announces them.
+
+For each call it holds the lease of (``leases.py``), the recorder runs a durable JetStream consumer
+``rec-<call>`` on ``recordings.audio.<call>`` and applies each chunk to the call's WAV in the spool
+(``<recordings_dir>/.spool``). Every ``checkpoint_interval_s`` the WAV is synced, the progress
+written beside it, and only then the chunks up to it acknowledged (ack-all). Chunks stay in the
+stream until the recording is stored, so whoever takes over a call (this recorder died, was cut off,
+or drained) starts after the last checkpoint when it can read the spool (a shared volume), and
+otherwise rebuilds the file from the call's first chunk: either way the file has no hole.
+
+After the END mark (or a silence of ``abandon_after_s``): the WAV is closed, stored with its
+metadata, ``recording.completed`` published, the lease marked done, the consumer deleted and the
+call's chunks purged. Then, off the hot path, the Opus copy is made and stored, and
+``recording.compressed`` published. ``recording.failed`` names what went wrong (an unknown codec, a
+store that stayed unreachable: the WAV is then kept under ``.unstored/``, never lost silently).
+"""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import hashlib
+import json
+import random
+import shutil
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import nats.errors
+import nats.js.errors
+from nats.aio.msg import Msg
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from prometheus_client import Counter, Gauge, Histogram
+
+from services.recorder.call_recording import RATE, CallRecording, UnsupportedCodec
+from services.recorder.leases import LeaseBook, LeaseLost
+from services.recorder.storage import Storage, StorageError, object_key, storage_for
+from shared import subjects
+from shared.events import (
+    EventEnvelope,
+    RecordingCompleted,
+    RecordingCompletedData,
+    RecordingCompressed,
+    RecordingCompressedData,
+    RecordingFailed,
+    RecordingFailedData,
+    RecordingStarted,
+    RecordingStartedData,
+)
 from shared.logging import get_logger
-from shared.service import ServiceContext
+from shared.recording import MalformedChunk, RecordingLease
+from shared.service import ServiceContext, StartFailed
 from shared.settings import RecorderSettings
 
 log = get_logger("echodesk.recorder")
 
+ACTIVE = Gauge("echodesk_recorder_active", "Recordings this recorder writes")
+OUTCOMES = Counter("echodesk_recorder_recordings_total", "Finished recordings by outcome", ["outcome"])
+CHUNKS = Counter("echodesk_recorder_chunks_total", "Chunks by outcome", ["outcome"])
+END_TO_STORED = Histogram(
+    "echodesk_recorder_end_to_completed_seconds",
+    "From the END mark's arrival to recording.completed",
+    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30),
+)
+
+#: Event ids derive from the recording, so a successor that announces again is de-duplicated.
+_EVENT_NAMESPACE = uuid.UUID("6f7c1e9a-5d0b-4c1e-9e8a-2a4f3b7d9c10")
+#: After the END mark, how long chunks it counts may still come before the file is closed without them.
+_MISSING_GRACE_S = 2.0
+_SPOOL = ".spool"
+_UNSTORED = ".unstored"
+
+
+def durable_name(call_id: str) -> str:
+    return f"rec-{call_id}"
+
+
+@dataclass(eq=False)
+class Active:
+    """A recording this recorder owns right now."""
+
+    call_id: str
+    lease: RecordingLease
+    recording: CallRecording
+    subscription: Any = None
+    #: The last message applied and not yet acknowledged (ack-all acknowledges everything before it).
+    unacked: Msg | None = None
+    last_chunk_at: float = field(default_factory=time.monotonic)
+    ended_at: float | None = None
+    stopping: bool = False
+
 
 class RecorderService:
-    def __init__(self, settings: RecorderSettings) -> None:
+    def __init__(self, settings: RecorderSettings, *, storage: Storage | None = None) -> None:
         self.settings = settings
+        self.active: dict[str, Active] = {}
+        self.storage = storage or storage_for(settings)
+        self.spool = settings.recordings_dir / _SPOOL
+        self._ctx: ServiceContext | None = None
+        self._leases: LeaseBook | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._nudge = asyncio.Event()
+        self._draining = False
+        self._claiming: set[str] = set()
+
+    # -- the Service protocol
 
     async def start(self, ctx: ServiceContext) -> None:
-        self.ctx = ctx
-        # Fail at start-up, not at the first call, when the recordings directory is unusable.
-        self.settings.recordings_dir.mkdir(parents=True, exist_ok=True)
-        log.info("recordings directory", path=str(self.settings.recordings_dir.resolve()))
+        self._ctx = ctx
+        settings = self.settings
+        try:
+            # Fail at start-up, not at the first call, when the recordings directory is unusable.
+            self.spool.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StartFailed(
+                f"recordings directory {settings.recordings_dir}: {exc.strerror or exc}"
+            ) from exc
+        log.info(
+            "recordings directory", path=str(settings.recordings_dir.resolve()), storage=settings.storage
+        )
+        owner = subjects.token(settings.instance_id)
+        self._leases = LeaseBook(ctx.bus, owner, settings.lease_s)
+        await self._leases.watch(lambda _key: self._nudge.set())
+        self._spawn(self._claim_loop(), "recorder-claims")
+        self._spawn(self._renew_loop(), "recorder-renewals")
+        self._spawn(self._checkpoint_loop(), "recorder-checkpoints")
+        self._spawn(self._discover_loop(), "recorder-discovery")
 
     async def drain(self) -> None:
-        return None
+        """Claim nothing more; checkpoint every recording and hand its lease back, so another
+        recorder resumes it at once (calls last longer than a drain deadline)."""
+        self._draining = True
+        for active in list(self.active.values()):
+            await self._hand_back(active)
 
     async def stop(self) -> None:
-        return None
+        self._draining = True
+        for active in list(self.active.values()):
+            await self._hand_back(active)
+        for task in list(self._tasks):
+            task.cancel()
+        for task in list(self._tasks):
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        await self.storage.close()
 
     def load(self) -> tuple[int, int]:
-        return (0, 0)
+        return (len(self.active), self.settings.capacity)
+
+    # -- claiming
+
+    async def _claim_loop(self) -> None:
+        period = max(0.05, self.settings.lease_s / 4)
+        while True:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(period):
+                    await self._nudge.wait()
+            self._nudge.clear()
+            if self._draining:
+                continue
+            assert self._leases is not None
+            for key in self._leases.candidates():
+                if len(self.active) + len(self._claiming) >= self.settings.capacity:
+                    break
+                if key not in self._claiming:
+                    self._claiming.add(key)
+                    self._spawn(self._claim(key), f"recorder-claim:{key}")
+
+    async def _claim(self, call_id: str) -> None:
+        assert self._leases is not None
+        try:
+            # The least loaded recorder tends to win the race for a new call.
+            await asyncio.sleep(random.uniform(0, 0.01) + 0.02 * len(self.active) / self.settings.capacity)
+            lease = await self._leases.claim(call_id)
+            if lease is None or self._draining:
+                if lease is not None:
+                    await self._leases.release(call_id)
+                return
+            await self._begin(call_id, lease)
+        except Exception:
+            log.exception("recording_claim_failed", call=call_id)
+            if call_id in self._leases.held and call_id not in self.active:
+                with contextlib.suppress(Exception):
+                    await self._leases.release(call_id)
+        finally:
+            self._claiming.discard(call_id)
+
+    async def _begin(self, call_id: str, lease: RecordingLease) -> None:
+        assert self._ctx is not None
+        assert lease.recording_id is not None
+        recording, resumed = CallRecording.open(self.spool, call_id, lease.recording_id)
+        recording.progress.announced |= lease.announced
+        active = Active(call_id, lease, recording)
+        self.active[call_id] = active
+        ACTIVE.set(len(self.active))
+        start = recording.progress.stream_sequence + 1 if resumed else None
+        log.info(
+            "recording_claimed",
+            call=call_id,
+            recording=lease.recording_id,
+            claims=lease.claims,
+            resumed_from=start,
+        )
+        js = self._ctx.bus.js
+        durable = durable_name(call_id)
+        # A predecessor's consumer is a cursor we do not trust: start where our spool says.
+        with contextlib.suppress(nats.js.errors.NotFoundError):
+            await js.delete_consumer(subjects.RECORDING_AUDIO.name, durable)
+        config = ConsumerConfig(
+            durable_name=durable,
+            ack_policy=AckPolicy.ALL,
+            ack_wait=max(30.0, self.settings.checkpoint_interval_s * 10),
+            max_ack_pending=-1,
+            deliver_policy=DeliverPolicy.BY_START_SEQUENCE if start else DeliverPolicy.ALL,
+            opt_start_seq=start,
+            filter_subject=subjects.recording_audio(call_id),
+            inactive_threshold=self.settings.abandon_after_s,
+        )
+
+        async def on_msg(msg: Msg) -> None:
+            await self._on_chunk(active, msg)
+
+        active.subscription = await js.subscribe(
+            subjects.recording_audio(call_id),
+            stream=subjects.RECORDING_AUDIO.name,
+            durable=durable,
+            cb=on_msg,
+            manual_ack=True,
+            config=config,
+        )
+
+    # -- chunks
+
+    async def _on_chunk(self, active: Active, msg: Msg) -> None:
+        if active.stopping:
+            return
+        assert self._leases is not None
+        if not self._leases.holds(active.call_id):
+            self._spawn(self._lost(active), f"recorder-lost:{active.call_id}")
+            return
+        recording = active.recording
+        sequence = msg.metadata.sequence.stream if msg.metadata.sequence else 0
+        try:
+            recording.apply(msg.data, sequence)
+            CHUNKS.labels("applied").inc()
+        except MalformedChunk as exc:
+            CHUNKS.labels("malformed").inc()
+            log.warning(
+                "recording_chunk_malformed", call=active.call_id, stream_sequence=sequence, error=str(exc)
+            )
+        except UnsupportedCodec as exc:
+            active.unacked = msg
+            active.stopping = True
+            self._spawn(self._fail(active, str(exc)), f"recorder-fail:{active.call_id}")
+            return
+        active.unacked = msg
+        active.last_chunk_at = time.monotonic()
+        progress = recording.progress
+        if not progress.announced and progress.tenant_id is not None:
+            progress.announced = True
+            self._spawn(self._announce_started(active), f"recorder-started:{active.call_id}")
+        if recording.ended and active.ended_at is None:
+            active.ended_at = time.monotonic()
+        if recording.complete:
+            active.stopping = True
+            self._spawn(self._complete(active), f"recorder-complete:{active.call_id}")
+
+    async def _announce_started(self, active: Active) -> None:
+        progress = active.recording.progress
+        assert progress.tenant_id is not None
+        event = RecordingStarted(
+            id=_event_id(progress.recording_id, "started"),
+            tenant_id=progress.tenant_id,
+            call_id=active.call_id,
+            sequence=0,
+            source=self._source(),
+            data=RecordingStartedData(
+                recording_id=progress.recording_id, format="wav", channels=2, sample_rate=RATE
+            ),
+        )
+        await self._publish(event)
+        assert self._leases is not None
+        with contextlib.suppress(LeaseLost):
+            await self._leases.mark_announced(active.call_id)
+
+    # -- checkpoints and leases
+
+    async def _checkpoint_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.checkpoint_interval_s)
+            now = time.monotonic()
+            for active in list(self.active.values()):
+                if active.stopping:
+                    continue
+                recording = active.recording
+                if (
+                    recording.ended
+                    and active.ended_at is not None
+                    and now - active.ended_at > _MISSING_GRACE_S
+                ):
+                    active.stopping = True
+                    self._spawn(self._complete(active), f"recorder-complete:{active.call_id}")
+                elif now - active.last_chunk_at > self.settings.abandon_after_s:
+                    log.warning(
+                        "recording_abandoned", call=active.call_id, silent_s=round(now - active.last_chunk_at)
+                    )
+                    active.stopping = True
+                    self._spawn(self._complete(active), f"recorder-complete:{active.call_id}")
+                elif recording.dirty:
+                    await self._checkpoint(active)
+
+    async def _checkpoint(self, active: Active) -> None:
+        msg, active.unacked = active.unacked, None
+        snapshot = active.recording.snapshot()
+        try:
+            await asyncio.to_thread(active.recording.persist, snapshot)
+        except OSError as exc:
+            # A full disk: no ack, so the chunks stay in the stream; the recording fails only if it
+            # cannot be finished at all.
+            log.error("recording_checkpoint_failed", call=active.call_id, error=exc.strerror or str(exc))
+            active.recording.dirty = True
+            return
+        if msg is not None:
+            with contextlib.suppress(Exception):
+                await msg.ack()
+
+    async def _renew_loop(self) -> None:
+        assert self._leases is not None
+        while True:
+            await asyncio.sleep(self.settings.lease_s / 3)
+            for active in list(self.active.values()):
+                if active.call_id not in self._leases.held:
+                    continue
+                try:
+                    await self._leases.renew(active.call_id)
+                except LeaseLost:
+                    await self._lost(active)
+                except Exception as exc:
+                    log.warning(
+                        "recording_lease_not_renewed",
+                        call=active.call_id,
+                        error=str(exc) or type(exc).__name__,
+                    )
+
+    async def _lost(self, active: Active) -> None:
+        """Another recorder owns the call now: stop touching it, keep the spool for it."""
+        if self.active.pop(active.call_id, None) is None:
+            return
+        active.stopping = True
+        log.warning("recording_lease_lost", call=active.call_id)
+        await self._unsubscribe(active)
+        active.recording.close()
+        ACTIVE.set(len(self.active))
+
+    async def _hand_back(self, active: Active) -> None:
+        if active.stopping or self.active.get(active.call_id) is not active:
+            return
+        active.stopping = True
+        await self._unsubscribe(active)
+        await self._checkpoint(active)
+        active.recording.close()
+        self.active.pop(active.call_id, None)
+        ACTIVE.set(len(self.active))
+        assert self._leases is not None
+        with contextlib.suppress(Exception):
+            await self._leases.release(active.call_id)
+        log.info("recording_handed_back", call=active.call_id)
+
+    # -- discovery
+
+    async def _discover_loop(self) -> None:
+        """Calls whose audio waits with no lease (the worker could not create it) get one; finished
+        leases are removed once old."""
+        assert self._ctx is not None
+        assert self._leases is not None
+        prefix = subjects.recording_audio("*").removesuffix("*")
+        while True:
+            await asyncio.sleep(max(1.0, self.settings.lease_s))
+            try:
+                info = await self._ctx.bus.js.stream_info(
+                    subjects.RECORDING_AUDIO.name, subjects_filter=subjects.recording_audio()
+                )
+                for subject in (info.state.subjects or {}) if info.state else {}:
+                    call_id = subject[len(prefix) :]
+                    if call_id not in self._leases.known:
+                        await self._leases.ensure(call_id)
+                for key in self._leases.stale():
+                    await self._leases.forget(key)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("recording_discovery_failed", error=str(exc) or type(exc).__name__)
+
+    # -- finishing
+
+    async def _complete(self, active: Active) -> None:
+        recording = active.recording
+        progress = recording.progress
+        call_id = active.call_id
+        await self._unsubscribe(active)
+        try:
+            await asyncio.to_thread(recording.finish)
+        except OSError as exc:
+            await self._fail(active, f"cannot finish the file: {exc.strerror or exc}", keep=True)
+            return
+        if progress.packets == 0 or progress.tenant_id is None or progress.started_at is None:
+            await self._fail(active, "no audio: the call ended before any packet reached the worker")
+            return
+        size, digest = await asyncio.to_thread(_size_and_sha256, recording.wav_path)
+        key = object_key(progress.tenant_id, progress.started_at, call_id, progress.recording_id, "wav")
+        metadata = recording.metadata()
+        metadata.update({"sha256": digest, "size_bytes": size, "format": "wav", "sample_rate": RATE})
+        try:
+            location = await self._store(recording.wav_path, key, "audio/wav")
+            meta_path = recording.spool / f"{call_id}.meta.json"
+            meta_path.write_text(json.dumps(metadata, indent=2))
+            await self._store(meta_path, key.removesuffix(".wav") + ".json", "application/json")
+            meta_path.unlink(missing_ok=True)
+        except StorageError as exc:
+            await self._fail(active, f"storage unreachable: {exc}", keep=True)
+            return
+        event = RecordingCompleted(
+            id=_event_id(progress.recording_id, "completed"),
+            tenant_id=progress.tenant_id,
+            call_id=call_id,
+            sequence=1,
+            source=self._source(),
+            data=RecordingCompletedData(
+                recording_id=progress.recording_id,
+                location=location,
+                format="wav",
+                channels=2,
+                sample_rate=RATE,
+                duration_s=round(recording.wav.duration_s, 3),
+                size_bytes=size,
+                sha256=digest,
+                started_at=datetime.fromtimestamp(progress.started_at, UTC),
+                paused_s=round(sum(((end or 0) - (start or 0)) for start, end in progress.pauses) / RATE, 3),
+                chunks_missing=recording.missing,
+            ),
+        )
+        await self._publish(event)
+        if active.ended_at is not None:
+            END_TO_STORED.observe(time.monotonic() - active.ended_at)
+        OUTCOMES.labels("completed").inc()
+        log.info(
+            "recording_completed",
+            call=call_id,
+            location=location,
+            duration_s=event.data.duration_s,
+            missing=recording.missing,
+        )
+        await self._retire(active)
+        if self.settings.compressed_format == "opus":
+            self._spawn(self._compress(recording, key), f"recorder-compress:{call_id}")
+        else:
+            recording.discard()
+
+    async def _compress(self, recording: CallRecording, key: str) -> None:
+        """The Opus copy, in a thread; a failure costs the copy only (the WAV is stored)."""
+        from services.recorder.compressed import encode_opus
+
+        progress = recording.progress
+        target = recording.spool / f"{progress.call_id}.ogg"
+        try:
+            await asyncio.to_thread(encode_opus, recording.wav_path, target)
+            size, digest = await asyncio.to_thread(_size_and_sha256, target)
+            location = await self._store(target, key.removesuffix(".wav") + ".ogg", "audio/ogg")
+            assert progress.tenant_id is not None
+            await self._publish(
+                RecordingCompressed(
+                    id=_event_id(progress.recording_id, "compressed"),
+                    tenant_id=progress.tenant_id,
+                    call_id=progress.call_id,
+                    sequence=2,
+                    source=self._source(),
+                    data=RecordingCompressedData(
+                        recording_id=progress.recording_id,
+                        location=location,
+                        format="ogg/opus",
+                        size_bytes=size,
+                        sha256=digest,
+                    ),
+                )
+            )
+        except Exception as exc:
+            log.warning(
+                "recording_compressed_copy_failed",
+                call=progress.call_id,
+                error=str(exc) or type(exc).__name__,
+            )
+        finally:
+            target.unlink(missing_ok=True)
+            recording.discard()
+
+    async def _fail(self, active: Active, reason: str, *, keep: bool = False) -> None:
+        recording = active.recording
+        progress = recording.progress
+        await self._unsubscribe(active)
+        kept = None
+        if keep and recording.wav_path.exists() and progress.packets:
+            kept = self.settings.recordings_dir / _UNSTORED / f"{active.call_id}-{progress.recording_id}.wav"
+            with contextlib.suppress(OSError):
+                kept.parent.mkdir(parents=True, exist_ok=True)
+                recording.close()
+                shutil.move(recording.wav_path, kept)
+                reason += (
+                    f"; the audio is kept on recorder {self.settings.instance_id} as {_UNSTORED}/{kept.name}"
+                )
+        log.error("recording_failed", call=active.call_id, reason=reason)
+        OUTCOMES.labels("failed").inc()
+        if progress.tenant_id is not None:
+            await self._publish(
+                RecordingFailed(
+                    id=_event_id(progress.recording_id, "failed"),
+                    tenant_id=progress.tenant_id,
+                    call_id=active.call_id,
+                    sequence=1,
+                    source=self._source(),
+                    data=RecordingFailedData(recording_id=progress.recording_id, reason=reason[:1000]),
+                )
+            )
+        await self._retire(active)
+        recording.discard()
+
+    async def _retire(self, active: Active) -> None:
+        """Done for good: the lease marked, the consumer and the call's chunks gone."""
+        assert self._ctx is not None
+        assert self._leases is not None
+        call_id = active.call_id
+        with contextlib.suppress(LeaseLost):
+            await self._leases.finish(call_id)
+        js = self._ctx.bus.js
+        with contextlib.suppress(Exception):
+            await js.delete_consumer(subjects.RECORDING_AUDIO.name, durable_name(call_id))
+        with contextlib.suppress(Exception):
+            await js.purge_stream(subjects.RECORDING_AUDIO.name, subject=subjects.recording_audio(call_id))
+        self.active.pop(call_id, None)
+        ACTIVE.set(len(self.active))
+
+    async def _store(self, source: Path, key: str, content_type: str) -> str:
+        """Store with retries (backoff up to 5 s) for ``storage_retry_s``; then :class:`StorageError`."""
+        deadline = time.monotonic() + self.settings.storage_retry_s
+        delay = 0.2
+        while True:
+            try:
+                return await self.storage.put(source, key, content_type)
+            except StorageError as exc:
+                if time.monotonic() + delay > deadline:
+                    raise
+                log.warning("recording_store_retry", key=key, error=str(exc), retry_in_s=delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+
+    async def _publish(self, event: EventEnvelope) -> None:
+        """Publish until NATS takes it (ids are stable: a repeat is de-duplicated)."""
+        assert self._ctx is not None
+        delay = 0.2
+        while True:
+            try:
+                await self._ctx.bus.publish_event(event)
+                return
+            except (nats.errors.Error, TimeoutError) as exc:
+                log.warning("recording_event_retry", type=event.model_fields["type"].default, error=str(exc))
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+
+    async def _unsubscribe(self, active: Active) -> None:
+        subscription, active.subscription = active.subscription, None
+        if subscription is not None:
+            with contextlib.suppress(Exception):
+                await subscription.unsubscribe()
+
+    def _source(self) -> str:
+        return f"recorder/{self.settings.instance_id}"
+
+    def _spawn(self, coro: Any, name: str) -> None:
+        task = asyncio.ensure_future(coro)
+        task.set_name(name)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+
+def _event_id(recording_id: str, what: str) -> uuid.UUID:
+    return uuid.uuid5(_EVENT_NAMESPACE, f"{recording_id}:{what}")
+
+
+def _size_and_sha256(path: Path) -> tuple[int, str]:
+    digest = hashlib.sha256()
+    size = 0
+    with open(path, "rb") as handle:
+        while block := handle.read(1 << 20):
+            digest.update(block)
+            size += len(block)
+    return size, digest.hexdigest()
+
+
+__all__ = ["RecorderService", "durable_name"]

@@ -44,6 +44,8 @@ from shared.events import (
     PresenceState,
     RecordingCompleted,
     RecordingCompletedData,
+    RecordingCompressed,
+    RecordingCompressedData,
     RecordingFailed,
     RecordingFailedData,
     RecordingStarted,
@@ -142,6 +144,17 @@ def one_of_each() -> list[EventEnvelope]:
                 duration_s=61.2,
                 size_bytes=979244,
                 sha256="0" * 64,
+            ),
+        ),
+        RecordingCompressed(
+            **CALL,
+            sequence=12,
+            data=RecordingCompressedData(
+                recording_id="r-1",
+                location="s3://recordings/acme/2026/11/25/c-1-r-1.ogg",
+                format="ogg/opus",
+                size_bytes=48211,
+                sha256="1" * 64,
             ),
         ),
         RecordingFailed(

@@ -1,0 +1,270 @@
+"""One call's recording as a recorder builds it: chunks in, a stereo WAV in the spool, checkpoints.
+
+Chunks come in stream order, which is mostly but not always the worker's order (a chunk published
+again after a lost ack). Each is applied once (by its per-call sequence); a chunk that does not
+parse is counted and skipped, and nothing else is disturbed. Audio goes through the leg's
+:class:`~services.recorder.timeline.LegTimeline` into its channel: the agent left, the customer right.
+
+A checkpoint is the WAV synced to disk plus ``<call>.json`` beside it (written to a temporary file and
+renamed, so it is whole or absent): the timelines, the sequences seen, the stream sequence of the
+last chunk applied. Chunks after it are delivered again to whoever resumes, and applying them again
+writes the same samples to the same places.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from services.recorder import g711
+from services.recorder.timeline import LegTimeline
+from services.recorder.wav import StereoWav
+from shared.events import LegKind
+from shared.recording import AudioChunk, EndOfCall, MalformedChunk, PauseMark, decode
+
+CHANNEL = {LegKind.AGENT: 0, LegKind.CUSTOMER: 1}
+RATE = 8000
+
+
+class UnsupportedCodec(Exception):
+    """The call's audio is in a codec the recorder cannot write: the recording fails with this."""
+
+
+@dataclass
+class Progress:
+    """What a checkpoint keeps besides the audio (JSON-able)."""
+
+    call_id: str
+    recording_id: str
+    tenant_id: str | None = None
+    started_at: float | None = None
+    #: Stream sequence of the last message applied; the successor starts after it.
+    stream_sequence: int = 0
+    frames: int = 0
+    timelines: dict[str, dict[str, Any]] = field(default_factory=dict)
+    codecs: dict[str, str] = field(default_factory=dict)
+    #: Every chunk sequence below this was applied; ``seen`` holds the ones above it.
+    seen_below: int = 0
+    seen: list[int] = field(default_factory=list)
+    #: [start, end] sample positions of paused spans (end None while paused).
+    pauses: list[list[int | None]] = field(default_factory=list)
+    chunks: int = 0
+    packets: int = 0
+    duplicates: int = 0
+    malformed: int = 0
+    samples_before_start: int = 0
+    #: recording.started was published (a successor does not announce it again).
+    announced: bool = False
+    #: The END mark: {sequence, arrival_us, chunks_dropped, packets}.
+    end: dict[str, int] | None = None
+
+
+class CallRecording:
+    def __init__(self, spool: Path, progress: Progress, *, resume: bool = False) -> None:
+        self.spool = spool
+        self.progress = progress
+        self.wav_path = spool / f"{progress.call_id}.wav"
+        self.state_path = spool / f"{progress.call_id}.json"
+        self.wav = StereoWav(self.wav_path, RATE, frames=progress.frames if resume else None)
+        self.timelines = {
+            LegKind(leg): LegTimeline.restore(state) for leg, state in progress.timelines.items()
+        }
+        self._seen = set(progress.seen)
+        self.dirty = False
+
+    @classmethod
+    def open(cls, spool: Path, call_id: str, recording_id: str) -> tuple[CallRecording, bool]:
+        """Resume from the spool's checkpoint of this recording if there is one, else start afresh;
+        returns the recording and whether it resumed."""
+        spool.mkdir(parents=True, exist_ok=True)
+        state = spool / f"{call_id}.json"
+        wav = spool / f"{call_id}.wav"
+        if state.exists() and wav.exists():
+            try:
+                progress = Progress(**json.loads(state.read_text()))
+            except (ValueError, TypeError):
+                progress = None
+            if progress is not None and progress.recording_id == recording_id:
+                return cls(spool, progress, resume=True), True
+        return cls(spool, Progress(call_id=call_id, recording_id=recording_id)), False
+
+    # -- chunks
+
+    def apply(self, data: bytes, stream_sequence: int) -> None:
+        """Apply one message; raises :class:`UnsupportedCodec` (the recording cannot go on)."""
+        progress = self.progress
+        progress.stream_sequence = max(progress.stream_sequence, stream_sequence)
+        self.dirty = True
+        try:
+            chunk = decode(data)
+        except MalformedChunk:
+            progress.malformed += 1
+            raise
+        if chunk.sequence < progress.seen_below or chunk.sequence in self._seen:
+            progress.duplicates += 1
+            return
+        if progress.tenant_id is None:
+            progress.tenant_id = chunk.tenant_id
+            progress.started_at = chunk.started_at
+        if isinstance(chunk, AudioChunk):
+            self._audio(chunk)
+        elif isinstance(chunk, PauseMark):
+            self._pause(chunk)
+        else:
+            self._end(chunk)
+        self._mark_seen(chunk.sequence)
+
+    def _audio(self, chunk: AudioChunk) -> None:
+        if not g711.supported(chunk.codec):
+            raise UnsupportedCodec(
+                f"the {chunk.leg.value} leg's codec {chunk.codec} cannot be recorded "
+                f"(supported: {', '.join(sorted(g711.SUPPORTED))})"
+            )
+        progress = self.progress
+        progress.codecs[chunk.leg.value] = chunk.codec
+        timeline = self.timelines.get(chunk.leg)
+        if timeline is None:
+            timeline = self.timelines[chunk.leg] = LegTimeline(rate=RATE)
+        frames = chunk.frames
+        if not frames:
+            return
+        samples = g711.decode(chunk.codec, b"".join(frame.payload for frame in frames))
+        spans = []
+        at = 0
+        for frame in frames:
+            length = len(frame.payload)
+            position = timeline.place(chunk.ssrc, frame.timestamp, frame.arrival_us)
+            spans.append((position, samples[at : at + length]))
+            at += length
+        progress.samples_before_start += self.wav.write(CHANNEL[chunk.leg], spans)
+        progress.chunks += 1
+        progress.packets += len(frames)
+
+    def _pause(self, mark: PauseMark) -> None:
+        position = mark.arrival_us * RATE // 1_000_000
+        pauses = self.progress.pauses
+        if mark.paused:
+            if not pauses or pauses[-1][1] is not None:
+                pauses.append([position, None])
+        elif pauses and pauses[-1][1] is None:
+            pauses[-1][1] = position
+            self._silence(pauses[-1][0] or 0, position)
+
+    def _silence(self, start: int, end: int) -> None:
+        """Paused spans are silent even if audio of them arrives (a late chunk from before the pause)."""
+        if end > start:
+            quiet = np.zeros(end - start, dtype=np.int16)
+            for channel in CHANNEL.values():
+                self.wav.write(channel, [(start, quiet)])
+
+    def _end(self, mark: EndOfCall) -> None:
+        self.progress.end = {
+            "sequence": mark.sequence,
+            "arrival_us": mark.arrival_us,
+            "chunks_dropped": mark.chunks_dropped,
+            "packets": mark.packets,
+        }
+
+    def _mark_seen(self, sequence: int) -> None:
+        progress = self.progress
+        self._seen.add(sequence)
+        while progress.seen_below in self._seen:
+            self._seen.discard(progress.seen_below)
+            progress.seen_below += 1
+
+    # -- state
+
+    @property
+    def ended(self) -> bool:
+        return self.progress.end is not None
+
+    @property
+    def missing(self) -> int:
+        """Chunks before the END mark never seen (dropped by the worker or lost)."""
+        end = self.progress.end
+        if end is None:
+            return 0
+        seen = self.progress.seen_below + sum(1 for s in self._seen if s < end["sequence"])
+        return max(0, end["sequence"] - seen)
+
+    @property
+    def complete(self) -> bool:
+        """Everything up to the END mark is in."""
+        return self.ended and self.missing == 0
+
+    def snapshot(self) -> dict[str, Any]:
+        """The checkpoint's content as of now (on the event loop, while no chunk is being applied)."""
+        progress = self.progress
+        progress.frames = self.wav.frames
+        progress.timelines = {leg.value: timeline.state() for leg, timeline in self.timelines.items()}
+        progress.seen = sorted(self._seen)
+        self.dirty = False
+        copied: dict[str, Any] = json.loads(json.dumps(progress.__dict__))
+        return copied
+
+    def persist(self, snapshot: dict[str, Any]) -> None:
+        """Sync the audio, then write ``snapshot`` beside it (blocking: run it in a thread). The audio
+        synced may go beyond the snapshot; what is past it is written again, identically, on resume."""
+        self.wav.sync(snapshot["frames"])
+        temporary = self.state_path.with_suffix(".json.tmp")
+        with open(temporary, "w") as handle:
+            json.dump(snapshot, handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, self.state_path)
+
+    def finish(self) -> None:
+        """Close the audio at the call's end (silence after the last packet) and sync it."""
+        end = self.progress.end
+        if end is not None:
+            self.wav.extend_to(end["arrival_us"] * RATE // 1_000_000)
+        pauses = self.progress.pauses
+        if pauses and pauses[-1][1] is None:
+            pauses[-1][1] = self.wav.frames
+            self._silence(pauses[-1][0] or 0, self.wav.frames)
+        self.wav.sync()
+        self.progress.frames = self.wav.frames
+
+    def close(self) -> None:
+        self.wav.close()
+
+    def discard(self) -> None:
+        self.close()
+        for path in (self.wav_path, self.state_path):
+            path.unlink(missing_ok=True)
+
+    def metadata(self) -> dict[str, Any]:
+        """What a compliance officer reads beside the audio."""
+        progress = self.progress
+        return {
+            "call_id": progress.call_id,
+            "recording_id": progress.recording_id,
+            "tenant_id": progress.tenant_id,
+            "started_at": progress.started_at,
+            "duration_s": round(self.wav.duration_s, 3),
+            "channels": {"left": LegKind.AGENT.value, "right": LegKind.CUSTOMER.value},
+            "codecs": progress.codecs,
+            "paused": [
+                {"from_s": round((start or 0) / RATE, 3), "to_s": round((end or 0) / RATE, 3)}
+                for start, end in progress.pauses
+            ],
+            "packets": progress.packets,
+            "chunks": progress.chunks,
+            "chunks_missing": self.missing,
+            "chunks_dropped_by_worker": (progress.end or {}).get("chunks_dropped", 0),
+            "duplicates": progress.duplicates,
+            "malformed": progress.malformed,
+            "end_mark": progress.end is not None,
+            "timeline": {
+                leg.value: {"resyncs": t.resyncs, "drift_corrected_s": round(t.drift_corrected / RATE, 3)}
+                for leg, t in self.timelines.items()
+            },
+        }
+
+
+__all__ = ["CallRecording", "Progress", "UnsupportedCodec"]
