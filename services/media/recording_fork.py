@@ -69,7 +69,7 @@ class LegTap:
         if not self.count:
             self.opened = now
         body = self._body
-        body += FRAME.pack(sequence, timestamp, int((now - origin) * 1_000_000), len(payload))
+        body += FRAME.pack(sequence, timestamp, int((now - origin) * 1_000_000 + 0.5), len(payload))
         body += payload
         self.count += 1
         fork.packets += 1
@@ -154,7 +154,7 @@ class RecordingFork:
         self.paused = paused
         assert self.origin is not None
         kind = ChunkKind.PAUSE if paused else ChunkKind.RESUME
-        self.submit(self.header(kind) + recording.MARK.pack(int((now - self.origin) * 1_000_000)))
+        self.submit(self.header(kind) + recording.MARK.pack(int((now - self.origin) * 1_000_000 + 0.5)))
 
     def end(self, now: float) -> None:
         """The call is over: seal what is open and send the END mark (it counts the drops so far)."""
@@ -166,7 +166,7 @@ class RecordingFork:
             self.start(now)
         assert self.origin is not None
         self.ended = True
-        at = int((now - self.origin) * 1_000_000)
+        at = int((now - self.origin) * 1_000_000 + 0.5)
         self.submit(self.header(ChunkKind.END) + recording.END.pack(at, self.dropped, self.packets))
         self._outbox.detach(self)
 
