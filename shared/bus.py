@@ -396,6 +396,15 @@ class Bus:
             await handler([delivery])
 
         async def loop() -> None:
+            try:
+                await batches()
+            finally:
+                # Without this a pull request still open on the server answers into the inbox
+                # after the loop is gone, and draining the connection waits for nobody.
+                with contextlib.suppress(Exception):
+                    await psub.unsubscribe()
+
+        async def batches() -> None:
             while True:
                 try:
                     msgs = await psub.fetch(batch, timeout=1.0)

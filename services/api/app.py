@@ -22,6 +22,9 @@ from services.api.routers import (
     tenant,
     trunks,
 )
+from services.api.routers import webhooks as webhook_routes
+from services.api.webhooks import WebhookDispatcher
+from shared.bus import Bus
 from shared.service import package_version
 from shared.settings import ApiSettings
 
@@ -63,18 +66,34 @@ def create_app(
     instances: InstanceDirectory | None = None,
     ready: Callable[[], bool] = lambda: True,
     publisher: ConfigPublisher | None = None,
+    webhooks: WebhookDispatcher | None = None,
+    bus: Bus | None = None,
 ) -> FastAPI:
     """The app over ``db``. ``ready`` is the host's own readiness (NATS connected, KV published,
     not draining); /readyz adds a database check. ``publisher`` is told about every trunk and
-    agent change (None: changes wait in the database until a publisher runs)."""
+    agent change (None: changes wait in the database until a publisher runs). ``webhooks`` is woken
+    when a subscription is resumed; ``bus`` feeds the live event streams (None: they are refused)."""
     app = FastAPI(title="EchoDesk Voice API", version=package_version(), description=DESCRIPTION)
     app.state.settings = settings
     app.state.db = db
     app.state.instances = instances or InstanceDirectory()
     app.state.ready = ready
     app.state.publisher = publisher
+    app.state.webhooks = webhooks
+    app.state.bus = bus
     errors.install(app)
-    for module in (health, services, tenant, keys, trunks, agents, numbers, calls, recordings):
+    for module in (
+        health,
+        services,
+        tenant,
+        keys,
+        trunks,
+        agents,
+        numbers,
+        calls,
+        recordings,
+        webhook_routes,
+    ):
         app.include_router(module.router)
 
     @app.get("/", include_in_schema=False)

@@ -101,7 +101,7 @@ def install(app: FastAPI) -> None:
 
 
 #: Write-only fields: a 422 never echoes what was sent in them.
-SECRET_FIELDS = frozenset({"password", "turn_password"})
+SECRET_FIELDS = frozenset({"password", "turn_password", "secret"})
 _REDACTED = "**********"
 
 

@@ -16,6 +16,7 @@ from services.api.db import Database
 from services.api.db.migrate import upgrade
 from services.api.publishing import ConfigPublisher
 from services.api.tenancy import create_tenant
+from services.api.webhooks import WebhookDispatcher
 from shared.bus import Bus
 from shared.settings import ApiSettings
 from tests.support.postgres import scratch_database
@@ -131,9 +132,16 @@ class ApiHarness:
             await client.aclose()
 
 
-async def harness(db: Database, publisher: ConfigPublisher | None = None, **settings: object) -> ApiHarness:
+async def harness(
+    db: Database,
+    publisher: ConfigPublisher | None = None,
+    *,
+    webhooks: WebhookDispatcher | None = None,
+    bus: Bus | None = None,
+    **settings: object,
+) -> ApiHarness:
     config = api_settings(db.describe(), **settings)
-    app = create_app(config, db, publisher=publisher)
+    app = create_app(config, db, publisher=publisher, webhooks=webhooks, bus=bus)
     return ApiHarness(db, config, publisher, httpx.ASGITransport(app=app))
 
 

@@ -1,0 +1,378 @@
+"""Signed webhooks to the helpdesk: every event of a tenant, POSTed to its subscriptions.
+
+Delivery is driven by durable JetStream consumers of its own (``api-webhooks-<stream>``), apart
+from the call log's: a consumer turns each event into one ``webhook_deliveries`` row per matching
+subscription (unique per subscription and event, so a redelivered event is not sent twice) and is
+acked only once they are committed. A worker then POSTs due deliveries; the row is the outbox, so
+an api restart, a NATS outage or a receiver that is down delays deliveries and loses none.
+
+Every request carries ``EchoDesk-Timestamp`` (Unix seconds) and ``EchoDesk-Signature:
+v1=<hex HMAC-SHA256(secret, "<timestamp>.<body>")>``; a receiver recomputes it and refuses old
+timestamps, which stops replays. A 2xx is success; anything else (a redirect too) is retried with
+exponential backoff, up to ``max_attempts``. A subscription whose attempts keep failing is paused
+(``pause_after_failures`` in a row), says why, and keeps its pending deliveries for when it is
+resumed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import hmac
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import httpx
+from prometheus_client import Counter, Histogram
+from sqlalchemy import func, literal_column, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.api.db import Database, WebhookDelivery, WebhookSubscription
+from services.api.db.base import new_id, utcnow
+from services.api.db.upsert import insert_new
+from services.api.db.webhooks import DeliveryStatus, SubscriptionStatus
+from services.api.ingestion import EVENT_STREAMS, durable_name
+from shared.bus import Bus, Delivery
+from shared.events import Event
+from shared.logging import get_logger
+from shared.sealing import SealError, unseal
+
+log = get_logger("echodesk.api.webhooks")
+
+TIMESTAMP_HEADER = "EchoDesk-Timestamp"
+SIGNATURE_HEADER = "EchoDesk-Signature"
+SIGNATURE_VERSION = "v1"
+
+ATTEMPTS = Counter("echodesk_api_webhook_attempts_total", "Webhook delivery attempts", ["outcome"])
+LATENCY = Histogram(
+    "echodesk_api_webhook_attempt_seconds",
+    "Duration of webhook POSTs",
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+
+
+def signature(secret: str, timestamp: int, body: bytes) -> str:
+    """``v1=<hex>``: HMAC-SHA256 over the timestamp, a dot and the raw body."""
+    mac = hmac.new(secret.encode(), str(timestamp).encode() + b"." + body, hashlib.sha256).hexdigest()
+    return f"{SIGNATURE_VERSION}={mac}"
+
+
+def verify(
+    secret: str, timestamp: str, signed: str, body: bytes, *, now: float, tolerance_s: float = 300
+) -> bool:
+    """What a receiver does: the signature matches and the timestamp is recent."""
+    try:
+        when = int(timestamp)
+    except ValueError:
+        return False
+    if abs(now - when) > tolerance_s:
+        return False
+    return hmac.compare_digest(signature(secret, when, body), signed)
+
+
+@dataclass(frozen=True)
+class WebhookPolicy:
+    timeout_s: float = 10.0
+    max_attempts: int = 10
+    retry_base_s: float = 10.0
+    retry_max_s: float = 3600.0
+    pause_after_failures: int = 20
+    concurrency: int = 32
+
+    def retry_delay(self, failed_attempts: int) -> float:
+        """Seconds before the next attempt: base, 2x base, 4x base ... up to ``retry_max_s``."""
+        return float(min(self.retry_base_s * 2 ** max(0, failed_attempts - 1), self.retry_max_s))
+
+
+@dataclass(frozen=True)
+class _Claim:
+    delivery_id: str
+    subscription_id: str
+    event_id: str
+    event_type: str
+    payload: str
+    attempt: int
+    url: str
+    secret_sealed: str
+
+
+class WebhookDispatcher:
+    def __init__(
+        self,
+        db: Database,
+        secret_key: str | None,
+        policy: WebhookPolicy | None = None,
+        *,
+        client: httpx.AsyncClient | None = None,
+    ) -> None:
+        self.db = db
+        self.secret_key = secret_key
+        self.policy = policy or WebhookPolicy()
+        self._client = client or httpx.AsyncClient(follow_redirects=False)
+        self._owns_client = client is None
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._sending: set[asyncio.Task[None]] = set()
+        self._slots = asyncio.Semaphore(self.policy.concurrency)
+        #: The lease a claimed delivery gets: a worker that dies mid-POST leaves it due again after.
+        self._lease = timedelta(seconds=self.policy.timeout_s + 30)
+
+    async def start(self, bus: Bus, *, max_deliver: int = 5) -> None:
+        for stream in EVENT_STREAMS:
+            await bus.consume_event_batches(
+                stream, durable_name("webhooks", stream), self.enqueue, max_deliver=max_deliver
+            )
+        self.start_worker()
+
+    def start_worker(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name="webhooks")
+
+    def kick(self) -> None:
+        """Look for due deliveries now (a subscription was resumed, deliveries were queued)."""
+        self._wake.set()
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        for task in list(self._sending):
+            task.cancel()
+        for task in list(self._sending):
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        if self._owns_client:
+            await self._client.aclose()
+
+    # --- from events to deliveries ---------------------------------------------------------
+
+    async def enqueue(self, deliveries: Sequence[Delivery[Event]]) -> None:
+        """One pending delivery per event and matching subscription (none twice)."""
+        tenants = {d.value.tenant_id for d in deliveries}
+        now = utcnow()
+        async with self.db.sessions() as session, session.begin():
+            subscriptions = (
+                await session.execute(
+                    select(
+                        WebhookSubscription.id, WebhookSubscription.tenant_id, WebhookSubscription.event_types
+                    ).where(WebhookSubscription.tenant_id.in_(tenants))
+                )
+            ).all()
+            if not subscriptions:
+                return
+            rows = []
+            for delivery in deliveries:
+                event = delivery.value
+                for sub_id, tenant_id, types in subscriptions:
+                    if tenant_id == event.tenant_id and (not types or event.type in types):
+                        rows.append(
+                            {
+                                "id": new_id("whd"),
+                                "tenant_id": tenant_id,
+                                "subscription_id": sub_id,
+                                "event_id": str(event.id),
+                                "event_type": event.type,
+                                "payload": event.model_dump_json(),
+                                "status": DeliveryStatus.PENDING.value,
+                                "attempts": 0,
+                                "next_attempt_at": now,
+                                "created_at": now,
+                            }
+                        )
+            await insert_new(session, WebhookDelivery, rows)
+        if rows:
+            self._wake.set()
+
+    # --- the worker ------------------------------------------------------------------------
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                self._wake.clear()
+                claims = await self._claim(self.policy.concurrency)
+                for claim in claims:
+                    await self._slots.acquire()
+                    task = asyncio.create_task(self._attempt(claim))
+                    self._sending.add(task)
+                    task.add_done_callback(self._sent)
+                if len(claims) == self.policy.concurrency:
+                    continue
+                wait = await self._until_next_due()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # the database is away: try again shortly
+                log.warning("webhook worker failed, retrying", error=str(exc) or type(exc).__name__)
+                wait = 1.0
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=wait)
+
+    def _sent(self, task: asyncio.Task[None]) -> None:
+        self._sending.discard(task)
+        self._slots.release()
+        if not task.cancelled() and task.exception() is not None:
+            log.error("webhook attempt crashed", error=repr(task.exception()))
+
+    def _due(self) -> list[object]:
+        return [
+            WebhookDelivery.status == literal_column(f"'{DeliveryStatus.PENDING.value}'"),
+            WebhookSubscription.status == SubscriptionStatus.ACTIVE.value,
+        ]
+
+    async def _until_next_due(self) -> float:
+        async with self.db.sessions() as session:
+            due = await session.scalar(
+                select(func.min(WebhookDelivery.next_attempt_at))
+                .join(WebhookSubscription, WebhookSubscription.id == WebhookDelivery.subscription_id)
+                .where(*self._due())  # type: ignore[arg-type]
+            )
+        if due is None:
+            return 1.0
+        seconds: float = (due - utcnow()).total_seconds()
+        return max(0.0, min(1.0, seconds))
+
+    async def _claim(self, limit: int) -> list[_Claim]:
+        now = utcnow()
+        async with self.db.sessions() as session, session.begin():
+            rows = (
+                await session.execute(
+                    select(
+                        WebhookDelivery.id,
+                        WebhookDelivery.subscription_id,
+                        WebhookDelivery.event_id,
+                        WebhookDelivery.event_type,
+                        WebhookDelivery.payload,
+                        WebhookDelivery.attempts,
+                        WebhookSubscription.url,
+                        WebhookSubscription.secret_sealed,
+                    )
+                    .join(WebhookSubscription, WebhookSubscription.id == WebhookDelivery.subscription_id)
+                    .where(*self._due(), WebhookDelivery.next_attempt_at <= now)  # type: ignore[arg-type]
+                    .order_by(WebhookDelivery.next_attempt_at)
+                    .limit(limit)
+                    # Replicas of the api take different deliveries (PostgreSQL; SQLite has one writer).
+                    .with_for_update(skip_locked=True, of=WebhookDelivery)
+                )
+            ).all()
+            if not rows:
+                return []
+            await session.execute(
+                update(WebhookDelivery)
+                .where(WebhookDelivery.id.in_([r.id for r in rows]))
+                .values(next_attempt_at=now + self._lease, attempts=WebhookDelivery.attempts + 1)
+            )
+        return [
+            _Claim(
+                r.id,
+                r.subscription_id,
+                r.event_id,
+                r.event_type,
+                r.payload,
+                r.attempts + 1,
+                r.url,
+                r.secret_sealed,
+            )
+            for r in rows
+        ]
+
+    async def _attempt(self, claim: _Claim) -> None:
+        body = claim.payload.encode()
+        started = time.monotonic()
+        status_code: int | None = None
+        try:
+            secret = unseal(claim.secret_sealed, self.secret_key or "")
+            timestamp = int(time.time())
+            response = await self._client.post(
+                claim.url,
+                content=body,
+                timeout=self.policy.timeout_s,
+                headers={
+                    "Content-Type": "application/json",
+                    "User-Agent": "EchoDesk-Webhooks/1",
+                    TIMESTAMP_HEADER: str(timestamp),
+                    SIGNATURE_HEADER: signature(secret, timestamp, body),
+                    "EchoDesk-Event-Id": claim.event_id,
+                    "EchoDesk-Event-Type": claim.event_type,
+                    "EchoDesk-Delivery-Id": claim.delivery_id,
+                    "EchoDesk-Attempt": str(claim.attempt),
+                },
+            )
+            status_code = response.status_code
+            error = None if 200 <= status_code < 300 else f"the receiver answered HTTP {status_code}"
+            if 300 <= status_code < 400:
+                error = f"{error} (redirects are not followed)"
+        except SealError:
+            error = "the signing secret cannot be opened: ECHODESK_SECRET_KEY changed since it was stored"
+        except httpx.HTTPError as exc:
+            error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        duration_ms = (time.monotonic() - started) * 1000
+        LATENCY.observe(duration_ms / 1000)
+        ATTEMPTS.labels("delivered" if error is None else "failed").inc()
+        await self._record(claim, status_code, error, duration_ms)
+
+    async def _record(
+        self, claim: _Claim, status_code: int | None, error: str | None, duration_ms: float
+    ) -> None:
+        now = utcnow()
+        async with self.db.sessions() as session, session.begin():
+            result = {
+                "last_attempt_at": now,
+                "last_status_code": status_code,
+                "last_error": error,
+                "last_duration_ms": round(duration_ms, 3),
+            }
+            delivery = update(WebhookDelivery).where(WebhookDelivery.id == claim.delivery_id)
+            subscription = update(WebhookSubscription).where(WebhookSubscription.id == claim.subscription_id)
+            if error is None:
+                await session.execute(
+                    delivery.values(
+                        status=DeliveryStatus.DELIVERED.value,
+                        delivered_at=now,
+                        next_attempt_at=None,
+                        **result,
+                    )
+                )
+                await session.execute(
+                    subscription.where(WebhookSubscription.consecutive_failures != 0).values(
+                        consecutive_failures=0
+                    )
+                )
+                return
+            final = claim.attempt >= self.policy.max_attempts
+            await session.execute(
+                delivery.values(
+                    status=(DeliveryStatus.FAILED if final else DeliveryStatus.PENDING).value,
+                    next_attempt_at=None
+                    if final
+                    else now + timedelta(seconds=self.policy.retry_delay(claim.attempt)),
+                    **result,
+                )
+            )
+            await self._count_failure(session, claim, error, now)
+
+    async def _count_failure(self, session: AsyncSession, claim: _Claim, error: str, now: datetime) -> None:
+        failures = await session.scalar(
+            update(WebhookSubscription)
+            .where(WebhookSubscription.id == claim.subscription_id)
+            .values(consecutive_failures=WebhookSubscription.consecutive_failures + 1)
+            .returning(WebhookSubscription.consecutive_failures)
+        )
+        if failures is not None and failures >= self.policy.pause_after_failures:
+            reason = (
+                f"paused after {failures} failed delivery attempts in a row; the last one: {error}. "
+                f"Deliveries wait; fix the receiver at {claim.url} and resume the subscription."
+            )
+            paused = await session.execute(
+                update(WebhookSubscription)
+                .where(
+                    WebhookSubscription.id == claim.subscription_id,
+                    WebhookSubscription.status == SubscriptionStatus.ACTIVE.value,
+                )
+                .values(status=SubscriptionStatus.PAUSED.value, paused_at=now, paused_reason=reason)
+            )
+            if paused.rowcount:  # type: ignore[attr-defined]
+                log.warning("webhook subscription paused", subscription=claim.subscription_id, reason=reason)
