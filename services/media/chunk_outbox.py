@@ -2,9 +2,9 @@
 
 :meth:`ChunkOutbox.offer` is synchronous and O(1): it appends or, when ``capacity`` chunks are already
 waiting (NATS unreachable for a while), refuses, and the fork counts the drop (its END mark reports
-it, and the recorder names the missing chunks). A task of its own publishes with ``publish_async``
-(many chunks in flight, acked by the server in order) and ``Nats-Msg-Id`` = ``<call>:<sequence>``,
-so a chunk published again after a lost ack is stored once. A chunk that fails is tried again
+it, and the recorder names the missing chunks). A task of its own publishes them in batches, each
+confirmed by one acknowledgement (:meth:`ChunkOutbox._publish_batch`), with ``Nats-Msg-Id`` =
+``<call>:<sequence>`` so a batch published again is stored once. A chunk that fails is tried again
 (``attempts`` times, with backoff) before it counts as dropped. The same task seals partial chunks of
 quiet legs every ``seal_after_s``.
 """
@@ -17,12 +17,12 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from nats.js import JetStreamContext
 from prometheus_client import Counter, Gauge
 
 from shared import recording
+from shared.bus import Bus
 from shared.logging import get_logger
 
 if TYPE_CHECKING:
@@ -90,7 +90,7 @@ class ChunkOutbox:
 
     # -- the publisher task
 
-    async def run(self, js: JetStreamContext) -> None:
+    async def run(self, bus: Bus) -> None:
         """Publish until cancelled; seals quiet legs' partial chunks on each tick."""
         backoff = 0.0
         while True:
@@ -104,43 +104,45 @@ class ChunkOutbox:
             BACKLOG.set(len(self._queue))
             failed = False
             while self._queue and not failed:
-                failed = not await self._publish_batch(js)
+                failed = not await self._publish_batch(bus)
             backoff = min(max(backoff * 2, 0.1), 2.0) if failed else 0.0
 
-    async def flush(self, js: JetStreamContext, timeout: float) -> None:
+    async def flush(self, bus: Bus, timeout: float) -> None:
         """Publish what waits (a draining worker's last chunks and END marks), within ``timeout``."""
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(timeout):
                 while self._queue:
-                    if not await self._publish_batch(js):
+                    if not await self._publish_batch(bus):
                         await asyncio.sleep(0.1)
 
-    async def _publish_batch(self, js: JetStreamContext) -> bool:
-        """Publish up to ``batch`` chunks in order; False when any failed (they are queued again)."""
+    async def _publish_batch(self, bus: Bus) -> bool:
+        """Publish up to ``batch`` chunks in order; False when they failed (they are queued again).
+
+        All but the last go out as plain publishes (the stream captures them; ~6 us of CPU each where
+        an acknowledged publish costs ~35), the last with an acknowledgement: the server handles one
+        connection's messages in order, so its ack stands for the batch. When it does not come, the
+        whole batch is sent again and the stream's de-duplication (``Nats-Msg-Id``) drops what it had.
+        """
         batch = [self._queue.popleft() for _ in range(min(self._batch, len(self._queue)))]
-        futures: list[asyncio.Future[Any] | None] = []
-        for item in batch:
-            try:
-                futures.append(
-                    await js.publish_async(item.subject, item.data, headers={"Nats-Msg-Id": item.msg_id})
-                )
-            except Exception as exc:
-                log.debug("recording_chunk_publish_failed", error=str(exc) or type(exc).__name__)
-                futures.append(None)
-        live = [future for future in futures if future is not None]
-        if live:
-            await asyncio.wait(live, timeout=self._ack_timeout)
+        ok = False
+        try:
+            publish = bus.nc.publish
+            for item in batch[:-1]:
+                await publish(item.subject, item.data, headers={"Nats-Msg-Id": item.msg_id})
+            last = batch[-1]
+            future = await bus.js.publish_async(last.subject, last.data, headers={"Nats-Msg-Id": last.msg_id})
+            await asyncio.wait([future], timeout=self._ack_timeout)
+            if not future.done():
+                future.cancel()  # releases its slot in nats-py's window of pending acks
+            ok = not future.cancelled() and future.exception() is None
+        except Exception as exc:
+            log.debug("recording_chunks_publish_failed", error=str(exc) or type(exc).__name__)
+        if ok:
+            self.published += len(batch)
+            CHUNKS.labels("published").inc(len(batch))
+            return True
         retry: list[Pending] = []
-        for item, pending in zip(batch, futures, strict=True):
-            ok = False
-            if (future := pending) is not None:
-                if not future.done():
-                    future.cancel()  # no ack in time: releases its slot in nats-py's window
-                ok = not future.cancelled() and future.exception() is None
-            if ok:
-                self.published += 1
-                CHUNKS.labels("published").inc()
-                continue
+        for item in batch:
             item.attempts += 1
             if item.attempts >= self._attempts:
                 item.fork.dropped += 1
@@ -152,7 +154,7 @@ class ChunkOutbox:
         # Back at the front, in their order: a recorder places audio by RTP time anyway, but the END
         # mark should stay behind the chunks it closes.
         self._queue.extendleft(reversed(retry))
-        return not retry
+        return False
 
 
 __all__ = ["ChunkOutbox"]
