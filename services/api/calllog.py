@@ -34,6 +34,7 @@ from shared.events import (
     CallTransferred,
     LegQuality,
     RecordingCompleted,
+    RecordingCompressed,
     RecordingEvent,
     RecordingFailed,
     RecordingStarted,
@@ -182,7 +183,14 @@ def apply_recording_event(recording: Recording, event: RecordingEvent) -> None:
             recording.size_bytes = data.size_bytes
             recording.sha256 = data.sha256
             recording.failure_reason = None
+            recording.chunks_missing = data.chunks_missing
+            recording.paused_s = data.paused_s
             recording.ended_at = at
+        case RecordingCompressed(data=data):
+            recording.compressed_location = data.location
+            recording.compressed_format = data.format
+            recording.compressed_size_bytes = data.size_bytes
+            recording.compressed_sha256 = data.sha256
         case RecordingFailed(data=data):
             if recording.status != RecordingStatus.COMPLETED:
                 recording.status = RecordingStatus.FAILED

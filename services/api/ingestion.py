@@ -12,7 +12,7 @@ its events are applied (PostgreSQL), so replicas never interleave one call's upd
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, TypeGuard, get_args
 
 from prometheus_client import Counter
 from sqlalchemy import select, tuple_
@@ -23,7 +23,7 @@ from services.api.db import Call, Database, Recording, StoredEvent
 from services.api.db.upsert import insert_new
 from shared import subjects
 from shared.bus import Bus, Delivery
-from shared.events import CallEventEnvelope, Event, RecordingCompleted, RecordingFailed, RecordingStarted
+from shared.events import CallEvent, CallEventEnvelope, Event, RecordingEvent
 from shared.logging import get_logger
 
 log = get_logger("echodesk.api.ingestion")
@@ -67,8 +67,17 @@ def stored_event(delivery: Delivery[Event]) -> dict[str, Any]:
     }
 
 
-def _is_recording(event: Event) -> bool:
-    return isinstance(event, RecordingStarted | RecordingCompleted | RecordingFailed)
+#: The event classes of a call's lifecycle and of its recordings (both have a ``call_id``).
+CALL_EVENT_TYPES: tuple[type, ...] = get_args(CallEvent)
+RECORDING_EVENT_TYPES: tuple[type, ...] = get_args(RecordingEvent)
+
+
+def is_call_event(event: Event) -> TypeGuard[CallEvent]:
+    return isinstance(event, CALL_EVENT_TYPES)
+
+
+def is_recording_event(event: Event) -> TypeGuard[RecordingEvent]:
+    return isinstance(event, RECORDING_EVENT_TYPES)
 
 
 class EventIngestion:
@@ -109,7 +118,7 @@ class EventIngestion:
         return fresh
 
     async def _apply_calls(self, session: AsyncSession, events: list[Event]) -> None:
-        call_events = [e for e in events if isinstance(e, CallEventEnvelope) and not _is_recording(e)]
+        call_events: list[CallEvent] = [e for e in events if is_call_event(e)]
         if not call_events:
             return
         keys = sorted({(e.tenant_id, e.call_id) for e in call_events})
@@ -127,12 +136,10 @@ class EventIngestion:
             if call is None:
                 call = calls[key] = new_call(event.tenant_id, event.call_id, event.occurred_at)
                 session.add(call)
-            apply_call_event(call, event)  # type: ignore[arg-type]
+            apply_call_event(call, event)
 
     async def _apply_recordings(self, session: AsyncSession, events: list[Event]) -> None:
-        recording_events = [
-            e for e in events if isinstance(e, RecordingStarted | RecordingCompleted | RecordingFailed)
-        ]
+        recording_events: list[RecordingEvent] = [e for e in events if is_recording_event(e)]
         if not recording_events:
             return
         keys = sorted({(e.tenant_id, e.data.recording_id) for e in recording_events})

@@ -35,6 +35,8 @@ from shared.events import (
     Party,
     RecordingCompleted,
     RecordingCompletedData,
+    RecordingCompressed,
+    RecordingCompressedData,
     RecordingStarted,
     RecordingStartedData,
 )
@@ -243,7 +245,20 @@ async def test_recordings_from_the_recorder_events(
         occurred_at=start + timedelta(seconds=4),
         data=RecordingStartedData(recording_id="rec-1", format="wav", channels=2, sample_rate=8000),
     )
-    await publish(bus, completed, started)  # the late start must not undo the completion
+    compressed = RecordingCompressed(
+        **common,
+        sequence=2,
+        occurred_at=start + timedelta(seconds=50),
+        data=RecordingCompressedData(
+            recording_id="rec-1",
+            location="local:rec-1.ogg",
+            format="ogg/opus",
+            size_bytes=61_000,
+            sha256="b" * 64,
+        ),
+    )
+    # The late start must not undo the completion.
+    await publish(bus, compressed, completed, started)
     await publish(bus, *a_call(acme.tenant_id, "call-r", start=start))
     call = await ended(acme, "call-r")
 
@@ -258,6 +273,12 @@ async def test_recordings_from_the_recorder_events(
         976_044,
     )
     assert datetime.fromisoformat(recording["started_at"]) == start + timedelta(seconds=4)
+    assert recording["compressed"] == {
+        "location": "local:rec-1.ogg",
+        "format": "ogg/opus",
+        "size_bytes": 61_000,
+        "sha256": "b" * 64,
+    }
     detail = (await acme.client.get("/v1/calls/call-r")).json()
     assert [r["id"] for r in detail["recordings"]] == ["rec-1"]
     assert {"recording.started", "recording.completed"} <= {e["type"] for e in detail["timeline"]}

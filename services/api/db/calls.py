@@ -113,6 +113,14 @@ class Recording(Base):
     size_bytes: Mapped[int | None] = mapped_column(BigInteger)
     sha256: Mapped[str | None] = mapped_column(String(64))
     failure_reason: Mapped[str | None] = mapped_column(Text)
+    #: Audio chunks that never arrived and seconds paused (both silence in the file).
+    chunks_missing: Mapped[int | None] = mapped_column()
+    paused_s: Mapped[float | None] = mapped_column()
+    #: The compressed copy made after the call (``recording.compressed``), when there is one.
+    compressed_location: Mapped[str | None] = mapped_column(Text)
+    compressed_format: Mapped[str | None] = mapped_column(Text)
+    compressed_size_bytes: Mapped[int | None] = mapped_column(BigInteger)
+    compressed_sha256: Mapped[str | None] = mapped_column(String(64))
     started_at: Mapped[datetime] = mapped_column()
     ended_at: Mapped[datetime | None] = mapped_column()
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)

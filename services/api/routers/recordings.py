@@ -11,7 +11,7 @@ from sqlalchemy import and_, or_, select
 from services.api import cursors
 from services.api.db import Recording
 from services.api.deps import Reader, Session
-from services.api.schemas.calls import RecordingOut, RecordingPage
+from services.api.schemas.calls import CompressedCopy, RecordingOut, RecordingPage
 
 router = APIRouter(prefix="/v1/recordings", tags=["recordings"])
 
@@ -33,6 +33,16 @@ def recording_out(recording: Recording) -> RecordingOut:
         sha256=recording.sha256,
         location=recording.location,
         failure_reason=recording.failure_reason,
+        chunks_missing=recording.chunks_missing,
+        paused_s=recording.paused_s,
+        compressed=CompressedCopy(
+            location=recording.compressed_location,
+            format=recording.compressed_format or "",
+            size_bytes=recording.compressed_size_bytes,
+            sha256=recording.compressed_sha256,
+        )
+        if recording.compressed_location is not None
+        else None,
         started_at=recording.started_at,
         ended_at=recording.ended_at,
     )

@@ -72,6 +72,13 @@ class QualitySummary(BaseModel):
     max_jitter_ms: float | None
 
 
+class CompressedCopy(BaseModel):
+    location: str
+    format: str
+    size_bytes: int | None
+    sha256: str | None
+
+
 class RecordingOut(BaseModel):
     id: str
     call_id: str
@@ -84,6 +91,9 @@ class RecordingOut(BaseModel):
     sha256: str | None
     location: str | None = Field(description="Where the recorder stored the audio")
     failure_reason: str | None
+    chunks_missing: int | None = Field(description="Audio chunks never received (silence in the file)")
+    paused_s: float | None
+    compressed: CompressedCopy | None = Field(description="The compressed copy made after the call")
     started_at: datetime
     ended_at: datetime | None
 
