@@ -231,6 +231,21 @@ class ApiSettings(CommonSettings):
     turn_credential_ttl_s: int = Field(
         86400, description="Lifetime of TURN credentials made from a trunk's shared TURN secret (s)"
     )
+    webhook_timeout_s: float = Field(10.0, gt=0, description="How long a webhook receiver has to answer (s)")
+    webhook_max_attempts: int = Field(
+        10, ge=1, description="Attempts at one webhook delivery before it is marked failed"
+    )
+    webhook_retry_base_s: float = Field(
+        10.0, gt=0, description="Wait before the first webhook retry; each next one waits twice as long (s)"
+    )
+    webhook_retry_max_s: float = Field(3600.0, gt=0, description="Longest wait between webhook retries (s)")
+    webhook_pause_after_failures: int = Field(
+        20, ge=1, description="Failed attempts in a row after which a webhook subscription is paused"
+    )
+    webhook_concurrency: int = Field(32, ge=1, description="Webhook deliveries in flight at once")
+    live_max_connections: int = Field(
+        1000, ge=1, description="Open live-event WebSockets this api instance serves at once"
+    )
 
 
 SERVICE_SETTINGS: dict[str, type[CommonSettings]] = {

@@ -13,9 +13,11 @@ import uvicorn
 from services.api.app import create_app
 from services.api.db import Database
 from services.api.db.migrate import current_revision, upgrade
+from services.api.ingestion import EventIngestion
 from services.api.instances import InstanceDirectory
 from services.api.publishing import ConfigPublisher
 from services.api.tenancy import bootstrap_development
+from services.api.webhooks import WebhookDispatcher, WebhookPolicy
 from shared import subjects
 from shared.heartbeat import Heartbeat
 from shared.logging import get_logger
@@ -42,6 +44,7 @@ class ApiService:
         self.instances = InstanceDirectory()
         self.db: Database | None = None
         self.publisher: ConfigPublisher | None = None
+        self.webhooks: WebhookDispatcher | None = None
         self._server: _EmbeddedServer | None = None
         self._task: asyncio.Task[None] | None = None
         self._ctx: ServiceContext | None = None
@@ -77,8 +80,21 @@ class ApiService:
             self.instances.record(beat)
 
         await ctx.bus.subscribe(subjects.heartbeat(), Heartbeat, on_heartbeat)
+        # The call log and the webhooks each consume every event stream durably: what happened
+        # while no api ran is taken in now.
+        await EventIngestion(self.db).start(ctx.bus, max_deliver=self.settings.max_deliver)
+        self.webhooks = WebhookDispatcher(
+            self.db, self.settings.secret_key, WebhookPolicy.from_settings(self.settings)
+        )
+        await self.webhooks.start(ctx.bus, max_deliver=self.settings.max_deliver)
         app = create_app(
-            self.settings, self.db, instances=self.instances, ready=self._ready, publisher=self.publisher
+            self.settings,
+            self.db,
+            instances=self.instances,
+            ready=self._ready,
+            publisher=self.publisher,
+            webhooks=self.webhooks,
+            bus=ctx.bus,
         )
         config = uvicorn.Config(
             app,
@@ -135,6 +151,8 @@ class ApiService:
                 await self._task
         if self.publisher is not None:
             await self.publisher.stop()
+        if self.webhooks is not None:
+            await self.webhooks.stop()
         if self.db is not None:
             await self.db.dispose()
 

@@ -39,6 +39,7 @@ from shared.bus import Bus, Delivery
 from shared.events import Event
 from shared.logging import get_logger
 from shared.sealing import SealError, unseal
+from shared.settings import ApiSettings
 
 log = get_logger("echodesk.api.webhooks")
 
@@ -81,6 +82,17 @@ class WebhookPolicy:
     retry_max_s: float = 3600.0
     pause_after_failures: int = 20
     concurrency: int = 32
+
+    @classmethod
+    def from_settings(cls, settings: ApiSettings) -> WebhookPolicy:
+        return cls(
+            timeout_s=settings.webhook_timeout_s,
+            max_attempts=settings.webhook_max_attempts,
+            retry_base_s=settings.webhook_retry_base_s,
+            retry_max_s=settings.webhook_retry_max_s,
+            pause_after_failures=settings.webhook_pause_after_failures,
+            concurrency=settings.webhook_concurrency,
+        )
 
     def retry_delay(self, failed_attempts: int) -> float:
         """Seconds before the next attempt: base, 2x base, 4x base ... up to ``retry_max_s``."""

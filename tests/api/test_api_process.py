@@ -7,15 +7,18 @@ import asyncio
 import json
 import signal
 import subprocess
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
+from sqlalchemy import select
 
-from services.api.db import Database
+from services.api.db import Database, Tenant
 from services.api.publishing import bucket_contents
 from shared import subjects
 from shared.bus import Bus
 from shared.records import AgentRecord, TrunkRecord, agent_key, digest_ha1, trunk_key
+from tests.api.test_call_log import a_call
 from tests.support.nats import NatsServer
 from tests.support.processes import free_ports_env, health_url, start_service
 
@@ -78,6 +81,11 @@ async def test_start_up_migrates_bootstraps_and_publishes(
 
         # Something KV has but the database does not: the next start-up removes it.
         await kv.put(agent_key("stray.example", "999"), b"{}")
+        # A call made while no api runs reaches the call log once one does.
+        async with database.sessions() as session:
+            tenant_id = (await session.scalars(select(Tenant.id))).one()
+        for event in a_call(tenant_id, "call-while-down", start=datetime.now(UTC)):
+            await bus.publish_event(event)
         process = await asyncio.to_thread(start_service, "api", env)
         try:
             assert agent_key("stray.example", "999") not in await keys_of(bus, subjects.AGENTS_KV)
@@ -99,6 +107,12 @@ async def test_start_up_migrates_bootstraps_and_publishes(
                     while key not in await keys_of(bus, subjects.TRUNKS_KV):
                         await asyncio.sleep(0.1)
                 assert TrunkRecord.model_validate_json((await trunks.get(key)).value or b"").is_default
+                async with asyncio.timeout(20):
+                    while (await client.get("/v1/calls/call-while-down")).status_code != 200:
+                        await asyncio.sleep(0.1)
+                call = (await client.get("/v1/calls/call-while-down")).json()
+                assert call["status"] == "completed"
+                assert len(call["timeline"]) == 6
         finally:
             lines = await asyncio.to_thread(stop, process)
         assert not any(line["event"].startswith("development tenant created") for line in lines)
