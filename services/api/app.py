@@ -14,6 +14,7 @@ from services.api.publishing import ConfigPublisher
 from services.api.routers import (
     agents,
     calls,
+    events,
     health,
     keys,
     numbers,
@@ -93,6 +94,7 @@ def create_app(
         calls,
         recordings,
         webhook_routes,
+        events,
     ):
         app.include_router(module.router)
 

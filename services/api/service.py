@@ -101,6 +101,7 @@ class ApiService:
             log_config=None,
             access_log=False,
             lifespan="off",
+            ws="websockets-sansio",  # the live event streams; uvicorn's other websockets mode is deprecated
             timeout_graceful_shutdown=max(1, int(self.settings.drain_timeout_s)),
         )
         self._server = _EmbeddedServer(config)
