@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import subprocess
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -48,11 +49,16 @@ class Gateway:
 
 @asynccontextmanager
 async def gateway_stack(
-    nats_server: NatsServer, tmp_path: Path, *, carrier_calls: int = 2
+    nats_server: NatsServer,
+    tmp_path: Path,
+    *,
+    carrier_calls: int = 2,
+    signaling_settings: dict[str, str] | None = None,
 ) -> AsyncIterator[tuple[Gateway, Sipp]]:
     """Carrier, directory, media worker and signaling up; stopped (and checked clean) on exit.
 
     ``carrier_calls`` counts sipp calls: the trunk's first OPTIONS probe is one, then each call.
+    ``signaling_settings`` adds ``ECHODESK_SIGNALING_*`` variables (sipp agents need MD5 digests).
     """
     require_sipp()
     bus = await Bus.connect(nats_server.url, name="test", timeout=5)
@@ -105,6 +111,7 @@ async def gateway_stack(
         **free_ports_env("signaling"),
         "ECHODESK_SIGNALING_SIP_HOST": "127.0.0.1",
         "ECHODESK_SIGNALING_SIP_PUBLIC_HOST": "127.0.0.1",
+        **(signaling_settings or {}),
     }
     media = None
     try:
@@ -130,7 +137,12 @@ async def gateway_stack(
         outputs = []
         for process in (signaling, media):
             process.send_signal(signal.SIGTERM)
-            output, _ = await asyncio.to_thread(process.communicate, None, 30)
+            try:
+                output, _ = await asyncio.to_thread(process.communicate, None, 30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                output, _ = await asyncio.to_thread(process.communicate, None, 10)
+                output = f"did not stop within 30 s of SIGTERM\n{output}"
             outputs.append(output)
             assert process.returncode == 0, output
         if carrier.result is None:

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 from services.signaling.sip.auth import DigestClient
 from services.signaling.sip.framing import MessageFrame, StreamFramer
-from services.signaling.sip.message import Response, parse_message
+from services.signaling.sip.message import Request, Response, parse_message
 
 
 @dataclass
@@ -51,16 +51,19 @@ class SipClient:
         else:
             self.sock.sendall(data)
 
-    def receive(self) -> Response:
+    def receive_message(self) -> Request | Response:
+        """The next message, a request (the gateway calls us) or a response."""
         if self.transport == "udp":
-            message = parse_message(self.sock.recv(65535))
-        else:
-            while not self._pending:
-                chunk = self.sock.recv(65535)
-                if not chunk:
-                    raise ConnectionError("server closed the connection")
-                self._pending += [e.data for e in self._framer.feed(chunk) if isinstance(e, MessageFrame)]
-            message = parse_message(self._pending.pop(0))
+            return parse_message(self.sock.recv(65535))
+        while not self._pending:
+            chunk = self.sock.recv(65535)
+            if not chunk:
+                raise ConnectionError("server closed the connection")
+            self._pending += [e.data for e in self._framer.feed(chunk) if isinstance(e, MessageFrame)]
+        return parse_message(self._pending.pop(0))
+
+    def receive(self) -> Response:
+        message = self.receive_message()
         assert isinstance(message, Response), message
         return message
 

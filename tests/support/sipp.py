@@ -430,6 +430,9 @@ class Sipp:
     tls_cert: Path | None = None
     tls_key: Path | None = None
     extra_args: Sequence[str] = ()
+    #: -p: the port to send from and listen on (a carrier the gateway knows by its address);
+    #: None picks a free one (and retries on another when it was taken meanwhile).
+    local_port: int | None = None
     scenario_file: Path = field(init=False)
     build: SippBuild = field(init=False)
     #: Set when started.
@@ -571,7 +574,7 @@ class Sipp:
             stderr=directory / "stderr.log",
             injection=self._write_injection(directory),
         )
-        port, control_port = free_port(), free_port()
+        port, control_port = self.local_port or free_port(), free_port()
         argv = self._command(files, port, control_port)
         with files.screen.open("wb") as screen, files.stderr.open("wb") as stderr:
             # sipp's screen (stdout) is only a progress display: kept for reading, never parsed.

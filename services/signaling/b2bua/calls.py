@@ -617,7 +617,13 @@ class Calls:
     def _spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:
         task = asyncio.ensure_future(coroutine)
         self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and (error := task.exception()) is not None:
+            # A bug in a call's step must be seen, not lost with its task.
+            log.error("call step failed", error=repr(error), exc_info=error)
 
     async def stop(self) -> None:
         now = _now()
