@@ -17,7 +17,7 @@ from shared import subjects
 from shared.events import CallAnswered, CallCreated, CallEnded, CallStatus, Direction, EndCause, Party
 from shared.records import TrunkRecord, agent_key, agent_record, trunk_key
 from shared.supervisor import free_port
-from tests.support.desk_phone import DeskPhone
+from tests.support.desk_phone import DeskPhone, acknowledge, hang_up, place_call
 from tests.support.gateway import AGENT_PASSWORD, DOMAIN, Gateway, call_events, gateway_stack
 from tests.support.nats import NatsServer
 from tests.support.rtp_peer import RtpPeer, analyse
@@ -176,3 +176,56 @@ async def test_a_number_the_trunk_does_not_serve_is_404_and_rings_nobody(
     wrong = carrier(tmp_path, gateway, port, number="+995322999999")
     result = await (await wrong.start_async()).wait_async(timeout=20)
     assert result.count("404", "Recv") == 1, result.describe()
+
+
+async def test_an_agent_calls_a_colleague_by_extension(stack: tuple[Gateway, int], tmp_path: Path) -> None:
+    """Agent to agent (internal): 100's desk phone dials 101, whose phone rings and answers; the
+    bridge is RTP <-> RTP through a worker, and each side hears the other's tone."""
+    gateway, _ = stack
+    callee = await phone(gateway, "101", "pw-101")
+    caller_audio = await RtpPeer.open("127.0.0.1")
+    callee_audio = await RtpPeer.open("127.0.0.1")
+    try:
+        calling = asyncio.create_task(
+            asyncio.to_thread(place_call, gateway.sip, caller_audio.description(), "101")
+        )
+        invite = await asyncio.to_thread(callee.wait_request, "INVITE")
+        assert invite.from_.uri.user == "100"  # type: ignore[union-attr]
+        callee.reply(invite, 180)
+        callee_audio.learn(invite.body.decode())
+        callee.reply(invite, 200, body=callee_audio.description().encode())
+        client, answered, dialog = await calling
+        assert answered.status_code == 200, answered
+        caller_audio.learn(answered.body.decode())
+        target = acknowledge(client, answered)
+        await asyncio.to_thread(callee.wait_request, "ACK")
+        caller_audio.start_tone(600)
+        callee_audio.start_tone(900)
+        await asyncio.sleep(1.5)
+        assert analyse(callee_audio.audio(last_seconds=1.0))["dominant_hz"] == pytest.approx(600, abs=15)
+        assert analyse(caller_audio.audio(last_seconds=1.0))["dominant_hz"] == pytest.approx(900, abs=15)
+        assert (await asyncio.to_thread(hang_up, client, answered, dialog, target)).status_code == 200
+        bye = await asyncio.to_thread(callee.wait_request, "BYE")
+        callee.reply(bye, 200)
+    finally:
+        caller_audio.close()
+        callee_audio.close()
+        callee.close()
+    events = await call_events(gateway.bus)
+    created, answered_event, ended = (events[0], events[-2], events[-1])
+    assert isinstance(created, CallCreated)
+    assert (
+        created.data.direction,
+        created.data.from_number,
+        created.data.to_number,
+        created.data.agent_id,
+    ) == (
+        Direction.INTERNAL,
+        "100",
+        "101",
+        "a100",
+    )
+    assert isinstance(answered_event, CallAnswered)
+    assert answered_event.data.answered_by == "a101"
+    assert isinstance(ended, CallEnded)
+    assert (ended.data.status, ended.data.ended_by) == (CallStatus.COMPLETED, Party.AGENT)
