@@ -1,0 +1,213 @@
+"""Calls per second through the whole gateway, driven by sipp on both sides.
+
+Starts its own nats-server, a media worker and a signaling process on free loopback ports; writes
+agents and a trunk to KV; sipp plays the carrier (a UAS answering 100/180/200 at once) and the
+agents' desk phones (plain RTP): each call is INVITE -> 407 -> INVITE with digest -> 200, ACK,
+then BYE after the talk time. Every call allocates and releases a media session on the worker
+over NATS. For each offered rate it prints the achieved rate, failures, the post-dial delay the
+gateway adds (the agent's authenticated INVITE to its 200, p50/p99: the carrier answers at once,
+so all of it is ours: auth, dial plan, a media session over NATS, the carrier leg, the answer)
+and the CPU of each process (signaling, media, nats-server) per call.
+
+    .venv/bin/python bench/call_rate.py --rates 100,200,300 --duration 10
+
+Everything runs on 127.0.0.1 and ends by itself (sipp's -m and -timeout bound every run).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.sip_register import cpu_seconds
+from shared import subjects
+from shared.bus import Bus
+from shared.records import TrunkRecord, agent_key, agent_record, trunk_key
+from shared.supervisor import free_port, nats_server_binary, wait_for_port
+from tests.support.processes import free_ports_env, start_service
+from tests.support.sipp import Sipp, SippResult, authentication_field
+
+DOMAIN = "bench.test"
+AGENTS = 50
+
+
+async def configure(url: str, carrier_port: int) -> None:
+    bus = await Bus.connect(url, name="bench", timeout=10)
+    await bus.ensure_streams()
+    agents = await bus.bucket(subjects.AGENTS_KV)
+    for n in range(AGENTS):
+        user = str(100 + n)
+        record = agent_record(
+            tenant_id="bench",
+            agent_id=f"a{n}",
+            extension=user,
+            sip_username=user,
+            domain=DOMAIN,
+            password=f"pw{n}",
+        ).model_copy(update={"max_concurrent_calls": 100})
+        await agents.put(agent_key(DOMAIN, user), record.model_dump_json().encode())
+    trunk = TrunkRecord(
+        tenant_id="bench",
+        trunk_id="carrier",
+        name="Carrier",
+        sip_server="127.0.0.1",
+        sip_port=carrier_port,
+        registers=False,
+        is_default=True,
+        keepalive_s=3600,
+        max_concurrent_calls=100_000,
+    )
+    await (await bus.bucket(subjects.TRUNKS_KV)).put(
+        trunk_key("bench", "carrier"), trunk.model_dump_json().encode()
+    )
+    await bus.close()
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))] if ordered else float("nan")
+
+
+def delays_ms(result: SippResult) -> list[float]:
+    """Per-call response time 1 (sipp -trace_rtt: ``date_ms;response_time_ms;rtd_no`` rows)."""
+    values: list[float] = []
+    for path in result.files.directory.glob("*_rtt.csv"):
+        for line in path.read_text().splitlines()[1:]:
+            parts = line.split(";")
+            if len(parts) >= 3 and parts[2].strip() in ("1", "rtd1"):
+                values.append(float(parts[1]))
+    return values
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--rates", default="100,200,300", help="offered calls per second")
+    parser.add_argument("--duration", type=float, default=10.0, help="seconds per rate")
+    parser.add_argument("--talk-ms", type=int, default=0, help="talk time of each call")
+    args = parser.parse_args()
+    rates = [int(r) for r in args.rates.split(",") if r]
+
+    work = Path(tempfile.mkdtemp(prefix="echodesk-bench-"))
+    nats_port = free_port()
+    nats = subprocess.Popen(
+        [
+            str(nats_server_binary()),
+            "-a",
+            "127.0.0.1",
+            "-p",
+            str(nats_port),
+            "-js",
+            "-sd",
+            str(work / "nats"),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    services: list[subprocess.Popen[str]] = []
+    carrier = Sipp(
+        "carrier_answer_uas",
+        work / "carrier",
+        calls=sum(int(rate * args.duration) for rate in rates) + 1,  # + the trunk's OPTIONS probe
+        timeout=len(rates) * (args.duration * 3 + 20) + 60,
+        recv_timeout=30,
+        trace_messages=False,
+    )
+    try:
+        if not wait_for_port(nats_port, 10):
+            raise SystemExit("nats-server did not start")
+        url = f"nats://127.0.0.1:{nats_port}"
+        carrier.start()
+        asyncio.run(configure(url, carrier.port))
+        base = {"ECHODESK_NATS_URL": url, "ECHODESK_LOG_LEVEL": "WARNING"}
+        rtp_low = 20000
+        media_env = {
+            **base,
+            **free_ports_env("media"),
+            "ECHODESK_MEDIA_BIND_ADDRESS": "127.0.0.1",
+            "ECHODESK_MEDIA_PUBLIC_ADDRESS": "127.0.0.1",
+            "ECHODESK_MEDIA_RTP_PORT_MIN": str(rtp_low),
+            "ECHODESK_MEDIA_RTP_PORT_MAX": str(rtp_low + 8000),
+            "ECHODESK_MEDIA_CAPACITY": "2000",
+        }
+        signaling_env = {
+            **base,
+            **free_ports_env("signaling"),
+            "ECHODESK_SIGNALING_SIP_HOST": "127.0.0.1",
+            "ECHODESK_SIGNALING_SIP_PUBLIC_HOST": "127.0.0.1",
+            # The load comes from one address: measure the call path, not the flood protection.
+            "ECHODESK_SIGNALING_SIP_TRUSTED_NETWORKS": "127.0.0.0/8",
+            "ECHODESK_SIGNALING_SIP_DIGEST_ALGORITHMS": "MD5",  # sipp answers MD5 only
+        }
+        media = start_service("media", media_env)
+        services.append(media)
+        signaling = start_service("signaling", signaling_env)
+        services.append(signaling)
+        time.sleep(1.0)  # the trunk's first OPTIONS probe
+        sip_port = int(signaling_env["ECHODESK_SIGNALING_SIP_UDP_PORT"])
+        injection = [
+            [str(100 + n), authentication_field(str(100 + n), f"pw{n}"), DOMAIN, "555123456"]
+            for n in range(AGENTS)
+        ]
+        print(f"signaling pid {signaling.pid}, media pid {media.pid}, UDP, {args.duration:g} s per rate\n")
+        print(
+            f"{'offered/s':>10}{'achieved/s':>12}{'ok':>7}{'failed':>8}{'pdd p50 ms':>12}{'pdd p99 ms':>12}"
+            f"{'sig ms/call':>13}{'media ms/call':>15}{'nats ms/call':>14}"
+        )
+        pids = (signaling.pid, media.pid, nats.pid)
+        for rate in rates:
+            before = [cpu_seconds(pid) for pid in pids]
+            run = Sipp(
+                "agent_call_uac",
+                work / f"agents-{rate}",
+                remote=("127.0.0.1", sip_port),
+                injection=injection,
+                calls=int(rate * args.duration),
+                rate=rate,
+                timeout=args.duration * 3 + 20,
+                trace_messages=False,
+                auth_uri=DOMAIN,
+                limit=max(200, rate),
+                extra_args=("-d", str(args.talk_ms), "-trace_rtt", "-rtt_freq", "1"),
+            )
+            started = time.monotonic()
+            result = run.run()
+            elapsed = time.monotonic() - started
+            used = [cpu_seconds(pid) - b for pid, b in zip(pids, before, strict=True)]
+            ok = result.successful
+            pdd = delays_ms(result)
+            per_call = [u / ok * 1000 if ok else float("nan") for u in used]
+            print(
+                f"{rate:>10}{ok / elapsed:>12.0f}{ok:>7}{result.failed:>8}"
+                f"{percentile(pdd, 0.5):>12.2f}{percentile(pdd, 0.99):>12.2f}"
+                f"{per_call[0]:>13.2f}{per_call[1]:>15.2f}{per_call[2]:>14.2f}"
+            )
+            if result.failed:
+                print(f"  failures: {result.failure_reasons}")
+        if pdd:
+            print(f"\nlast rate: {len(pdd)} delays, mean {statistics.fmean(pdd):.2f} ms")
+    finally:
+        for process in reversed(services):
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.communicate(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+        if carrier.process is not None:
+            carrier.stop()
+        nats.terminate()
+        nats.wait(10)
+
+
+if __name__ == "__main__":
+    main()
