@@ -142,6 +142,9 @@ class SignalingSettings(CommonSettings):
     sip_trusted_networks: str = Field(
         "", description="Comma-separated CIDRs never rate-limited or banned (carriers, load balancers)"
     )
+    tenant_max_concurrent_calls: int = Field(
+        100, ge=0, description="Calls one tenant may have at once (the dial plan refuses more with 403)"
+    )
     ring_timeout_s: float = Field(
         30.0, gt=0, le=600, description="How long agents ring for an inbound or internal call (s)"
     )
@@ -189,7 +192,7 @@ class RecorderSettings(CommonSettings):
         description="A call's recording lease; renewed every third of it, taken over once it expires (s)",
     )
     checkpoint_interval_s: float = Field(
-        2.0, description="How often a recording is synced to disk and its chunks acknowledged (s)"
+        5.0, description="How often a recording is synced to disk and its chunks acknowledged (s)"
     )
     abandon_after_s: float = Field(
         3600.0, description="A recording with no chunk and no end mark for this long is finished as is (s)"

@@ -37,6 +37,7 @@ from services.signaling.b2bua.dialplan import (
     CallCounts,
     Refused,
     ServiceLine,
+    TenantPolicy,
     ToAgent,
     ToService,
     ToTrunk,
@@ -147,6 +148,7 @@ class Calls:
         self.media = media
         self.publish = publish
         self._calls: dict[str, _Leg] = {}
+        self._policy = TenantPolicy(max_concurrent_calls=settings.tenant_max_concurrent_calls)
         #: (SIP Call-ID, our tag) of each leg's dialog -> our call id.
         self._by_dialog: dict[tuple[str, str], str] = {}
         self._by_invite: dict[int, str] = {}
@@ -186,7 +188,9 @@ class Calls:
             return  # challenged or refused: nothing reaches a carrier unauthenticated
         dialed_uri = request.uri
         dialed = dialed_uri.user if isinstance(dialed_uri, SipUri) and dialed_uri.user else ""
-        decision = route(dialed, agent, self.directory.agents(), self.trunks.active(), self._counts())
+        decision = route(
+            dialed, agent, self.directory.agents(), self.trunks.active(), self._counts(), self._policy
+        )
         call_id = uuid.uuid4().hex
         bind_call(tenant_id=agent.tenant_id, call_id=call_id)
         if isinstance(decision, Refused):
