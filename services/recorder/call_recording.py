@@ -208,14 +208,15 @@ class CallRecording:
         return copied
 
     def persist(self, snapshot: dict[str, Any]) -> None:
-        """Sync the audio, then write ``snapshot`` beside it (blocking: run it in a thread). The audio
-        synced may go beyond the snapshot; what is past it is written again, identically, on resume."""
+        """Sync the audio, then write ``snapshot`` beside it (blocking: run it in a thread).
+
+        Only the audio is synced: a state file that a machine crash loses or leaves behind the audio
+        makes the successor replay more, never less, and one it cannot read makes it rebuild from the
+        stream. The audio synced may go beyond the snapshot; what is past it is written again,
+        identically, on resume."""
         self.wav.sync(snapshot["frames"])
         temporary = self.state_path.with_suffix(".json.tmp")
-        with open(temporary, "w") as handle:
-            json.dump(snapshot, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
+        temporary.write_text(json.dumps(snapshot))
         os.replace(temporary, self.state_path)
 
     def finish(self) -> None:

@@ -50,11 +50,17 @@ class LocalStorage:
 
 
 def _copy_durably(source: Path, target: Path) -> None:
+    """A hard link when the spool shares the file system (no copy: the recorder synced the file when
+    it finished it), else a synced copy; either appears under its name whole or not at all."""
     target.parent.mkdir(parents=True, exist_ok=True)
     partial = target.with_name(target.name + ".partial")
-    shutil.copyfile(source, partial)
-    with open(partial, "rb") as handle:
-        os.fsync(handle.fileno())
+    partial.unlink(missing_ok=True)
+    try:
+        os.link(source, partial)
+    except OSError:
+        shutil.copyfile(source, partial)
+        with open(partial, "rb") as handle:
+            os.fsync(handle.fileno())
     os.replace(partial, target)
 
 

@@ -104,7 +104,7 @@ class StereoWav:
     def sync(self, frames: int | None = None) -> None:
         """Header for ``frames`` (all written so far by default), then everything to disk."""
         os.pwrite(self._fd, wav_header(self.frames if frames is None else frames, self.rate), 0)
-        os.fsync(self._fd)
+        os.fdatasync(self._fd)
 
     def close(self) -> None:
         if self._fd >= 0:
