@@ -22,11 +22,14 @@ from shared.events import ContractModel, LegKind, LegQuality, Token
 class SessionKind(StrEnum):
     """Which legs a bridge joins (ARCHITECTURE.md, issue 4's bridge kinds)."""
 
-    #: A browser agent and a carrier: WebRTC (ICE-lite, DTLS-SRTP) <-> plain RTP.
+    #: A browser agent and a carrier: WebRTC (ICE-lite, DTLS-SRTP) <-> plain RTP. Also a browser agent
+    #: and a desk-phone agent (agent to agent): the browser is always the ``agent`` leg, whichever called.
     WEBRTC_RTP = "webrtc-rtp"
     #: A desk-phone agent and a carrier: plain RTP on both sides.
     RTP_RTP = "rtp-rtp"
-    #: Two browser agents.
+    #: Two browser agents (agent to agent). The caller's browser is the ``agent`` leg, the callee's
+    #: the ``customer`` leg: our offer to the callee is ``SessionCreated.customer_sdp`` and its answer
+    #: comes back as ``RemoteDescription(leg=customer, type="answer")``.
     WEBRTC_WEBRTC = "webrtc-webrtc"
     #: The echo test line: the agent's own audio comes back.
     ECHO = "echo"
@@ -38,6 +41,15 @@ class LegMedia(StrEnum):
 
 
 class CreateSession(ContractModel):
+    """A bridge between two legs. A leg with an offer gets our answer; a leg without one gets our offer
+    (SessionCreated), whose answer comes later as a :class:`RemoteDescription` of type ``answer``.
+
+    Ringing a browser (inbound, ``webrtc-rtp``): ``customer_offer`` set and ``agent_offer`` None; the
+    carrier's offer is answered first and the browser is offered the same G.711 law first. The same
+    ``agent_sdp`` may go to several browsers (parallel ringing): apply only the winner's answer; a
+    second, different answer is refused with ``already_answered`` and changes nothing.
+    """
+
     tenant_id: Token
     call_id: Token
     kind: SessionKind
@@ -58,7 +70,16 @@ class SessionCreated(ContractModel):
 
 
 class RemoteDescription(ContractModel):
-    """SDP from one side after creation: the answer to our offer, or a new offer (re-INVITE)."""
+    """SDP from one side after creation: the answer to our offer, or a new offer (re-INVITE).
+
+    A re-offer is answered per RFC 3264 section 8: hold (``sendonly``/``inactive``) gets ``recvonly``/
+    ``inactive`` and nothing more is sent to that side until it resumes; a browser's ICE restart (new
+    ice-ufrag) gets new credentials of ours; the DTLS association and its keys carry on. Refusals are
+    typed and leave the call and its audio as they were: ``bad_sdp`` (malformed, SIP 400/488),
+    ``no_common_codec`` (488), ``already_answered``, ``no_offer`` (an answer with no offer of ours out),
+    ``glare`` (a browser's offer while ours awaits its answer, SIP 491), ``unsupported`` (a re-offer
+    that needs a new DTLS association: a new fingerprint or a swapped DTLS role).
+    """
 
     leg: LegKind
     sdp: str
@@ -82,6 +103,12 @@ class SendDtmf(ContractModel):
     leg: LegKind
     digit: str = Field(pattern=r"^[0-9*#A-D]$")
     duration_ms: int = Field(default=160, ge=40, le=2000)
+
+
+class RecordingControl(ContractModel):
+    """Pause or resume a recorded session (verb ``record``): paused audio never leaves the worker."""
+
+    paused: bool
 
 
 class CloseSession(ContractModel):
@@ -127,6 +154,7 @@ __all__ = [
     "LocalDescription",
     "MediaEvent",
     "MediaEventKind",
+    "RecordingControl",
     "RemoteDescription",
     "SendDtmf",
     "SessionClosed",

@@ -1,8 +1,11 @@
 """One call's media on a worker: its legs (WebRTC or plain RTP), the relays between them, DTMF,
 hold, the media timeout and the quality summary. What the session subjects ask, a :class:`Bridge` does.
 
-Kinds (:class:`~shared.media.SessionKind`): ``webrtc-rtp`` (a browser agent and a carrier),
-``rtp-rtp`` (a desk phone and a carrier), ``echo`` (a browser hears itself). A relay runs per
+Kinds (:class:`~shared.media.SessionKind`): ``webrtc-rtp`` (a browser agent and a carrier, or a
+desk phone: the browser is the agent leg whichever side called), ``rtp-rtp`` (a desk phone and a
+carrier), ``webrtc-webrtc`` (two browser agents), ``echo`` (a browser hears itself). A WebRTC leg
+without an offer gets ours (a call that rings a browser) and its answer comes through :meth:`Bridge.update`;
+re-offers on any leg are answered there (hold, resume, ICE restart). A relay runs per
 direction once both of its legs have negotiated a codec; until then what arrives is counted and
 dropped. Passthrough needs the same clock on both legs: G.711 mu-law and A-law are translated by table,
 anything else would need transcoding, which this worker does not do yet, so a browser must take PCMU
@@ -20,10 +23,11 @@ from dataclasses import asdict, dataclass, field
 from services.media.dtmf import Digit, event_packets
 from services.media.ports import PortRange
 from services.media.quality import mos_estimate
+from services.media.recording_fork import RecordingFork
 from services.media.relay import Relay, Target
 from services.media.rtp import MARKER, OutboundStream, ReceptionStats
 from services.media.rtp_leg import RtpLeg
-from services.media.webrtc import WebRtcMux, WebRtcSession
+from services.media.webrtc import NegotiationError, WebRtcMux, WebRtcSession, g711_offer
 from services.media.webrtc.session import DEFAULT_CODECS
 from shared.bus import Rejected
 from shared.events import LegKind, LegQuality
@@ -35,7 +39,7 @@ from shared.media import (
     SendDtmf,
     SessionKind,
 )
-from shared.sdp import Codec, NoCommonCodec, SdpError, SessionDescription
+from shared.sdp import Codec, Direction, NoCommonCodec, SdpError, SessionDescription
 
 #: Towards a browser bridged to plain RTP: G.711 only, so the bridge is a passthrough.
 G711_FOR_BROWSERS = ("PCMU/8000", "PCMA/8000", "telephone-event/8000")
@@ -75,7 +79,7 @@ class Leg:
     @property
     def held(self) -> bool:
         media = self.media
-        return (self.target is not None and self.target.held) or (isinstance(media, RtpLeg) and media.on_hold)
+        return (self.target is not None and self.target.held) or media.on_hold
 
     @property
     def last_rtp_at(self) -> float | None:
@@ -110,12 +114,16 @@ class Bridge:
         advertised_address: str,
         on_digit: OnDigit,
         clock: Callable[[], float] = time.monotonic,
+        fork: RecordingFork | None = None,
     ) -> None:
         self.session_id = session_id
         self.request = request
         self.kind = request.kind
         self.legs: dict[LegKind, Leg] = {}
         self.created_at = clock()
+        #: When every leg had negotiated a codec: the media timeout counts from then, not while a
+        #: browser or a carrier is still ringing (that can take longer than the timeout).
+        self.negotiated_at: float | None = None
         self.closed = False
         self._mux = mux
         self._ports = ports
@@ -123,6 +131,8 @@ class Bridge:
         self._advertised = advertised_address
         self._on_digit = on_digit
         self._clock = clock
+        #: Both legs' audio towards the recorder when the call is recorded (``CreateSession.record``).
+        self.fork = fork
 
     # -- creation
 
@@ -139,27 +149,37 @@ class Bridge:
             agent_sdp = await self._open_rtp(LegKind.AGENT, request.agent_offer, None)
             self._wire()
             return agent_sdp, None
-        if kind in (SessionKind.WEBRTC_RTP, SessionKind.ECHO):
+        if kind is SessionKind.ECHO:
             if request.agent_offer is None:
-                raise Rejected(
-                    "unsupported", "offering to a browser (a call that rings a WebRTC agent) is not built yet"
-                )
-            offer = parse_sdp(request.agent_offer)
-            session = self._mux.create_session()
-            self.legs[LegKind.AGENT] = Leg(LegKind.AGENT, session, OutboundStream(), ReceptionStats())
-            codecs = DEFAULT_CODECS if kind is SessionKind.ECHO else G711_FOR_BROWSERS
-            try:
-                answer = session.accept_offer(offer, codecs=codecs)
-            except SdpError as error:
-                raise sdp_error(error) from None
-            agent_sdp = answer.serialize()
-            if kind is SessionKind.ECHO:
-                self._wire()
-                return agent_sdp, None
-            audio, _ = self.legs[LegKind.AGENT].codecs
-            customer_sdp = await self._open_rtp(LegKind.CUSTOMER, request.customer_offer, audio)
+                raise Rejected("unsupported", "the echo line answers the caller's offer; it makes none")
+            agent_sdp = self._open_webrtc(LegKind.AGENT, request.agent_offer, DEFAULT_CODECS, None)
+            self._wire()
+            return agent_sdp, None
+        if kind is SessionKind.WEBRTC_RTP:
+            if request.agent_offer is not None:
+                agent_sdp = self._open_webrtc(LegKind.AGENT, request.agent_offer, G711_FOR_BROWSERS, None)
+                audio, _ = self.legs[LegKind.AGENT].codecs
+                customer_sdp = await self._open_rtp(LegKind.CUSTOMER, request.customer_offer, audio)
+            else:
+                # We ring the browser: the carrier's offer is answered first, so the browser is offered
+                # the carrier's law first and the bridge is a passthrough.
+                customer_sdp = await self._open_rtp(LegKind.CUSTOMER, request.customer_offer, None)
+                audio, _ = self.legs[LegKind.CUSTOMER].codecs
+                agent_sdp = self._open_webrtc(LegKind.AGENT, None, G711_FOR_BROWSERS, audio)
             self._wire()
             return agent_sdp, customer_sdp
+        if kind is SessionKind.WEBRTC_WEBRTC:
+            # The browser that offered (the caller) is answered first; the other is offered its codec.
+            offers = {LegKind.AGENT: request.agent_offer, LegKind.CUSTOMER: request.customer_offer}
+            first = (
+                LegKind.CUSTOMER if request.agent_offer is None and request.customer_offer else LegKind.AGENT
+            )
+            second = LegKind.CUSTOMER if first is LegKind.AGENT else LegKind.AGENT
+            sdp = {first: self._open_webrtc(first, offers[first], G711_FOR_BROWSERS, None)}
+            audio, _ = self.legs[first].codecs
+            sdp[second] = self._open_webrtc(second, offers[second], G711_FOR_BROWSERS, audio)
+            self._wire()
+            return sdp[LegKind.AGENT], sdp[LegKind.CUSTOMER]
         if kind is SessionKind.RTP_RTP:
             agent_sdp = await self._open_rtp(LegKind.AGENT, request.agent_offer, None)
             audio, _ = self.legs[LegKind.AGENT].codecs
@@ -174,6 +194,23 @@ class Bridge:
             self._wire()
             return agent_sdp, customer_sdp
         raise Rejected("unsupported", f"session kind {kind.value} is not built yet")
+
+    def _open_webrtc(
+        self, kind: LegKind, offer_text: str | None, codecs: tuple[str, ...], prefer: Codec | None
+    ) -> str:
+        """A WebRTC leg: our answer to ``offer_text``, or without one our offer (``prefer``'s G.711 law
+        first), whose answer :meth:`update` takes."""
+        offer = parse_sdp(offer_text) if offer_text is not None else None
+        session = self._mux.create_session()
+        self.legs[kind] = Leg(kind, session, OutboundStream(), ReceptionStats())
+        try:
+            if offer is None:
+                return session.create_offer(
+                    g711_offer(prefer.name if prefer is not None else None)
+                ).serialize()
+            return session.accept_offer(offer, codecs=codecs).serialize()
+        except SdpError as error:
+            raise sdp_error(error) from None
 
     async def _open_rtp(self, kind: LegKind, offer_text: str | None, prefer: Codec | None) -> str:
         offer = parse_sdp(offer_text) if offer_text is not None else None
@@ -200,8 +237,12 @@ class Bridge:
             leg.target.held = held
             relay = leg.relay
             if relay is None or not (relay.audio == audio and relay.event == event):
-                leg.relay = Relay(audio, event, functools.partial(self._on_digit, leg.kind), stats=leg.stats)
-                leg.media.on_rtp = leg.relay.receive
+                relay = leg.relay = Relay(
+                    audio, event, functools.partial(self._on_digit, leg.kind), stats=leg.stats
+                )
+                leg.media.on_rtp = relay.receive
+            if self.fork is not None:
+                relay.tap = self.fork.tap(leg.kind, str(audio))
         for leg in self.legs.values():
             other = leg if self.kind is SessionKind.ECHO else self._other(leg)
             if leg.relay is None or other is None or other.target is None:
@@ -210,6 +251,8 @@ class Bridge:
                 leg.relay.connect(other.target)
             except ValueError as error:
                 raise Rejected("no_common_codec", str(error)) from None
+        if self.negotiated_at is None and all(leg.codecs[0] is not None for leg in self.legs.values()):
+            self.negotiated_at = self._clock()
 
     def _other(self, leg: Leg) -> Leg | None:
         for other in self.legs.values():
@@ -220,16 +263,18 @@ class Bridge:
     # -- the session verbs
 
     def update(self, description: RemoteDescription) -> LocalDescription:
+        """The answer to our offer, or a re-offer answered (RFC 3264 section 8), on either leg kind.
+
+        Anything refused (``bad_sdp``, ``no_common_codec``, ``already_answered`` for the second answer
+        to a forked offer, ``glare``, ``unsupported``) leaves the leg and its media as they were.
+        """
         leg = self._leg(description.leg)
         media = leg.media
         remote = parse_sdp(description.sdp)
         if isinstance(media, WebRtcSession):
-            raise Rejected(
-                "unsupported",
-                "re-offers from a browser are not handled yet"
-                if description.type == "offer"
-                else "we never offer to a browser, so there is no answer to take",
-            )
+            local_sdp = self._update_webrtc(leg, media, description.type, remote)
+            self._wire()
+            return LocalDescription(sdp=local_sdp)
         other = self._other(leg)
         prefer = other.codecs[0] if other is not None else None
         try:
@@ -242,6 +287,22 @@ class Bridge:
             raise sdp_error(error) from None
         self._wire()
         return LocalDescription(sdp=local)
+
+    def _update_webrtc(
+        self, leg: Leg, session: WebRtcSession, kind: str, remote: SessionDescription
+    ) -> str | None:
+        try:
+            if kind == "answer":
+                session.accept_answer(remote)
+                return None
+            codecs = DEFAULT_CODECS if self.kind is SessionKind.ECHO else G711_FOR_BROWSERS
+            # While signaling holds this browser we only receive (RFC 3264 section 6.1's narrowing).
+            wish = Direction.RECVONLY if leg.target is not None and leg.target.held else Direction.SENDRECV
+            return session.accept_offer(remote, codecs=codecs, wish=wish).serialize()
+        except SdpError as error:
+            raise sdp_error(error) from None
+        except NegotiationError as error:
+            raise Rejected(error.code, str(error)) from None
 
     def hold(self, request: Hold) -> None:
         leg = self._leg(request.leg)
@@ -286,6 +347,12 @@ class Bridge:
             leg.handles.append(loop.call_later(start + packet.at, send, packet.marker, packet.payload))
         leg.handles.append(loop.call_later(start + packets[-1].at + 0.001, finish))
 
+    def set_recording_paused(self, paused: bool) -> None:
+        """Pause (the paused span is silence in the file, marked for the recorder) or resume."""
+        if self.fork is None:
+            raise Rejected("not_recorded", f"session {self.session_id} is not recorded")
+        self.fork.set_paused(paused, self._clock())
+
     def _leg(self, kind: LegKind) -> Leg:
         leg = self.legs.get(kind)
         if leg is None:
@@ -295,13 +362,17 @@ class Bridge:
     # -- timeouts, quality, closing
 
     def timed_out_legs(self, now: float, limit: float) -> list[LegKind]:
-        """Legs that sent no RTP for ``limit`` seconds and are not on hold, each reported once."""
+        """Legs that sent no RTP for ``limit`` seconds and are not on hold, each reported once; none
+        before every leg has negotiated (a call still ringing)."""
         out: list[LegKind] = []
+        negotiated_at = self.negotiated_at
+        if negotiated_at is None:
+            return out
         for leg in self.legs.values():
             if leg.timed_out or leg.held:
                 continue
             last = leg.last_rtp_at
-            if now - (last if last is not None else self.created_at) > limit:
+            if now - (last if last is not None else negotiated_at) > limit:
                 leg.timed_out = True
                 out.append(leg.kind)
         return out
@@ -346,6 +417,8 @@ class Bridge:
         if self.closed:
             return
         self.closed = True
+        if self.fork is not None:
+            self.fork.end(self._clock())
         for leg in self.legs.values():
             for handle in leg.handles:
                 handle.cancel()
