@@ -305,3 +305,31 @@ async def _until(predicate: Callable[[], bool], timeout: float = 20.0) -> None:
     async with asyncio.timeout(timeout):
         while not predicate():
             await asyncio.sleep(0.05)
+
+
+async def test_a_draining_recorder_hands_its_calls_back_and_another_finishes_them(
+    bus: Bus, start_recorder: StartRecorder, recording_events: RecordingEvents, tmp_path: Path
+) -> None:
+    reference = await start_recorder("ref", tmp_path / "reference")
+    expected = await record(bus, recording_events, "call-drain-reference", two_tones())
+    await reference.stop()
+
+    leaving = await start_recorder("leaving", tmp_path / "shared", lease_s=30.0)
+    chunks = two_tones()
+    half = len(chunks) // 2
+    await request_recording(bus, "call-drained")
+    await publish_chunks(bus, "call-drained", chunks[:half])
+    await _until(lambda: "call-drained" in leaving.active)
+    await leaving.drain()  # what SIGTERM does
+    assert not leaving.active
+    lease = await _lease(bus, "call-drained")
+    # Handed back at once: nobody waits for a 30 s lease to run out.
+    assert lease.owner is None
+    assert lease.expires_at == 0
+
+    await start_recorder("staying", tmp_path / "shared")
+    await publish_chunks(bus, "call-drained", chunks[half:])
+    completed = await recording_events.next("call-drained", "recording.completed")
+    assert isinstance(completed, RecordingCompleted)
+    assert completed.source == "recorder/staying"
+    assert completed.data.sha256 == expected.data.sha256
