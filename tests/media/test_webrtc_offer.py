@@ -15,6 +15,7 @@ from services.media.webrtc import (
     WebRtcState,
     g711_offer,
 )
+from services.media.webrtc.negotiation import reoffer_role
 from shared.sdp import Direction, NoCommonCodec, SdpError, SessionDescription, Setup
 from tests.support.webrtc_peer import FakeTransport, PacketPeer, connect, fake_mux
 
@@ -368,3 +369,49 @@ async def test_reoffers_that_would_need_a_new_dtls_association_are_refused(
     assert refused.value.code == "unsupported"
     assert session.local is before
     assert session.state is WebRtcState.CONNECTED
+
+
+async def test_an_answer_whose_certificate_does_not_match_its_fingerprint_fails_dtls(
+    certificate: DtlsCertificate,
+) -> None:
+    mux, transport = fake_mux(certificate)
+    session = mux.create_session()
+    peer = PacketPeer()
+    answer = peer.answer(session.create_offer())
+    # The answer names another certificate than the one the browser's DTLS presents (RFC 8122 5).
+    impostor = DtlsCertificate.generate()
+    answer = answer.replace(str(peer.certificate.fingerprint), str(impostor.fingerprint))
+    session.accept_answer(SessionDescription.parse(answer))
+    assert check(mux, transport, peer, BROWSER)
+    outgoing = peer.start_dtls()
+    for _ in range(10):
+        for datagram in outgoing:
+            mux.datagram_received(datagram, BROWSER)
+        outgoing = [out for datagram in transport.take(BROWSER) for out in peer.receive_dtls(datagram)]
+        if not outgoing:
+            break
+    assert session.state is WebRtcState.FAILED
+    assert session.reason == "the peer's certificate does not match its SDP fingerprint"
+    assert not session.send_rtp(peer.rtp(b"\x7f" * 160))
+
+
+@pytest.mark.parametrize(
+    ("offered", "current", "answered"),
+    [
+        (Setup.ACTPASS, DtlsRole.SERVER, Setup.PASSIVE),
+        (Setup.ACTPASS, DtlsRole.CLIENT, Setup.ACTIVE),
+        (Setup.ACTIVE, DtlsRole.SERVER, Setup.PASSIVE),
+        (Setup.PASSIVE, DtlsRole.CLIENT, Setup.ACTIVE),
+        (Setup.PASSIVE, DtlsRole.SERVER, None),
+        (Setup.ACTIVE, DtlsRole.CLIENT, None),
+        (Setup.HOLDCONN, DtlsRole.SERVER, None),
+    ],
+)
+def test_a_reoffer_keeps_our_dtls_role_or_is_refused(
+    offered: Setup, current: DtlsRole, answered: Setup | None
+) -> None:
+    if answered is None:
+        with pytest.raises(SdpError, match="new DTLS association"):
+            reoffer_role(offered, current)
+    else:
+        assert reoffer_role(offered, current) is answered
