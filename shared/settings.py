@@ -194,6 +194,10 @@ class RecorderSettings(CommonSettings):
     checkpoint_interval_s: float = Field(
         5.0, description="How often a recording is synced to disk and its chunks acknowledged (s)"
     )
+    end_mark_grace_s: float = Field(
+        10.0,
+        description="After call.ended, wait this long for the worker's end-of-audio mark, then close it",
+    )
     abandon_after_s: float = Field(
         3600.0, description="A recording with no chunk and no end mark for this long is finished as is (s)"
     )

@@ -9,7 +9,8 @@ stream until the recording is stored, so whoever takes over a call (this recorde
 or drained) starts after the last checkpoint when it can read the spool (a shared volume), and
 otherwise rebuilds the file from the call's first chunk: either way the file has no hole.
 
-After the END mark (or a silence of ``abandon_after_s``): the WAV is closed, stored with its
+After the END mark (or, when its worker died, ``call.ended`` and a short grace; or a silence of
+``abandon_after_s``): the WAV is closed, stored with its
 metadata, ``recording.completed`` published, the lease marked done, the consumer deleted and the
 call's chunks purged. Then, off the hot path, the Opus copy is made and stored, and
 ``recording.compressed`` published. ``recording.failed`` names what went wrong (an unknown codec, a
@@ -36,12 +37,14 @@ import nats.js.errors
 from nats.aio.msg import Msg
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from prometheus_client import Counter, Gauge, Histogram
+from pydantic import ValidationError
 
 from services.recorder.call_recording import RATE, CallRecording, UnsupportedCodec
 from services.recorder.leases import LeaseBook, LeaseLost
 from services.recorder.storage import Storage, StorageError, object_key, storage_for
 from shared import subjects
 from shared.events import (
+    CallEnded,
     EventEnvelope,
     RecordingCompleted,
     RecordingCompletedData,
@@ -51,6 +54,7 @@ from shared.events import (
     RecordingFailedData,
     RecordingStarted,
     RecordingStartedData,
+    parse_event,
 )
 from shared.logging import get_logger
 from shared.recording import MalformedChunk, RecordingLease
@@ -77,6 +81,7 @@ END_TO_STORED = Histogram(
 _EVENT_NAMESPACE = uuid.UUID("6f7c1e9a-5d0b-4c1e-9e8a-2a4f3b7d9c10")
 #: After the END mark, how long chunks it counts may still come before the file is closed without them.
 _MISSING_GRACE_S = 2.0
+
 _SPOOL = ".spool"
 _UNSTORED = ".unstored"
 
@@ -97,6 +102,8 @@ class Active:
     unacked: Msg | None = None
     last_chunk_at: float = field(default_factory=time.monotonic)
     ended_at: float | None = None
+    #: When signaling's call.ended arrived: a worker that died sends no END mark.
+    call_ended_at: float | None = None
     stopping: bool = False
 
 
@@ -139,6 +146,7 @@ class RecorderService:
         self._spawn(self._renew_loop(), "recorder-renewals")
         self._spawn(self._checkpoint_loop(), "recorder-checkpoints")
         self._spawn(self._discover_loop(), "recorder-discovery")
+        await ctx.bus.nc.subscribe(subjects.call_events(), cb=self._on_call_event)
 
     async def drain(self) -> None:
         """Claim nothing more; checkpoint every recording and hand its lease back, so another
@@ -304,6 +312,18 @@ class RecorderService:
         with contextlib.suppress(LeaseLost):
             await self._leases.mark_announced(active.call_id)
 
+    async def _on_call_event(self, msg: Msg) -> None:
+        """Only call.ended matters, and only for calls recorded here (the id is the subject's last token)."""
+        active = self.active.get(msg.subject.rsplit(".", 1)[-1])
+        if active is None or active.call_ended_at is not None:
+            return
+        try:
+            event = parse_event(msg.data)
+        except ValidationError:
+            return
+        if isinstance(event, CallEnded):
+            active.call_ended_at = time.monotonic()
+
     # -- checkpoints and leases
 
     async def _checkpoint_loop(self) -> None:
@@ -320,6 +340,14 @@ class RecorderService:
                     and active.ended_at is not None
                     and now - active.ended_at > _MISSING_GRACE_S
                 ):
+                    active.stopping = True
+                    self._spawn(self._complete(active), f"recorder-complete:{active.call_id}")
+                elif (
+                    not recording.ended
+                    and active.call_ended_at is not None
+                    and now - max(active.call_ended_at, active.last_chunk_at) > self.settings.end_mark_grace_s
+                ):
+                    log.warning("recording_without_end_mark", call=active.call_id)
                     active.stopping = True
                     self._spawn(self._complete(active), f"recorder-complete:{active.call_id}")
                 elif now - active.last_chunk_at > self.settings.abandon_after_s:

@@ -21,7 +21,17 @@ import pytest
 
 from shared import recording, subjects
 from shared.bus import Bus
-from shared.events import LegKind, RecordingCompleted, RecordingCompressed, RecordingFailed
+from shared.events import (
+    CallEnded,
+    CallEndedData,
+    CallStatus,
+    EndCause,
+    LegKind,
+    Party,
+    RecordingCompleted,
+    RecordingCompressed,
+    RecordingFailed,
+)
 from shared.recording import AudioChunk, Chunk, RecordingLease
 from shared.supervisor import free_port
 from tests.recorder.conftest import RecordingEvents, StartRecorder
@@ -333,3 +343,34 @@ async def test_a_draining_recorder_hands_its_calls_back_and_another_finishes_the
     assert isinstance(completed, RecordingCompleted)
     assert completed.source == "recorder/staying"
     assert completed.data.sha256 == expected.data.sha256
+
+
+async def test_a_call_whose_worker_died_is_finished_when_the_call_ends_without_its_end_mark(
+    bus: Bus, start_recorder: StartRecorder, recording_events: RecordingEvents
+) -> None:
+    await start_recorder("r1", end_mark_grace_s=0.5)
+    chunks = two_tones()
+    await request_recording(bus, "call-orphan")
+    await publish_chunks(bus, "call-orphan", chunks[:-1])  # the worker died: no END mark
+    await bus.publish_event(
+        CallEnded(
+            tenant_id=TENANT,
+            call_id="call-orphan",
+            sequence=9,
+            data=CallEndedData(
+                status=CallStatus.FAILED,
+                cause=EndCause.MEDIA_FAILURE,
+                ended_by=Party.SYSTEM,
+                message="Media server lost",
+                duration_s=3.0,
+            ),
+        )
+    )
+    completed = await recording_events.next("call-orphan", "recording.completed")
+    assert isinstance(completed, RecordingCompleted)
+    left, right, _ = read_wav(stored_path(completed))
+    # Up to its last packet (the customer's last chunk ends at 3 s too).
+    assert len(left) == int(SECONDS * 8000)
+    assert abs(analyse(right[:8000])["dominant_hz"] - 1000) <= 2
+    metadata = json.loads(stored_path(completed).with_suffix(".json").read_text())
+    assert metadata["end_mark"] is False
