@@ -1,6 +1,6 @@
 """Cost of bridged calls through the media worker's packet path: browser (SRTP) <-> carrier (plain RTP).
 
-Run: ``python bench/media_bridge.py [--calls 10,50,100] [--seconds 5] [--loop uvloop]``.
+Run: ``python bench/media_bridge.py [--calls 10,50,100] [--seconds 5] [--loop uvloop] [--record]``.
 Prints figures; asserts nothing. Everything stays on 127.0.0.1 and every run is bounded in time and
 packets (``--seconds`` of 50 packets/s per direction per call).
 
@@ -10,6 +10,11 @@ each browser leg are set directly instead of a DTLS handshake (the handshake is 
 path). The load generator is a second process (this script with ``--generator``): per call one UDP
 socket playing the browser (SRTP) and one playing the carrier (plain RTP), each sending a 20 ms PCMU
 packet every 20 ms that carries its send time, and reading what the bridge delivers on the other side.
+
+With ``--record`` every call is recorded as ``CreateSession.record`` asks: both legs forked into
+chunks and published to a JetStream on a nats-server this script starts (its store in a temporary
+directory; its CPU is not counted, the publishing task's is), and the row adds the chunks published
+and dropped.
 
 Per N it prints: CPU ms per second per call of this process (user+system over the blast, divided by
 seconds and calls: the loop, recvfrom, SRTP, the relay, sendto, RTCP timers), the loss per
@@ -27,12 +32,16 @@ import secrets
 import select
 import socket
 import struct
+import subprocess
 import sys
+import tempfile
 import time
 from typing import Any
 
 from services.media.bridge import Bridge
+from services.media.chunk_outbox import ChunkOutbox
 from services.media.ports import PortRange
+from services.media.recording_fork import RecordingFork
 from services.media.rtp_leg import RtpLeg
 from services.media.webrtc import (
     DtlsCertificate,
@@ -42,9 +51,12 @@ from services.media.webrtc import (
     WebRtcSession,
     WebRtcState,
 )
+from shared.bus import Bus
 from shared.events import LegKind
+from shared.logging import configure_logging
 from shared.media import CreateSession, SessionKind
 from shared.sdp import SessionDescription
+from shared.supervisor import free_port, nats_server_binary, wait_for_port
 
 HOST = "127.0.0.1"
 _RTP = struct.Struct("!BBHII")
@@ -204,7 +216,9 @@ def _cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-async def run(calls: int, seconds: float, low_port: int) -> dict[str, Any]:
+async def run(calls: int, seconds: float, low_port: int, bus: Bus | None) -> dict[str, Any]:
+    outbox = ChunkOutbox() if bus is not None else None
+    publisher = asyncio.ensure_future(outbox.run(bus)) if outbox is not None and bus is not None else None
     mux = await WebRtcMux.listen(HOST, 0)
     ports = PortRange(low_port, low_port + 4 * calls + 10)
     process = await asyncio.create_subprocess_exec(
@@ -224,8 +238,13 @@ async def run(calls: int, seconds: float, low_port: int) -> dict[str, Any]:
     keys: list[dict[str, str]] = []
     rtp_ports: list[int] = []
     for index in range(calls):
+        call_id = f"c{low_port}x{index}"
         request = CreateSession(
-            tenant_id="bench", call_id=f"c{index}", kind=SessionKind.WEBRTC_RTP, agent_offer=_browser_offer()
+            tenant_id="bench",
+            call_id=call_id,
+            kind=SessionKind.WEBRTC_RTP,
+            agent_offer=_browser_offer(),
+            record=outbox is not None,
         )
         bridge = Bridge(
             f"s{index}",
@@ -235,6 +254,7 @@ async def run(calls: int, seconds: float, low_port: int) -> dict[str, Any]:
             rtp_host=HOST,
             advertised_address=HOST,
             on_digit=lambda leg, digit: None,
+            fork=RecordingFork("bench", call_id, outbox) if outbox is not None else None,
         )
         await bridge.open()
         carrier = bridge.legs[LegKind.CUSTOMER].media
@@ -269,8 +289,14 @@ async def run(calls: int, seconds: float, low_port: int) -> dict[str, Any]:
     for bridge in bridges:
         bridge.close()
     mux.close()
+    recording: dict[str, Any] = {}
+    if outbox is not None and bus is not None and publisher is not None:
+        await outbox.flush(bus, timeout=10)
+        publisher.cancel()
+        recording = {"chunks_published": outbox.published, "chunks_dropped": outbox.dropped}
     loss = {d: 1 - report["received"][d] / max(1, report["sent"][d]) for d in report["sent"]}
     return {
+        **recording,
         "calls": calls,
         "cpu_ms_per_s_per_call": round(1000 * cpu / wall / calls, 3),
         "loss_to_carrier_pct": round(100 * loss["to_carrier"], 3),
@@ -288,6 +314,7 @@ def main() -> None:
     parser.add_argument("--calls", default="10,50,100")
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--loop", choices=("uvloop", "asyncio"), default="uvloop")
+    parser.add_argument("--record", action="store_true", help="record every call (needs nats-server)")
     parser.add_argument("--generator", action="store_true", help=argparse.SUPPRESS)
     arguments = parser.parse_args()
     if arguments.generator:
@@ -297,12 +324,48 @@ def main() -> None:
         import uvloop
 
         uvloop.install()
+    configure_logging("bench", json=False, level="WARNING")
+    recorded = ", recorded (chunks to JetStream)" if arguments.record else ""
     print(
-        f"passthrough PCMU, {arguments.loop}, {arguments.seconds:g}s per run, 50 packets/s each way per call"
+        f"passthrough PCMU{recorded}, {arguments.loop}, {arguments.seconds:g}s per run, "
+        "50 packets/s each way per call"
     )
-    for index, calls in enumerate(int(n) for n in arguments.calls.split(",")):
-        row = asyncio.run(run(calls, arguments.seconds, 30000 + 1000 * index))
-        print(json.dumps(row), flush=True)
+    with tempfile.TemporaryDirectory() as store:
+        server = _nats_server(store) if arguments.record else None
+        try:
+            for index, calls in enumerate(int(n) for n in arguments.calls.split(",")):
+                row = asyncio.run(_run_with_bus(calls, arguments.seconds, 30000 + 1000 * index, server))
+                print(json.dumps(row), flush=True)
+        finally:
+            if server is not None:
+                server[0].terminate()
+                server[0].wait(10)
+
+
+def _nats_server(store: str) -> tuple[subprocess.Popen[bytes], str]:
+    port = free_port()
+    process = subprocess.Popen(
+        [str(nats_server_binary()), "-a", HOST, "-p", str(port), "-js", "-sd", store],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    if not wait_for_port(port, 10):
+        process.kill()
+        raise SystemExit("nats-server did not start")
+    return process, f"nats://{HOST}:{port}"
+
+
+async def _run_with_bus(
+    calls: int, seconds: float, low_port: int, server: tuple[subprocess.Popen[bytes], str] | None
+) -> dict[str, Any]:
+    if server is None:
+        return await run(calls, seconds, low_port, None)
+    bus = await Bus.connect(server[1], name="bench-media", timeout=10)
+    try:
+        await bus.ensure_streams()
+        return await run(calls, seconds, low_port, bus)
+    finally:
+        await bus.close()
 
 
 if __name__ == "__main__":

@@ -9,6 +9,8 @@ On the bus (shared/media.py is the contract):
 - ``media.worker.<worker>.session.<session>.<verb>``: ``update`` (RemoteDescription ->
   LocalDescription), ``hold`` and ``dtmf`` (-> Done), ``close`` (-> SessionClosed). One wildcard
   subscription serves them all.
+- ``recordings.audio.<call>``: both legs' audio of recorded sessions (``services/media/recording_fork.py``),
+  published by a task of its own from a bounded outbox; KV ``recordings`` gets the call's lease.
 - ``media.events.<tenant>.<call>``: MediaEvents (dtmf, media_timeout, closed), published from a
   queue by a task of their own: the packet path only appends to that queue.
 
@@ -27,12 +29,15 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import nats.js.errors
 from nats.aio.msg import Msg
 from pydantic import BaseModel, ValidationError
 
 from services.media.bridge import Bridge
+from services.media.chunk_outbox import ChunkOutbox
 from services.media.dtmf import Digit
 from services.media.ports import PortRange, PortsExhausted
+from services.media.recording_fork import RecordingFork
 from services.media.webrtc import WebRtcMux
 from shared import subjects
 from shared.bus import ErrorBody, Rejected, ReplyEnvelope
@@ -45,11 +50,13 @@ from shared.media import (
     Hold,
     MediaEvent,
     MediaEventKind,
+    RecordingControl,
     RemoteDescription,
     SendDtmf,
     SessionClosed,
     SessionCreated,
 )
+from shared.recording import RecordingLease
 from shared.service import PortInUse, ServiceContext, is_address_in_use
 from shared.settings import MediaSettings
 
@@ -79,6 +86,7 @@ class MediaService:
         self._events: asyncio.Queue[MediaEvent] = asyncio.Queue(_EVENT_BACKLOG)
         self._tasks: set[asyncio.Task[Any]] = set()
         self._advertised = ""
+        self.outbox = ChunkOutbox(capacity=settings.recording_backlog_chunks, clock=clock)
 
     @property
     def sessions(self) -> int:
@@ -110,6 +118,7 @@ class MediaService:
         )
         await self._join()
         self._spawn(self._publish_events(), "media-events")
+        self._spawn(self.outbox.run(ctx.bus), "media-recording-chunks")
         self._spawn(self._watch_timeouts(), "media-timeouts")
         self._spawn(self._keep_membership(), "media-queue-membership")
         log.info(
@@ -145,6 +154,9 @@ class MediaService:
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(1.0):
                 await self._events.join()  # the CLOSED events reach the bus if it is there
+        if self._ctx is not None:
+            # The last chunks and END marks of recorded calls: without them a recorder waits.
+            await self.outbox.flush(self._ctx.bus, timeout=2.0)
         for task in list(self._tasks):
             task.cancel()
         for task in list(self._tasks):
@@ -229,6 +241,7 @@ class MediaService:
         assert self.mux is not None
         self._creating += 1
         session_id = uuid.uuid4().hex
+        fork = RecordingFork(request.tenant_id, request.call_id, self.outbox) if request.record else None
         bridge = Bridge(
             session_id,
             request,
@@ -238,6 +251,7 @@ class MediaService:
             advertised_address=self._advertised,
             on_digit=lambda leg, digit: self._digit(bridge, leg, digit),
             clock=self._clock,
+            fork=fork,
         )
         try:
             agent_sdp, customer_sdp = await bridge.open()
@@ -251,6 +265,8 @@ class MediaService:
             self._creating -= 1
         self.bridges[session_id] = bridge
         self._wake.set()
+        if fork is not None:
+            self._spawn(self._request_recorder(request.call_id), "media-recording-lease")
         log.info(
             "media_session_created",
             session=session_id,
@@ -278,10 +294,13 @@ class MediaService:
         if verb == "dtmf":
             bridge.send_dtmf(SendDtmf.model_validate_json(msg.data))
             return Done()
+        if verb == "record":
+            bridge.set_recording_paused(RecordingControl.model_validate_json(msg.data).paused)
+            return Done()
         if verb == "close":
             request = CloseSession.model_validate_json(msg.data)
             return self._close(session_id, request.reason)
-        raise Rejected("unknown_verb", f"{verb!r} is not update, hold, dtmf or close")
+        raise Rejected("unknown_verb", f"{verb!r} is not update, hold, dtmf, record or close")
 
     def _close(self, session_id: str, reason: str) -> SessionClosed:
         bridge = self.bridges.pop(session_id)
@@ -293,6 +312,28 @@ class MediaService:
         if not self.bridges:
             self._idle.set()
         return SessionClosed(quality=quality)
+
+    async def _request_recorder(self, call_id: str) -> None:
+        """Put an unclaimed lease for the call in KV ``recordings``: recorders watch it and one claims
+        it. Not on the session's critical path; recorders also find calls whose audio waits without a
+        lease, so a failure here delays the recording and loses nothing."""
+        assert self._ctx is not None
+        value = RecordingLease().model_dump_json().encode()
+        for attempt in range(5):
+            try:
+                kv = await self._ctx.bus.bucket(subjects.RECORDINGS_KV)
+                await kv.create(call_id, value)
+                return
+            except nats.js.errors.KeyWrongLastSequenceError:
+                return  # already there (a recorder found the audio first)
+            except Exception as exc:
+                log.warning(
+                    "recording_lease_not_created",
+                    call=call_id,
+                    attempt=attempt + 1,
+                    error=str(exc) or type(exc).__name__,
+                )
+                await asyncio.sleep(0.2 * 2**attempt)
 
     # -- events
 
