@@ -28,7 +28,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.sip_register import cpu_seconds
+from sip_register import cpu_seconds  # bench/ is the script directory, first on sys.path
+
 from shared import subjects
 from shared.bus import Bus
 from shared.records import TrunkRecord, agent_key, agent_record, trunk_key
