@@ -13,12 +13,18 @@ from pathlib import Path
 
 import pytest
 
-from shared import subjects
 from shared.events import CallAnswered, CallCreated, CallEnded, CallStatus, Direction, EndCause, Party
-from shared.records import TrunkRecord, agent_key, agent_record, trunk_key
-from shared.supervisor import free_port
 from tests.support.desk_phone import DeskPhone, acknowledge, hang_up, place_call
-from tests.support.gateway import AGENT_PASSWORD, DOMAIN, Gateway, call_events, gateway_stack
+from tests.support.gateway import (
+    AGENT_PASSWORD,
+    DOMAIN,
+    Gateway,
+    add_agent,
+    add_inbound_trunk,
+    call_events,
+    gateway_stack,
+    inbound_carrier,
+)
 from tests.support.nats import NatsServer
 from tests.support.rtp_peer import RtpPeer, analyse
 from tests.support.sipp import Sipp
@@ -35,46 +41,13 @@ async def stack(nats_server: NatsServer, tmp_path: Path) -> AsyncIterator[tuple[
     own; yields the gateway and that carrier port."""
     settings = {"ECHODESK_SIGNALING_SIP_DIGEST_ALGORITHMS": "MD5"}  # sipp 3.6 answers MD5 only
     async with gateway_stack(nats_server, tmp_path, signaling_settings=settings) as (gateway, _outbound):
-        agents = await gateway.bus.bucket(subjects.AGENTS_KV)
-        second = agent_record(
-            tenant_id="acme",
-            agent_id="a101",
-            extension="101",
-            sip_username="101",
-            domain=DOMAIN,
-            password="pw-101",
-        )
-        await agents.put(agent_key(DOMAIN, "101"), second.model_dump_json().encode())
-        port = free_port()
-        trunk = TrunkRecord(
-            tenant_id="acme",
-            trunk_id="geo-in",
-            name="Geo inbound",
-            sip_server="127.0.0.1",
-            sip_port=port,
-            registers=False,
-            keepalive_s=3600,
-            dids=(DID,),
-        )
-        await (await gateway.bus.bucket(subjects.TRUNKS_KV)).put(
-            trunk_key("acme", "geo-in"), trunk.model_dump_json().encode()
-        )
+        await add_agent(gateway.bus, "101", "pw-101")
+        port = await add_inbound_trunk(gateway.bus, (DID,))
         yield gateway, port
 
 
-def carrier(tmp_path: Path, gateway: Gateway, port: int, *, talk_ms: int = 3000, number: str = DID) -> Sipp:
-    """sipp as the carrier delivering the customer's call from its own port, echoing audio."""
-    return Sipp(
-        "carrier_inbound_uac",
-        tmp_path,
-        remote=gateway.sip,
-        injection=[[CUSTOMER, number]],
-        calls=1,
-        timeout=40,
-        recv_timeout=30,
-        local_port=port,
-        extra_args=("-d", str(talk_ms), "-rtp_echo", "-mp", str(free_port())),
-    )
+def carrier(tmp_path: Path, gateway: Gateway, port: int, *, number: str = DID) -> Sipp:
+    return inbound_carrier(tmp_path, gateway, port, number, customer=CUSTOMER)
 
 
 async def phone(gateway: Gateway, user: str, password: str) -> DeskPhone:

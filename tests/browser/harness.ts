@@ -7,6 +7,7 @@
 
 import {
   type Core,
+  type Invitation,
   Inviter,
   Registerer,
   RegistererState,
@@ -70,6 +71,16 @@ export interface CallResult {
   callId: string;
   /** The SDP answer of the 2xx, as received. */
   answer: string;
+}
+
+/** A call the gateway rang this agent with (an inbound or internal call). */
+export interface IncomingCall {
+  /** The caller as the From header shows it: URI and display name. */
+  from: string;
+  displayName: string;
+  callId: string;
+  /** Our offer's SDP as the INVITE carried it. */
+  offer: string;
 }
 
 export interface HangupResult {
@@ -142,6 +153,8 @@ class Harness {
   private ua: UserAgent | null = null;
   private registerer: Registerer | null = null;
   private session: Session | null = null;
+  /** Calls that rang and were not taken yet, oldest first. */
+  private incoming: Invitation[] = [];
   private entries: LogEntry[] = [];
   private seq = 0;
 
@@ -161,6 +174,15 @@ class Harness {
         connectionTimeout: options.connectionTimeout ?? 5,
         // Messages are captured below, in full; SIP.js's own trace would only duplicate them.
         traceSip: false,
+      },
+      // A softphone rings: 180 at once, then the test accepts or rejects (RFC 3261 13.3.1.1).
+      delegate: {
+        onInvite: (invitation: Invitation): void => {
+          this.record("state", `incoming ${invitation.request.callId}`);
+          invitation.stateChange.addListener((state) => this.record("state", `incoming ${state}`));
+          this.incoming.push(invitation);
+          invitation.progress().catch((error: unknown) => this.record("state", `progress failed: ${String(error)}`));
+        },
       },
       authorizationUsername: options.user,
       authorizationPassword: options.password,
@@ -351,6 +373,55 @@ class Harness {
         })
         .catch((error: unknown) => settle(() => reject(error)));
     });
+  }
+
+  /** Wait for the gateway to ring us; the call becomes this agent's current one. */
+  async waitForInvite(timeoutMs: number): Promise<IncomingCall> {
+    const deadline = performance.now() + timeoutMs;
+    while (this.incoming.length === 0) {
+      if (performance.now() > deadline) {
+        throw new Error(`no call rang within ${timeoutMs} ms`);
+      }
+      await sleep(20);
+    }
+    const invitation = this.incoming.shift() as Invitation;
+    this.session = invitation;
+    const identity = invitation.remoteIdentity;
+    return {
+      from: identity.uri.toString(),
+      displayName: identity.displayName,
+      callId: invitation.request.callId,
+      offer: invitation.request.body ?? "",
+    };
+  }
+
+  /** Answer the ringing call with the microphone's audio; resolves once it is Established. */
+  async accept(): Promise<HarnessState> {
+    const session = this.requireSession();
+    if (session instanceof Inviter) {
+      throw new Error("the current call is one we placed: there is nothing to accept");
+    }
+    const invitation = session as Invitation;
+    invitation.delegate = {
+      onSessionDescriptionHandler: (handler) => {
+        if (handler instanceof Web.SessionDescriptionHandler) {
+          this.watchPeerConnection(handler);
+        }
+      },
+    };
+    await invitation.accept({ sessionDescriptionHandlerOptions: { constraints: { audio: true, video: false } } });
+    await this.waitForSession(SessionState.Established, 10000);
+    return this.state();
+  }
+
+  /** Decline the ringing call with `status` (486 busy, 603 decline). */
+  async reject(status: number): Promise<HarnessState> {
+    const session = this.requireSession();
+    if (session instanceof Inviter) {
+      throw new Error("the current call is one we placed: there is nothing to reject");
+    }
+    await (session as Invitation).reject({ statusCode: status });
+    return this.state();
   }
 
   /** End the call: BYE when established, CANCEL while it is being set up; waits for the answer. */

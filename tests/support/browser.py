@@ -112,6 +112,14 @@ class Call:
 
 
 @dataclass(frozen=True, slots=True)
+class IncomingCall:
+    from_uri: str
+    display_name: str
+    call_id: str
+    offer: str
+
+
+@dataclass(frozen=True, slots=True)
 class Hangup:
     state: str
     #: The BYE's final status (487 for a CANCELled INVITE); None when no answer came.
@@ -285,6 +293,23 @@ class BrowserAgent:
             call_id=str(value["callId"]),
             answer=str(value["answer"]),
         )
+
+    async def wait_for_invite(self, timeout: float = 10.0) -> IncomingCall:
+        """Wait until the gateway rings this agent (SIP.js answers 180 at once)."""
+        value = await self._call("waitForInvite", int(timeout * 1000), timeout=timeout + 5)
+        return IncomingCall(
+            from_uri=str(value["from"]),
+            display_name=str(value["displayName"]),
+            call_id=str(value["callId"]),
+            offer=str(value["offer"]),
+        )
+
+    async def accept(self) -> AgentState:
+        """Answer the ringing call with the microphone; returns once it is established."""
+        return _state(await self._call("accept", timeout=self.step_timeout + 10))
+
+    async def reject(self, status: int = 486) -> AgentState:
+        return _state(await self._call("reject", status))
 
     async def hangup(self) -> Hangup:
         """BYE an established call (CANCEL one being set up) and wait for the answer."""

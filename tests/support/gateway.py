@@ -152,6 +152,67 @@ async def gateway_stack(
             assert "Traceback" not in output, output
 
 
+async def add_agent(bus: Bus, user: str, password: str, *, ring_groups: tuple[str, ...] = ()) -> None:
+    """Another agent of tenant ``acme`` (agent id ``a<user>``, extension ``user``)."""
+    record = agent_record(
+        tenant_id="acme",
+        agent_id=f"a{user}",
+        extension=user,
+        sip_username=user,
+        domain=DOMAIN,
+        password=password,
+        ring_groups=ring_groups,
+    )
+    await (await bus.bucket(subjects.AGENTS_KV)).put(
+        agent_key(DOMAIN, user), record.model_dump_json().encode()
+    )
+
+
+async def add_inbound_trunk(bus: Bus, dids: tuple[str, ...], *, ring_group: str | None = None) -> int:
+    """A trunk whose carrier (sipp started with ``local_port`` = the returned port) calls in to
+    ``dids``; it does not register, and its keep-alive is an hour away."""
+    port = free_port()
+    trunk = TrunkRecord(
+        tenant_id="acme",
+        trunk_id="geo-in",
+        name="Geo inbound",
+        sip_server="127.0.0.1",
+        sip_port=port,
+        registers=False,
+        keepalive_s=3600,
+        dids=dids,
+        ring_group=ring_group,
+    )
+    await (await bus.bucket(subjects.TRUNKS_KV)).put(
+        trunk_key("acme", "geo-in"), trunk.model_dump_json().encode()
+    )
+    return port
+
+
+def inbound_carrier(
+    tmp_path: Path,
+    gateway: Gateway,
+    port: int,
+    number: str,
+    *,
+    customer: str = "555123456",
+    talk_ms: int = 3000,
+) -> Sipp:
+    """sipp as the carrier of :func:`add_inbound_trunk` delivering ``customer``'s call to ``number``
+    from its own port; it echoes the audio it gets and hangs up after ``talk_ms``."""
+    return Sipp(
+        "carrier_inbound_uac",
+        tmp_path,
+        remote=gateway.sip,
+        injection=[[customer, number]],
+        calls=1,
+        timeout=40,
+        recv_timeout=30,
+        local_port=port,
+        extra_args=("-d", str(talk_ms), "-rtp_echo", "-mp", str(free_port())),
+    )
+
+
 async def call_events(bus: Bus, call_count: int = 1, timeout: float = 15) -> list[CallEventEnvelope]:
     """The call events on the bus, in order, until ``call_count`` calls have ended."""
     sub = await bus.js.pull_subscribe(subjects.call_events(), stream=subjects.CALL_EVENTS.name)
