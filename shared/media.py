@@ -33,6 +33,10 @@ class SessionKind(StrEnum):
     WEBRTC_WEBRTC = "webrtc-webrtc"
     #: The echo test line: the agent's own audio comes back.
     ECHO = "echo"
+    #: The demo line: the agent (a browser or a desk phone, by its offer) hears a short prompt played
+    #: by the worker, repeated until the session is closed; what the agent sends is received and
+    #: dropped (its DTMF is still reported). G.711 only: the worker makes the audio itself.
+    ANNOUNCEMENT = "announcement"
 
 
 class LegMedia(StrEnum):
@@ -128,6 +132,8 @@ class MediaEventKind(StrEnum):
     DTMF = "dtmf"
     QUALITY = "quality"
     CLOSED = "closed"
+    #: An ``announcement`` session played its prompt through once (it repeats it from then on).
+    ANNOUNCEMENT_PLAYED = "announcement_played"
 
 
 class MediaEvent(ContractModel):

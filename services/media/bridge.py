@@ -3,7 +3,8 @@ hold, the media timeout and the quality summary. What the session subjects ask, 
 
 Kinds (:class:`~shared.media.SessionKind`): ``webrtc-rtp`` (a browser agent and a carrier, or a
 desk phone: the browser is the agent leg whichever side called), ``rtp-rtp`` (a desk phone and a
-carrier), ``webrtc-webrtc`` (two browser agents), ``echo`` (a browser hears itself). A WebRTC leg
+carrier), ``webrtc-webrtc`` (two browser agents), ``echo`` (a browser or a desk phone hears itself),
+``announcement`` (a browser or a desk phone hears a prompt: :mod:`services.media.announcement`). A WebRTC leg
 without an offer gets ours (a call that rings a browser) and its answer comes through :meth:`Bridge.update`;
 re-offers on any leg are answered there (hold, resume, ICE restart). A relay runs per
 direction once both of its legs have negotiated a codec; until then what arrives is counted and
@@ -20,15 +21,17 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
+from services.media.announcement import Announcement
 from services.media.dtmf import Digit, event_packets
 from services.media.ports import PortRange
+from services.media.prompt import Prompt, chime
 from services.media.quality import mos_estimate
 from services.media.recording_fork import RecordingFork
 from services.media.relay import Relay, Target
 from services.media.rtp import MARKER, OutboundStream, ReceptionStats
 from services.media.rtp_leg import RtpLeg
 from services.media.webrtc import NegotiationError, WebRtcMux, WebRtcSession, g711_offer
-from services.media.webrtc.session import DEFAULT_CODECS
+from services.media.webrtc.session import DEFAULT_CODECS, WebRtcState
 from shared.bus import Rejected
 from shared.events import LegKind, LegQuality
 from shared.media import (
@@ -115,6 +118,8 @@ class Bridge:
         on_digit: OnDigit,
         clock: Callable[[], float] = time.monotonic,
         fork: RecordingFork | None = None,
+        prompt: Prompt | None = None,
+        on_played: Callable[[], None] | None = None,
     ) -> None:
         self.session_id = session_id
         self.request = request
@@ -133,6 +138,10 @@ class Bridge:
         self._clock = clock
         #: Both legs' audio towards the recorder when the call is recorded (``CreateSession.record``).
         self.fork = fork
+        #: What an ``announcement`` session plays, and the player once the agent leg is open.
+        self._prompt = prompt
+        self._on_played = on_played
+        self.announcement: Announcement | None = None
 
     # -- creation
 
@@ -154,6 +163,17 @@ class Bridge:
                 raise Rejected("unsupported", "the echo line answers the caller's offer; it makes none")
             agent_sdp = self._open_webrtc(LegKind.AGENT, request.agent_offer, DEFAULT_CODECS, None)
             self._wire()
+            return agent_sdp, None
+        if kind is SessionKind.ANNOUNCEMENT:
+            if request.agent_offer is None:
+                raise Rejected("unsupported", "the demo line answers the caller's offer; it makes none")
+            if _plain_rtp(request.agent_offer):
+                agent_sdp = await self._open_rtp(LegKind.AGENT, request.agent_offer, None)
+            else:
+                # G.711 only: the worker encodes the prompt itself and has no opus encoder on its path.
+                agent_sdp = self._open_webrtc(LegKind.AGENT, request.agent_offer, G711_FOR_BROWSERS, None)
+            self._wire()
+            self._announce(self.legs[LegKind.AGENT])
             return agent_sdp, None
         if kind is SessionKind.WEBRTC_RTP:
             if request.agent_offer is not None:
@@ -253,6 +273,36 @@ class Bridge:
                 raise Rejected("no_common_codec", str(error)) from None
         if self.negotiated_at is None and all(leg.codecs[0] is not None for leg in self.legs.values()):
             self.negotiated_at = self._clock()
+
+    def _announce(self, leg: Leg) -> None:
+        """Play the prompt towards ``leg`` in its negotiated G.711 law, from when it can take packets."""
+        audio, _ = leg.codecs
+        if audio is None:
+            raise Rejected("no_common_codec", "the announcement needs PCMU or PCMA")
+        media = leg.media
+        if isinstance(media, WebRtcSession):
+            session = media
+
+            def ready() -> bool:
+                return session.state is WebRtcState.CONNECTED
+        else:
+            rtp = media
+
+            def ready() -> bool:
+                return rtp.latched is not None or rtp.expected is not None
+
+        prompt = self._prompt if self._prompt is not None else chime()
+        self.announcement = Announcement(
+            prompt.frames(audio.name),
+            encoding=audio.name,
+            payload_type=audio.payload_type,
+            stream=leg.stream,
+            send=media.send_rtp,
+            ready=ready,
+            on_played=self._on_played,
+            clock=self._clock,
+        )
+        self.announcement.start()
 
     def _other(self, leg: Leg) -> Leg | None:
         for other in self.legs.values():
@@ -417,6 +467,8 @@ class Bridge:
         if self.closed:
             return
         self.closed = True
+        if self.announcement is not None:
+            self.announcement.stop()
         if self.fork is not None:
             self.fork.end(self._clock())
         for leg in self.legs.values():

@@ -11,8 +11,8 @@ On the bus (shared/media.py is the contract):
   subscription serves them all.
 - ``recordings.audio.<call>``: both legs' audio of recorded sessions (``services/media/recording_fork.py``),
   published by a task of its own from a bounded outbox; KV ``recordings`` gets the call's lease.
-- ``media.events.<tenant>.<call>``: MediaEvents (dtmf, media_timeout, closed), published from a
-  queue by a task of their own: the packet path only appends to that queue.
+- ``media.events.<tenant>.<call>``: MediaEvents (dtmf, media_timeout, announcement_played, closed),
+  published from a queue by a task of their own: the packet path only appends to that queue.
 
 Both request subscriptions hand each message to a task of its own: nats-py runs a subscription's
 callback inside the subscription's task, which unsubscribing cancels, and leaving the queue group must
@@ -37,6 +37,7 @@ from services.media.bridge import Bridge
 from services.media.chunk_outbox import ChunkOutbox
 from services.media.dtmf import Digit
 from services.media.ports import PortRange, PortsExhausted
+from services.media.prompt import Prompt, chime
 from services.media.recording_fork import RecordingFork
 from services.media.webrtc import WebRtcMux
 from shared import subjects
@@ -87,6 +88,10 @@ class MediaService:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._advertised = ""
         self.outbox = ChunkOutbox(capacity=settings.recording_backlog_chunks, clock=clock)
+        #: What ``announcement`` sessions (the demo line) play: made once, encoded once per law.
+        self.prompt: Prompt = chime()
+        for law in ("PCMU", "PCMA"):
+            self.prompt.frames(law)
 
     @property
     def sessions(self) -> int:
@@ -252,6 +257,8 @@ class MediaService:
             on_digit=lambda leg, digit: self._digit(bridge, leg, digit),
             clock=self._clock,
             fork=fork,
+            prompt=self.prompt,
+            on_played=lambda: self._emit(bridge, MediaEventKind.ANNOUNCEMENT_PLAYED, leg=LegKind.AGENT),
         )
         try:
             agent_sdp, customer_sdp = await bridge.open()
