@@ -402,7 +402,7 @@ class Bus:
                 # Without this a pull request still open on the server answers into the inbox
                 # after the loop is gone, and draining the connection waits for nobody.
                 with contextlib.suppress(Exception):
-                    await psub.unsubscribe()
+                    await asyncio.wait_for(psub.unsubscribe(), timeout=2.0)
 
         async def batches() -> None:
             while True:

@@ -92,7 +92,7 @@ class EventIngestion:
 
     async def ingest(self, deliveries: Sequence[Delivery[Event]]) -> None:
         """Apply the events not yet applied, in one transaction."""
-        async with self.db.sessions() as session, session.begin():
+        async with self.db.transaction() as session:
             fresh = await self._fresh(session, deliveries)
             if not fresh:
                 INGESTED.labels("duplicate").inc(len(deliveries))

@@ -24,15 +24,16 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import cast
 
 import httpx
 from prometheus_client import Counter, Histogram
-from sqlalchemy import func, literal_column, select, update
+from sqlalchemy import Table, bindparam, func, literal_column, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.api.db import Database, WebhookDelivery, WebhookSubscription
 from services.api.db.base import new_id, utcnow
-from services.api.db.upsert import insert_new
+from services.api.db.upsert import insert_new_returning_ids
 from services.api.db.webhooks import DeliveryStatus, SubscriptionStatus
 from services.api.ingestion import EVENT_STREAMS, durable_name
 from shared.bus import Bus, Delivery
@@ -109,6 +110,18 @@ class _Claim:
     attempt: int
     url: str
     secret_sealed: str
+    #: The subscription's failures in a row when this was claimed: a success resets them only
+    #: when there were some (saving a write per delivery otherwise).
+    failures: int
+
+
+@dataclass(frozen=True)
+class _Outcome:
+    claim: _Claim
+    status_code: int | None
+    error: str | None
+    duration_ms: float
+    at: datetime
 
 
 class WebhookDispatcher:
@@ -128,7 +141,12 @@ class WebhookDispatcher:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._sending: set[asyncio.Task[None]] = set()
-        self._slots = asyncio.Semaphore(self.policy.concurrency)
+        self._starved = False
+        #: Finished attempts waiting to be written: one writer, one transaction for many (SQLite
+        #: has one writer at a time, and many small concurrent transactions queue behind its lock).
+        self._outcomes: list[_Outcome] = []
+        self._outcomes_ready = asyncio.Event()
+        self._writer: asyncio.Task[None] | None = None
         #: The lease a claimed delivery gets: a worker that dies mid-POST leaves it due again after.
         self._lease = timedelta(seconds=self.policy.timeout_s + 30)
 
@@ -142,6 +160,7 @@ class WebhookDispatcher:
     def start_worker(self) -> None:
         if self._task is None:
             self._task = asyncio.create_task(self._run(), name="webhooks")
+            self._writer = asyncio.create_task(self._write_outcomes(), name="webhook-outcomes")
 
     def kick(self) -> None:
         """Look for due deliveries now (a subscription was resumed, deliveries were queued)."""
@@ -158,20 +177,39 @@ class WebhookDispatcher:
         for task in list(self._sending):
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
+        if self._writer is not None:
+            self._writer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._writer
+            self._writer = None
+        if self._outcomes:  # what finished is written; an attempt cut short is made again after its lease
+            with contextlib.suppress(Exception):
+                await self._record_all(self._take_outcomes())
         if self._owns_client:
             await self._client.aclose()
 
     # --- from events to deliveries ---------------------------------------------------------
 
     async def enqueue(self, deliveries: Sequence[Delivery[Event]]) -> None:
-        """One pending delivery per event and matching subscription (none twice)."""
+        """One delivery per event and matching subscription (never two: the database's unique
+        key), written before anything is sent. Deliveries of active subscriptions are claimed in
+        the same transaction and sent at once, while there are free slots; the rest wait for the
+        worker."""
         tenants = {d.value.tenant_id for d in deliveries}
         now = utcnow()
-        async with self.db.sessions() as session, session.begin():
+        free = self.policy.concurrency - len(self._sending)
+        claims: dict[str, _Claim] = {}
+        async with self.db.transaction() as session:
             subscriptions = (
                 await session.execute(
                     select(
-                        WebhookSubscription.id, WebhookSubscription.tenant_id, WebhookSubscription.event_types
+                        WebhookSubscription.id,
+                        WebhookSubscription.tenant_id,
+                        WebhookSubscription.event_types,
+                        WebhookSubscription.url,
+                        WebhookSubscription.secret_sealed,
+                        WebhookSubscription.status,
+                        WebhookSubscription.consecutive_failures,
                     ).where(WebhookSubscription.tenant_id.in_(tenants))
                 )
             ).all()
@@ -180,24 +218,46 @@ class WebhookDispatcher:
             rows = []
             for delivery in deliveries:
                 event = delivery.value
-                for sub_id, tenant_id, types in subscriptions:
-                    if tenant_id == event.tenant_id and (not types or event.type in types):
-                        rows.append(
-                            {
-                                "id": new_id("whd"),
-                                "tenant_id": tenant_id,
-                                "subscription_id": sub_id,
-                                "event_id": str(event.id),
-                                "event_type": event.type,
-                                "payload": event.model_dump_json(),
-                                "status": DeliveryStatus.PENDING.value,
-                                "attempts": 0,
-                                "next_attempt_at": now,
-                                "created_at": now,
-                            }
+                payload = event.model_dump_json()
+                for sub in subscriptions:
+                    if sub.tenant_id != event.tenant_id or (
+                        sub.event_types and event.type not in sub.event_types
+                    ):
+                        continue
+                    row_id = new_id("whd")
+                    send_now = free > 0 and sub.status == SubscriptionStatus.ACTIVE.value
+                    if send_now:
+                        free -= 1
+                        claims[row_id] = _Claim(
+                            row_id,
+                            sub.id,
+                            str(event.id),
+                            event.type,
+                            payload,
+                            1,
+                            sub.url,
+                            sub.secret_sealed,
+                            sub.consecutive_failures,
                         )
-            await insert_new(session, WebhookDelivery, rows)
-        if rows:
+                    rows.append(
+                        {
+                            "id": row_id,
+                            "tenant_id": sub.tenant_id,
+                            "subscription_id": sub.id,
+                            "event_id": str(event.id),
+                            "event_type": event.type,
+                            "payload": payload,
+                            "status": DeliveryStatus.PENDING.value,
+                            "attempts": 1 if send_now else 0,
+                            "next_attempt_at": now + self._lease if send_now else now,
+                            "created_at": now,
+                        }
+                    )
+            inserted = await insert_new_returning_ids(session, WebhookDelivery, rows)
+        for row_id in inserted:
+            if row_id in claims:
+                self._send(claims[row_id])
+        if len(inserted) > len(claims):
             self._wake.set()
 
     # --- the worker ------------------------------------------------------------------------
@@ -206,15 +266,16 @@ class WebhookDispatcher:
         while True:
             try:
                 self._wake.clear()
-                claims = await self._claim(self.policy.concurrency)
+                room = self.policy.concurrency - len(self._sending)
+                claims = await self._claim(room) if room > 0 else []
                 for claim in claims:
-                    await self._slots.acquire()
-                    task = asyncio.create_task(self._attempt(claim))
-                    self._sending.add(task)
-                    task.add_done_callback(self._sent)
-                if len(claims) == self.policy.concurrency:
-                    continue
-                wait = await self._until_next_due()
+                    self._send(claim)
+                if room <= 0 or len(claims) == room:
+                    self._starved = True  # a finished attempt wakes us to claim more
+                    wait = 1.0
+                else:
+                    self._starved = False
+                    wait = await self._until_next_due()
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # the database is away: try again shortly
@@ -223,9 +284,15 @@ class WebhookDispatcher:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=wait)
 
+    def _send(self, claim: _Claim) -> None:
+        task = asyncio.create_task(self._attempt(claim))
+        self._sending.add(task)
+        task.add_done_callback(self._sent)
+
     def _sent(self, task: asyncio.Task[None]) -> None:
         self._sending.discard(task)
-        self._slots.release()
+        if self._starved:
+            self._wake.set()
         if not task.cancelled() and task.exception() is not None:
             log.error("webhook attempt crashed", error=repr(task.exception()))
 
@@ -236,7 +303,7 @@ class WebhookDispatcher:
         ]
 
     async def _until_next_due(self) -> float:
-        async with self.db.sessions() as session:
+        async with self.db.transaction() as session:
             due = await session.scalar(
                 select(func.min(WebhookDelivery.next_attempt_at))
                 .join(WebhookSubscription, WebhookSubscription.id == WebhookDelivery.subscription_id)
@@ -249,7 +316,7 @@ class WebhookDispatcher:
 
     async def _claim(self, limit: int) -> list[_Claim]:
         now = utcnow()
-        async with self.db.sessions() as session, session.begin():
+        async with self.db.transaction() as session:
             rows = (
                 await session.execute(
                     select(
@@ -261,6 +328,7 @@ class WebhookDispatcher:
                         WebhookDelivery.attempts,
                         WebhookSubscription.url,
                         WebhookSubscription.secret_sealed,
+                        WebhookSubscription.consecutive_failures,
                     )
                     .join(WebhookSubscription, WebhookSubscription.id == WebhookDelivery.subscription_id)
                     .where(*self._due(), WebhookDelivery.next_attempt_at <= now)  # type: ignore[arg-type]
@@ -287,6 +355,7 @@ class WebhookDispatcher:
                 r.attempts + 1,
                 r.url,
                 r.secret_sealed,
+                r.consecutive_failures,
             )
             for r in rows
         ]
@@ -324,47 +393,88 @@ class WebhookDispatcher:
         duration_ms = (time.monotonic() - started) * 1000
         LATENCY.observe(duration_ms / 1000)
         ATTEMPTS.labels("delivered" if error is None else "failed").inc()
-        await self._record(claim, status_code, error, duration_ms)
+        self._outcomes.append(_Outcome(claim, status_code, error, duration_ms, utcnow()))
+        self._outcomes_ready.set()
 
-    async def _record(
-        self, claim: _Claim, status_code: int | None, error: str | None, duration_ms: float
-    ) -> None:
-        now = utcnow()
-        async with self.db.sessions() as session, session.begin():
-            result = {
-                "last_attempt_at": now,
-                "last_status_code": status_code,
-                "last_error": error,
-                "last_duration_ms": round(duration_ms, 3),
-            }
-            delivery = update(WebhookDelivery).where(WebhookDelivery.id == claim.delivery_id)
-            subscription = update(WebhookSubscription).where(WebhookSubscription.id == claim.subscription_id)
-            if error is None:
+    def _take_outcomes(self) -> list[_Outcome]:
+        outcomes, self._outcomes = self._outcomes, []
+        return outcomes
+
+    async def _write_outcomes(self) -> None:
+        while True:
+            await self._outcomes_ready.wait()
+            self._outcomes_ready.clear()
+            outcomes = self._take_outcomes()
+            if not outcomes:
+                continue
+            try:
+                await self._record_all(outcomes)
+            except Exception as exc:  # the database is away: keep them and try again
+                log.warning("webhook outcomes not written, retrying", error=str(exc) or type(exc).__name__)
+                self._outcomes[:0] = outcomes
+                await asyncio.sleep(1.0)
+                self._outcomes_ready.set()
+                continue
+            if any(o.error is not None for o in outcomes):
+                self._wake.set()  # a retry may be due sooner than the worker planned
+
+    async def _record_all(self, outcomes: list[_Outcome]) -> None:
+        delivered = [o for o in outcomes if o.error is None]
+        async with self.db.transaction() as session:
+            if delivered:
+                # One statement for every success (executemany), however many there are.
+                table = cast(Table, WebhookDelivery.__table__)
                 await session.execute(
-                    delivery.values(
+                    update(table)
+                    .where(table.c.id == bindparam("delivery_id"))
+                    .values(
                         status=DeliveryStatus.DELIVERED.value,
-                        delivered_at=now,
+                        delivered_at=bindparam("at"),
                         next_attempt_at=None,
-                        **result,
+                        last_attempt_at=bindparam("at"),
+                        last_status_code=bindparam("code"),
+                        last_error=None,
+                        last_duration_ms=bindparam("ms"),
+                    ),
+                    [
+                        {
+                            "delivery_id": o.claim.delivery_id,
+                            "at": o.at,
+                            "code": o.status_code,
+                            "ms": round(o.duration_ms, 3),
+                        }
+                        for o in delivered
+                    ],
+                )
+                recovered = {o.claim.subscription_id for o in delivered if o.claim.failures}
+                if recovered:
+                    await session.execute(
+                        update(WebhookSubscription)
+                        .where(WebhookSubscription.id.in_(recovered))
+                        .values(consecutive_failures=0)
                     )
-                )
-                await session.execute(
-                    subscription.where(WebhookSubscription.consecutive_failures != 0).values(
-                        consecutive_failures=0
-                    )
-                )
-                return
-            final = claim.attempt >= self.policy.max_attempts
-            await session.execute(
-                delivery.values(
-                    status=(DeliveryStatus.FAILED if final else DeliveryStatus.PENDING).value,
-                    next_attempt_at=None
-                    if final
-                    else now + timedelta(seconds=self.policy.retry_delay(claim.attempt)),
-                    **result,
-                )
+            for outcome in outcomes:
+                if outcome.error is not None:
+                    await self._record_failure(session, outcome, outcome.error)
+
+    async def _record_failure(self, session: AsyncSession, outcome: _Outcome, error: str) -> None:
+        claim, now = outcome.claim, outcome.at
+        final = claim.attempt >= self.policy.max_attempts
+        await session.execute(
+            update(WebhookDelivery)
+            .where(WebhookDelivery.id == claim.delivery_id)
+            .values(
+                status=(DeliveryStatus.FAILED if final else DeliveryStatus.PENDING).value,
+                next_attempt_at=None
+                if final
+                else now + timedelta(seconds=self.policy.retry_delay(claim.attempt)),
+                last_attempt_at=now,
+                last_status_code=outcome.status_code,
+                last_error=error,
+                last_duration_ms=round(outcome.duration_ms, 3),
             )
-            await self._count_failure(session, claim, error, now)
+        )
+        await self._count_failure(session, claim, error, now)
 
     async def _count_failure(self, session: AsyncSession, claim: _Claim, error: str, now: datetime) -> None:
         failures = await session.scalar(

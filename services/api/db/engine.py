@@ -8,7 +8,9 @@ as SQLAlchemy's SQLite documentation recommends). PostgreSQL (asyncpg) needs not
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -71,6 +73,18 @@ class Database:
         self.sessions: async_sessionmaker[AsyncSession] = async_sessionmaker(
             self.engine, expire_on_commit=False
         )
+        self._sqlite_turns = asyncio.Lock()
+
+    @contextlib.asynccontextmanager
+    async def transaction(self) -> AsyncIterator[AsyncSession]:
+        """A session inside one transaction, committed on leaving. On SQLite this process's
+        transactions take turns on an asyncio lock first: every transaction there begins with the
+        write lock (``BEGIN IMMEDIATE``), and one that finds it taken sleeps in SQLite's busy
+        handler in steps of up to 100 ms, where the background consumers would wait far longer
+        than their work takes."""
+        turn = self._sqlite_turns if self.dialect == "sqlite" else contextlib.nullcontext()
+        async with turn, self.sessions() as session, session.begin():
+            yield session
 
     @property
     def dialect(self) -> str:
