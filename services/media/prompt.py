@@ -84,4 +84,4 @@ def chime() -> Prompt:
     return Prompt("chime", out.astype(np.int16))
 
 
-__all__ = ["FRAME_SAMPLES", "SAMPLE_RATE", "SILENCE", "Prompt", "chime"]
+__all__ = ["CHIME_NOTES", "FRAME_SAMPLES", "SAMPLE_RATE", "SILENCE", "Prompt", "chime"]
