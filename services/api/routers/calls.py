@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query, status
-from sqlalchemy import and_, case, func, or_, select
+from sqlalchemy import and_, case, func, or_, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.api import cursors
@@ -123,7 +123,8 @@ async def list_calls(
         query = query.where(Call.started_at < until)
     if cursor is not None:
         at, last_id = cursors.decode(cursor)
-        query = query.where(or_(Call.started_at < at, and_(Call.started_at == at, Call.id < last_id)))
+        # A row-value comparison: the index on (tenant, started_at, id) starts right at the cursor.
+        query = query.where(tuple_(Call.started_at, Call.id) < tuple_(at, last_id))
     rows = list(
         await session.scalars(query.order_by(Call.started_at.desc(), Call.id.desc()).limit(limit + 1))
     )

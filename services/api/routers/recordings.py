@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, HTTPException, Query, status
-from sqlalchemy import and_, or_, select
+from sqlalchemy import select, tuple_
 
 from services.api import cursors
 from services.api.db import Recording
@@ -65,9 +65,8 @@ async def list_recordings(
         query = query.where(Recording.status == status_)
     if cursor is not None:
         at, last_id = cursors.decode(cursor)
-        query = query.where(
-            or_(Recording.started_at < at, and_(Recording.started_at == at, Recording.id < last_id))
-        )
+        # A row-value comparison: the index on (tenant, started_at, id) starts right at the cursor.
+        query = query.where(tuple_(Recording.started_at, Recording.id) < tuple_(at, last_id))
     rows = list(
         await session.scalars(
             query.order_by(Recording.started_at.desc(), Recording.id.desc()).limit(limit + 1)

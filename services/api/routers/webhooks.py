@@ -6,7 +6,7 @@ import secrets
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, HTTPException, Query, Request, Response, status
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import func, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.api import cursors
@@ -213,12 +213,7 @@ async def list_deliveries(
         query = query.where(WebhookDelivery.status == status_)
     if cursor is not None:
         at, last_id = cursors.decode(cursor)
-        query = query.where(
-            or_(
-                WebhookDelivery.created_at < at,
-                and_(WebhookDelivery.created_at == at, WebhookDelivery.id < last_id),
-            )
-        )
+        query = query.where(tuple_(WebhookDelivery.created_at, WebhookDelivery.id) < tuple_(at, last_id))
     rows = list(
         await session.scalars(
             query.order_by(WebhookDelivery.created_at.desc(), WebhookDelivery.id.desc()).limit(limit + 1)
