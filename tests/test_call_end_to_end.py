@@ -11,8 +11,9 @@ from pathlib import Path
 
 import pytest
 
+from services.signaling.sip.message import Response
 from shared.events import CallStatus, Party
-from tests.support.desk_phone import acknowledge, hang_up, place_call
+from tests.support.desk_phone import acknowledge, hang_up, in_dialog, place_call
 from tests.support.gateway import Gateway, call_events, gateway_stack
 from tests.support.nats import NatsServer
 from tests.support.rtp_peer import RtpPeer, analyse
@@ -74,3 +75,77 @@ async def test_echo_line_returns_the_agents_own_audio(stack: tuple[Gateway, Sipp
     events = await call_events(gateway.bus)
     assert [e.type for e in events] == ["call.created", "call.answered", "call.ended"]  # type: ignore[attr-defined]
     assert events[0].data.to_number == "*43"  # type: ignore[attr-defined]
+
+
+def _offer(phone: RtpPeer, version: int, direction: str = "sendrecv") -> bytes:
+    """The phone's offer again, its o= version bumped as a changed offer must be (RFC 3264 8)."""
+    return phone.description(direction).replace(" 1 IN IP4 ", f" {version} IN IP4 ", 1).encode()
+
+
+async def test_hold_resume_a_garbage_reinvite_and_info_dtmf_in_a_call(stack: tuple[Gateway, Sipp]) -> None:
+    """The agent holds (sendonly) and resumes; a re-INVITE with garbage SDP gets 488 with a Warning
+    and the call keeps its audio; a SIP INFO digit is played to the carrier as RFC 4733 (whose echo
+    comes back to the phone as telephone-events)."""
+    gateway, carrier = stack
+    phone = await RtpPeer.open("127.0.0.1")
+    try:
+        client, answered, dialog = await asyncio.to_thread(place_call, gateway.sip, phone.description())
+        assert answered.status_code == 200, answered
+        phone.learn(answered.body.decode())
+        target = acknowledge(client, answered)
+        phone.start_tone(1000)
+        sdp = ("Content-Type: application/sdp",)
+
+        async def reinvite(cseq: int, body: bytes) -> Response:
+            response = await asyncio.to_thread(
+                in_dialog, client, answered, dialog, target, "INVITE", cseq, headers=sdp, body=body
+            )
+            if response.status_code == 200:
+                acknowledge(client, response, cseq)
+            return response
+
+        held = await reinvite(3, _offer(phone, 2, "sendonly"))
+        assert held.status_code == 200, held
+        assert b"a=recvonly" in held.body, held.body
+        resumed = await reinvite(4, _offer(phone, 3))
+        assert resumed.status_code == 200, resumed
+        assert b"a=sendrecv" in resumed.body, resumed.body
+        garbage = await reinvite(5, b"v=0\r\nthis is not SDP\r\n")
+        assert garbage.status_code == 488, garbage
+        assert "399 echodesk" in (garbage.headers.get("Warning") or ""), garbage
+        await asyncio.sleep(1.5)
+        heard = analyse(phone.audio(last_seconds=1.0))
+        assert heard["dominant_hz"] == pytest.approx(1000, abs=15), heard
+
+        info = await asyncio.to_thread(
+            in_dialog,
+            client,
+            answered,
+            dialog,
+            target,
+            "INFO",
+            6,
+            headers=("Content-Type: application/dtmf-relay",),
+            body=b"Signal=5\r\nDuration=160\r\n",
+        )
+        assert info.status_code == 200, info
+        await asyncio.sleep(1.0)
+        assert any(e["event"] == 5 and e["end"] for e in phone.events()), phone.events()[-5:]
+        assert (await asyncio.to_thread(hang_up, client, answered, dialog, target, 7)).status_code == 200
+    finally:
+        phone.close()
+    (await carrier.wait_async(timeout=20)).assert_success(calls=2)
+    events = await call_events(gateway.bus)
+    types = [e.type for e in events]  # type: ignore[attr-defined]
+    assert types == [
+        "call.created",
+        "call.ringing",
+        "call.answered",
+        "call.held",
+        "call.resumed",
+        "call.dtmf",
+        "call.ended",
+    ], types
+    assert events[3].data.held_by is Party.AGENT  # type: ignore[attr-defined]
+    dtmf = events[5].data  # type: ignore[attr-defined]
+    assert (dtmf.digit, dtmf.method, dtmf.duration_ms) == ("5", "sip-info", 160)

@@ -60,9 +60,10 @@ REQUESTS = Counter("echodesk_sip_requests_total", "SIP requests handled", ["meth
 #: Methods this element processes today; others get 405 with Allow (RFC 3261 8.2.1).
 METHODS = ("REGISTER", "OPTIONS", "ACK", "CANCEL")
 EXTENSIONS = ("outbound", "path")
-ACCEPTED_CONTENT_TYPES = ("application/sdp",)
+#: SDP, and the two DTMF-in-INFO bodies SIP.js and desk phones send (b2bua/dtmf_info.py).
+ACCEPTED_CONTENT_TYPES = ("application/sdp", "application/dtmf-relay", "application/dtmf")
 SUPPORTED = ("Supported", ", ".join(EXTENSIONS))
-CAPABILITIES = (("Allow", ", ".join(METHODS)), ("Accept", "application/sdp"), SUPPORTED)
+CAPABILITIES = (("Allow", ", ".join(METHODS)), ("Accept", ", ".join(ACCEPTED_CONTENT_TYPES)), SUPPORTED)
 HOUSEKEEPING_S = 30.0
 #: Allocations between young-generation collections while the stack runs (CPython's default: 700).
 #: Each message allocates a few hundred short-lived containers while every transaction of the last
@@ -218,7 +219,7 @@ class SipStack:
             self._methods = (*self._methods, method)
         self._capabilities_headers = (
             ("Allow", ", ".join(self._methods)),
-            ("Accept", "application/sdp"),
+            ("Accept", ", ".join(ACCEPTED_CONTENT_TYPES)),
             SUPPORTED,
         )
 

@@ -99,20 +99,44 @@ def _ack(response: Response, uri: str, cseq: int, client: SipClient, *, new_bran
     ).encode()
 
 
-def acknowledge(client: SipClient, answered: Response) -> str:
+def acknowledge(client: SipClient, answered: Response, cseq: int = 2) -> str:
     """ACK the 2xx at the answerer's Contact (RFC 3261 13.2.2.4); returns that target."""
     target = (answered.headers.get("Contact") or "").strip("<>").split(">")[0]
-    client.send(_ack(answered, target, 2, client, new_branch=True))
+    client.send(_ack(answered, target, cseq, client, new_branch=True))
     return target
 
 
-def hang_up(client: SipClient, answered: Response, dialog: dict[str, str], target: str) -> Response:
-    headers = [
+def in_dialog(
+    client: SipClient,
+    answered: Response,
+    dialog: dict[str, str],
+    target: str,
+    method: str,
+    cseq: int,
+    *,
+    headers: tuple[str, ...] = (),
+    body: bytes = b"",
+) -> Response:
+    """A request in the call's dialog (re-INVITE, INFO, BYE) with CSeq ``cseq``; its final response."""
+    lines = [
         f"From: {dialog['from']}",
         f"To: {answered.headers.get('To')}",
         f"Call-ID: {dialog['call_id']}",
-        "CSeq: 3 BYE",
+        f"CSeq: {cseq} {method}",
+        *headers,
     ]
-    response = client.request("BYE", target, headers)
+    if method == "INVITE":
+        lines.append(f"Contact: <sip:100@127.0.0.1:{client.port}>")
+    response = client.request(method, target, lines, body)
+    if method == "INVITE" and response.status_code >= 300:
+        # The transaction's own ACK for a failure, on the INVITE's branch (RFC 3261 17.1.1.3).
+        client.send(_ack(response, target, cseq, client))
+    return response
+
+
+def hang_up(
+    client: SipClient, answered: Response, dialog: dict[str, str], target: str, cseq: int = 3
+) -> Response:
+    response = in_dialog(client, answered, dialog, target, "BYE", cseq)
     client.close()
     return response

@@ -26,11 +26,17 @@ from shared.events import (
     CallAnsweredData,
     CallCreated,
     CallCreatedData,
+    CallDtmf,
+    CallDtmfData,
     CallEarlyMedia,
     CallEarlyMediaData,
     CallEnded,
     CallEndedData,
     CallEventEnvelope,
+    CallHeld,
+    CallHeldData,
+    CallResumed,
+    CallResumedData,
     CallRinging,
     CallRingingData,
     CallStatus,
@@ -154,6 +160,20 @@ Command = (
 )
 
 
+@dataclass(frozen=True, slots=True)
+class Side:
+    """One end of a connected call as an in-dialog request from it needs it: the dialog it came in,
+    how we appear to it, which leg of the media session it is, and who it is."""
+
+    dialog: Dialog
+    contact: str
+    media_leg: LegKind
+    media_key: str
+    party: Party
+    #: The other end's media leg (where DTMF from this side is played).
+    other_leg: LegKind | None
+
+
 # --- the call -------------------------------------------------------------------------------
 
 
@@ -173,6 +193,7 @@ class Call:
     answered_at: float | None = None
     answered_wall: datetime | None = None
     _sequence: int = 0
+    _held_by: set[Party] = field(default_factory=set)
 
     @property
     def caller_invite(self) -> Request:
@@ -223,6 +244,27 @@ class Call:
 
     def timer_fired(self, name: str, now: float) -> list[Command]:
         return []
+
+    def side(self, from_caller: bool) -> Side | None:
+        """The end an in-dialog request came from, while the call is connected."""
+        return None
+
+    def hold_changed(self, party: Party, held: bool, now: float) -> list[Command]:
+        """A re-INVITE put the call on hold or took it off (RFC 3264 8.4): the event, once per change."""
+        if self.phase is not Phase.CONNECTED or (party in self._held_by) == held:
+            return []
+        if held:
+            self._held_by.add(party)
+            return [Publish(CallHeld(**self._envelope(), data=CallHeldData(held_by=party)))]
+        self._held_by.discard(party)
+        return [Publish(CallResumed(**self._envelope(), data=CallResumedData(resumed_by=party)))]
+
+    def dtmf(self, leg: LegKind, digit: str, duration_ms: int, method: str) -> list[Command]:
+        """A digit a party pressed (RFC 4733 in the media, or SIP INFO), for the call's timeline."""
+        if self.phase is not Phase.CONNECTED:
+            return []
+        data = CallDtmfData(digit=digit, duration_ms=duration_ms, leg=leg, method=method)
+        return [Publish(CallDtmf(**self._envelope(), data=data))]
 
     def _dialogs(self) -> tuple[Dialog | None, ...]:
         return ()
@@ -444,6 +486,19 @@ class OutboundCall(AgentCall):
 
     def owns_response(self, response: Response) -> bool:
         return self.carrier_invite is not None and response.call_id == self.carrier_invite.call_id
+
+    def side(self, from_caller: bool) -> Side | None:
+        if self.phase is not Phase.CONNECTED:
+            return None
+        if from_caller:
+            if self.agent_dialog is None:
+                return None
+            contact = self.agent_address.contact
+            return Side(self.agent_dialog, contact, LegKind.AGENT, "main", Party.AGENT, LegKind.CUSTOMER)
+        if self.carrier_dialog is None:
+            return None
+        contact = self.carrier_address.contact
+        return Side(self.carrier_dialog, contact, LegKind.CUSTOMER, "main", Party.CUSTOMER, LegKind.AGENT)
 
     def stray_response(self, response: Response, now: float) -> list[Command]:
         return self.carrier_response(response, now)
@@ -734,6 +789,11 @@ class EchoCall(AgentCall):
     def caller_cancelled(self, now: float) -> list[Command]:
         return self._cancelled(now) if self.phase is Phase.MEDIA else []
 
+    def side(self, from_caller: bool) -> Side | None:
+        if self.phase is not Phase.CONNECTED or not from_caller or self.agent_dialog is None:
+            return None
+        return Side(self.agent_dialog, self.agent_address.contact, LegKind.AGENT, "main", Party.AGENT, None)
+
     def bye(self, from_caller: bool, now: float) -> list[Command]:
         if self.phase is not Phase.CONNECTED:
             return []
@@ -785,6 +845,7 @@ __all__ = [
     "SendToBranch",
     "SendToCaller",
     "SendToCarrier",
+    "Side",
     "StartMedia",
     "StartTimer",
     "StopMedia",

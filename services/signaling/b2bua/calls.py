@@ -29,10 +29,12 @@ from services.signaling.b2bua.call import (
     SendToBranch,
     SendToCaller,
     SendToCarrier,
+    Side,
     StartMedia,
     StartTimer,
     StopMedia,
 )
+from services.signaling.b2bua.demo import DemoCall
 from services.signaling.b2bua.dialplan import (
     CallCounts,
     Refused,
@@ -43,8 +45,10 @@ from services.signaling.b2bua.dialplan import (
     ToTrunk,
     route,
 )
+from services.signaling.b2bua.dtmf_info import dtmf_from_info
 from services.signaling.b2bua.ringing import Caller, RingCall, RingTarget
 from services.signaling.directory import AgentDirectory
+from services.signaling.sip.dialog import DialogError
 from services.signaling.sip.message import Request, Response, make_response
 from services.signaling.sip.transaction import ClientTransaction, ServerTransaction, TransactionStateError
 from services.signaling.sip.uri import SipUri
@@ -53,7 +57,7 @@ from services.signaling.transport.flow import Flow, TransportKind
 from services.signaling.transport.layer import TransportUnavailable
 from services.signaling.trunk.trunks import Trunks
 from shared import subjects
-from shared.bus import Bus, BusError
+from shared.bus import Bus, BusError, RemoteError
 from shared.events import (
     CallCreated,
     CallCreatedData,
@@ -68,14 +72,17 @@ from shared.logging import bind_call, get_logger
 from shared.media import (
     CloseSession,
     CreateSession,
+    Done,
     LocalDescription,
     RemoteDescription,
+    SendDtmf,
     SessionClosed,
     SessionCreated,
 )
 from shared.numbers import NumberError, normalize
 from shared.outcomes import for_cause
 from shared.records import AgentRecord, TrunkRecord
+from shared.sdp import SdpError, SessionDescription
 from shared.settings import SignalingSettings
 
 log = get_logger("echodesk.signaling.calls")
@@ -92,6 +99,8 @@ class MediaClient(Protocol):
     ) -> LocalDescription: ...
 
     async def close(self, worker: str, session: str, reason: str) -> None: ...
+
+    async def dtmf(self, worker: str, session: str, digit: SendDtmf) -> None: ...
 
 
 @dataclass
@@ -112,6 +121,10 @@ class BusMedia:
     async def close(self, worker: str, session: str, reason: str) -> None:
         subject = subjects.media_session(worker, session, "close")
         await self.bus.request(subject, CloseSession(reason=reason), SessionClosed, timeout=MEDIA_TIMEOUT_S)
+
+    async def dtmf(self, worker: str, session: str, digit: SendDtmf) -> None:
+        subject = subjects.media_session(worker, session, "dtmf")
+        await self.bus.request(subject, digit, Done, timeout=MEDIA_TIMEOUT_S)
 
 
 @dataclass
@@ -157,6 +170,7 @@ class Calls:
         stack.handle("BYE", self._on_bye)
         stack.handle("CANCEL", self._on_cancel)
         stack.handle("ACK", self._on_ack)
+        stack.handle("INFO", self._on_info)
         stack.on_stray_response(self._on_stray_response)
         stack.on_flow_closed(self._on_flow_closed)
 
@@ -170,10 +184,7 @@ class Calls:
         if txn is None:
             return
         if request.to.tag is not None:
-            # Re-INVITEs (hold, session refresh) come with the in-dialog features of the calls issue.
-            self.stack.respond(
-                txn, make_response(request, 488, "Re-INVITE not supported yet", to_tag=txn.to_tag)
-            )
+            self._on_reinvite(txn, request, now)
             return
         carriers = self.trunks.carriers_at(flow)
         if carriers:
@@ -238,6 +249,19 @@ class Calls:
                 line=dialed,
             )
             self._begin(_Leg(echo, flow, txn), now)
+            return
+        if isinstance(decision, ToService) and decision.line is ServiceLine.DEMO:
+            demo = DemoCall(
+                call_id=call_id,
+                tenant_id=agent.tenant_id,
+                agent_id=agent.agent_id,
+                agent_extension=agent.extension,
+                agent_invite=request,
+                agent_address=self._address(flow),
+                webrtc_agent=webrtc,
+                line=dialed,
+            )
+            self._begin(_Leg(demo, flow, txn), now)
             return
         if not isinstance(decision, ToTrunk):
             self.stack.respond(txn, make_response(request, 480, "Not available yet", to_tag=txn.to_tag))
@@ -368,6 +392,109 @@ class Calls:
         except (TransportUnavailable, OSError) as exc:
             log.warning("carrier unreachable", trunk=trunk.trunk_id, error=str(exc))
             return None
+
+    def _in_dialog(self, txn: ServerTransaction, request: Request) -> tuple[_Leg, Side] | None:
+        """The call and the end an in-dialog request came from, or None once answered (481, or 491
+        while the call is not connected yet: RFC 3261 14.2)."""
+        call_id = self._by_dialog.get((request.call_id, request.to.tag or ""))
+        leg = self._calls.get(call_id or "")
+        if leg is None:
+            self.stack.respond(txn, make_response(request, 481, "Call/Transaction Does Not Exist"))
+            return None
+        side = leg.call.side(from_caller=request.call_id == leg.call.caller_invite.call_id)
+        if side is None:
+            self.stack.respond(txn, make_response(request, 491, "Request Pending"))
+            return None
+        try:
+            side.dialog.accept_request(request)
+        except DialogError as exc:
+            # RFC 3261 12.2.2: a CSeq lower than the last one is answered 500.
+            self.stack.respond(txn, make_response(request, 500, f"Out of order: {exc}"[:120]))
+            return None
+        return leg, side
+
+    def _on_reinvite(self, txn: ServerTransaction, request: Request, now: float) -> None:
+        """A re-INVITE on a connected call: hold, resume, a session refresh, a codec change
+        (RFC 3261 14.2, RFC 3264 8). Its offer goes to that side's media leg; what the worker
+        refuses gets a 488 and changes nothing, so the call keeps its audio."""
+        found = self._in_dialog(txn, request)
+        if found is None:
+            return
+        leg, side = found
+        if not request.body:
+            # A re-INVITE without an offer asks us to offer (RFC 3264 8): not supported yet.
+            self.stack.respond(txn, make_response(request, 488, "A re-INVITE needs an SDP offer"))
+            return
+        self._spawn(self._reoffer(leg, side, txn, request))
+
+    async def _reoffer(self, leg: _Leg, side: Side, txn: ServerTransaction, request: Request) -> None:
+        session = leg.sessions.get(side.media_key)
+        offer = request.body.decode("utf-8", "replace")
+        if session is None:
+            self._respond(txn, request, 500, "No media session")
+            return
+        try:
+            local = await self.media.describe(
+                *session, RemoteDescription(leg=side.media_leg, sdp=offer, type="offer")
+            )
+        except RemoteError as exc:
+            status = {"bad_sdp": 488, "no_common_codec": 488, "glare": 491}.get(exc.code, 500)
+            reason = "Not Acceptable Here" if status == 488 else None
+            # RFC 3261 20.43: the Warning says why, for the other side's logs.
+            warning = ("Warning", f'399 echodesk "{exc.message[:100].replace(chr(34), chr(39))}"')
+            self._respond(txn, request, status, reason, (warning,))
+            return
+        except BusError as exc:
+            log.warning("media update failed", error=str(exc))
+            self._respond(txn, request, 500, "Media unavailable")
+            return
+        body = (local.sdp or "").encode()
+        headers = [("Contact", side.contact)] + ([("Content-Type", "application/sdp")] if body else [])
+        self._respond(txn, request, 200, None, tuple(headers), body)
+        self._execute(leg, leg.call.hold_changed(side.party, _holds(offer), _now()))
+
+    def _on_info(self, txn: ServerTransaction | None, request: Request, flow: Flow, now: float) -> None:
+        """SIP INFO DTMF (SIP.js sends it by default: PEERS.md), played to the other end as RFC 4733."""
+        if txn is None:
+            return
+        found = self._in_dialog(txn, request)
+        if found is None:
+            return
+        leg, side = found
+        try:
+            digit, duration = dtmf_from_info(request.content_type, request.body)
+        except ValueError as exc:
+            self.stack.respond(
+                txn, make_response(request, 415 if "type" in str(exc) else 400, str(exc)[:120])
+            )
+            return
+        self.stack.respond(txn, make_response(request, 200))
+        session = leg.sessions.get(side.media_key)
+        if session is not None and side.other_leg is not None:
+            self._spawn(
+                self._play_digit(session, SendDtmf(leg=side.other_leg, digit=digit, duration_ms=duration))
+            )
+        self._execute(leg, leg.call.dtmf(side.media_leg, digit, duration, "sip-info"))
+
+    async def _play_digit(self, session: tuple[str, str], digit: SendDtmf) -> None:
+        try:
+            await self.media.dtmf(*session, digit)
+        except BusError as exc:
+            log.warning("DTMF not played", error=str(exc))
+
+    def _respond(
+        self,
+        txn: ServerTransaction,
+        request: Request,
+        status: int,
+        reason: str | None = None,
+        headers: tuple[tuple[str, str], ...] = (),
+        body: bytes = b"",
+    ) -> None:
+        try:
+            self.stack.respond(txn, make_response(request, status, reason, headers=headers, body=body))
+        except TransactionStateError:
+            log.info("request already answered", method=request.method, status=status)
 
     def _on_bye(self, txn: ServerTransaction | None, request: Request, flow: Flow, now: float) -> None:
         if txn is None:
@@ -636,12 +763,26 @@ class Calls:
         for leg in self._calls.values():
             if leg.carrier is not None:
                 leg.carrier.cancel()
+        # The hang-ups' media closes are in flight: a worker left holding sessions would wait out
+        # its drain deadline for calls that are gone.
+        if self._tasks:
+            await asyncio.wait(list(self._tasks), timeout=MEDIA_TIMEOUT_S)
         for task in list(self._tasks):
             task.cancel()
 
 
 def _ignore(_txn: ClientTransaction, _response: Response | None) -> None:
     return None
+
+
+def _holds(offer: str) -> bool:
+    """Whether an offer puts its author's audio on hold (sendonly, inactive, c=0.0.0.0: RFC 3264 8.4)."""
+    try:
+        description = SessionDescription.parse(offer)
+    except SdpError:
+        return False
+    audio = next((m for m in description.media if m.kind == "audio"), None)
+    return audio is not None and description.is_on_hold(audio)
 
 
 def _webrtc(flow: Flow) -> bool:

@@ -29,6 +29,7 @@ from services.signaling.b2bua.call import (
     Publish,
     SendToBranch,
     SendToCaller,
+    Side,
     StartMedia,
     StartTimer,
     StopMedia,
@@ -189,6 +190,21 @@ class RingCall(Call):
 
     def owns_response(self, response: Response) -> bool:
         return self.branch_of(response.call_id) is not None
+
+    def side(self, from_caller: bool) -> Side | None:
+        winner = self.winner
+        if self.phase is not Phase.CONNECTED or winner is None:
+            return None
+        _, caller_leg, callee_leg = media_plan(self.caller.webrtc, winner.key == "webrtc")
+        if from_caller:
+            if self.caller_dialog is None:
+                return None
+            contact = self.caller.address.contact
+            return Side(self.caller_dialog, contact, caller_leg, winner.key, self.caller.party, callee_leg)
+        if winner.dialog is None:
+            return None
+        contact = winner.target.address.contact
+        return Side(winner.dialog, contact, callee_leg, winner.key, Party.AGENT, caller_leg)
 
     # --- inputs --------------------------------------------------------------------------------
 
