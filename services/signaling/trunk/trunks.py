@@ -155,7 +155,11 @@ class Trunks:
     def carriers_at(self, flow: Flow) -> list[TrunkRecord]:
         """The trunks whose carrier a request on ``flow`` comes from: its address is the carrier's
         and, over UDP, so is its port (a carrier sends from its SIP port, RFC 3261 18.2.1; a
-        connection's source port is ephemeral). Never anybody else: an unknown source is no carrier."""
+        connection's source port is ephemeral). Never anybody else: an unknown source is no carrier,
+        and nor is a WebSocket (RFC 7118 is how browsers speak SIP; carriers use UDP, TCP or TLS), so a
+        browser on the carrier's host is still an agent."""
+        if flow.transport in (TransportKind.WS, TransportKind.WSS):
+            return []
         host, port = flow.remote
         found: list[TrunkRecord] = []
         for key, record in self._records.items():
