@@ -1,0 +1,78 @@
+"""The demo line from a browser: SIP.js 0.21 in headless Chromium dials ``*44`` and hears the prompt.
+
+The agent registers over SIP over WebSocket, its INVITE is challenged and answered, and the media
+worker opens an ``announcement`` session on the browser's offer (ICE-lite, DTLS-SRTP, G.711 only).
+The page analyses the call's remote audio with WebAudio over a whole cycle of the prompt (1.44 s of
+chime and 1 s of pause): its strongest frequency must be one of the chime's notes, not the 440 Hz the
+browser's fake microphone sends (the demo line is no echo), and it must carry energy. No carrier is
+involved. As in test_browser_call.py the test runs in a network namespace with only loopback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from pathlib import Path
+
+import pytest
+
+from services.media.prompt import CHIME_NOTES
+from shared.events import CallStatus, Direction, Party
+from tests.support.browser import browser_agent
+from tests.support.gateway import AGENT_PASSWORD, AGENT_USER, DOMAIN, call_events, gateway_stack
+from tests.support.nats import NatsServer
+from tests.support.netns import isolated, rerun_isolated
+from tests.test_browser_call import AUTOPLAY, write_tone
+
+pytestmark = [pytest.mark.needs_chromium, pytest.mark.needs_sipp, pytest.mark.needs_nats]
+
+
+async def test_browser_agent_dials_the_demo_line_and_hears_the_prompt(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    if not isolated():
+        await asyncio.to_thread(rerun_isolated, request.node.nodeid)
+        return
+    nats_server = NatsServer(store_dir=tmp_path / "nats").start()
+    try:
+        await _demo_call(nats_server, tmp_path)
+    finally:
+        nats_server.stop()
+
+
+async def _demo_call(nats_server: NatsServer, tmp_path: Path) -> None:
+    tone = write_tone(tmp_path / "tone-440.wav", 440)
+    async with gateway_stack(nats_server, tmp_path) as (gateway, _):
+        async with browser_agent(fake_audio=tone, extra_args=(AUTOPLAY,), step_timeout=20) as agent:
+            registration = await agent.register(
+                server=gateway.ws_url,
+                aor=f"sip:{AGENT_USER}@{DOMAIN}",
+                user=AGENT_USER,
+                password=AGENT_PASSWORD,
+                instance_id=str(uuid.uuid4()),
+                reg_id=1,
+            )
+            assert registration.state == "Registered"
+            call = await agent.invite("*44")
+            assert (call.state, call.status) == ("Established", 200)
+            assert "a=ice-lite" in call.answer, call.answer
+            assert "opus" not in call.answer, call.answer  # the worker encodes the prompt in G.711
+
+            heard = await agent.analyse_remote_audio(2.5)
+            stats = await agent.call_stats()
+            print(f"heard {heard}; {stats}")
+            notes = [frequency for frequency, _ in CHIME_NOTES]
+            assert min(abs(heard.dominant_hz - note) for note in notes) <= 15, (heard, stats)
+            assert heard.rms > 0.02, (heard, stats)  # the chime peaks near a quarter of full scale
+            assert (stats.ice_connection_state, stats.dtls_state) == ("connected", "connected"), stats
+            assert stats.codec == "audio/PCMU/8000", stats
+            assert stats.packets_received > 50, stats
+
+            hangup = await agent.hangup()
+            assert (hangup.state, hangup.status) == ("Terminated", 200)
+        events = await call_events(gateway.bus)
+    assert [e.type for e in events] == ["call.created", "call.answered", "call.ended"]  # type: ignore[attr-defined]
+    created = events[0].data  # type: ignore[attr-defined]
+    assert (created.to_number, created.direction) == ("*44", Direction.INTERNAL)
+    ended = events[-1].data  # type: ignore[attr-defined]
+    assert (ended.status, ended.ended_by) == (CallStatus.COMPLETED, Party.AGENT)
