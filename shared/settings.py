@@ -162,6 +162,10 @@ class MediaSettings(CommonSettings):
         None, description="Address put in SDP and ICE candidates (the public one behind NAT)"
     )
     capacity: int = Field(500, description="Sessions this worker takes before it leaves the queue group")
+    # Signaling ends a dead worker's calls after three missed beats: 1 s keeps that within 5 s.
+    heartbeat_interval_s: float = Field(
+        1.0, gt=0, description="Seconds between this worker's heartbeats; 3 missed ones end its calls"
+    )
     bind_address: str = Field(
         "0.0.0.0", description="Address the WebRTC port and the RTP legs bind (all interfaces by default)"
     )

@@ -6,13 +6,14 @@ dials sipp playing the carrier (which answers and echoes the audio), and the age
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
-from services.signaling.sip.message import Response
-from shared.events import CallStatus, Party
+from services.signaling.sip.message import Request, Response, make_response
+from shared.events import CallStatus, EndCause, LegKind, Party
 from tests.support.desk_phone import acknowledge, hang_up, in_dialog, place_call
 from tests.support.gateway import Gateway, call_events, gateway_stack
 from tests.support.nats import NatsServer
@@ -137,6 +138,7 @@ async def test_hold_resume_a_garbage_reinvite_and_info_dtmf_in_a_call(stack: tup
     (await carrier.wait_async(timeout=20)).assert_success(calls=2)
     events = await call_events(gateway.bus)
     types = [e.type for e in events]  # type: ignore[attr-defined]
+    # Two digits on the timeline: the agent's INFO, and the carrier's echo of it heard by the worker.
     assert types == [
         "call.created",
         "call.ringing",
@@ -144,8 +146,38 @@ async def test_hold_resume_a_garbage_reinvite_and_info_dtmf_in_a_call(stack: tup
         "call.held",
         "call.resumed",
         "call.dtmf",
+        "call.dtmf",
         "call.ended",
     ], types
     assert events[3].data.held_by is Party.AGENT  # type: ignore[attr-defined]
-    dtmf = events[5].data  # type: ignore[attr-defined]
-    assert (dtmf.digit, dtmf.method, dtmf.duration_ms) == ("5", "sip-info", 160)
+    sent, echoed = events[5].data, events[6].data  # type: ignore[attr-defined]
+    assert (sent.digit, sent.method, sent.duration_ms, sent.leg) == ("5", "sip-info", 160, LegKind.AGENT)
+    assert (echoed.digit, echoed.method, echoed.leg) == ("5", "rfc4733", LegKind.CUSTOMER)
+
+
+async def test_a_media_worker_that_dies_ends_its_calls_on_both_legs(stack: tuple[Gateway, Sipp]) -> None:
+    """SIGKILL the worker mid-call: its heartbeats stop, and within 5 s signaling sends BYE to the
+    agent and to the carrier and ends the call with cause media_failure."""
+    gateway, carrier = stack
+    phone = await RtpPeer.open("127.0.0.1")
+    try:
+        client, answered, _ = await asyncio.to_thread(place_call, gateway.sip, phone.description())
+        assert answered.status_code == 200, answered
+        acknowledge(client, answered)
+        gateway.kill_media()
+        killed_at = time.monotonic()
+        bye = await asyncio.to_thread(client.receive_message)
+        noticed_s = time.monotonic() - killed_at
+        assert isinstance(bye, Request), bye
+        assert bye.method == "BYE"
+        client.send(make_response(bye, 200).encode())
+        client.close()
+    finally:
+        phone.close()
+    # The carrier got its BYE too: its scenario (INVITE, ACK, BYE) completed.
+    (await carrier.wait_async(timeout=20)).assert_success(calls=2)
+    ended = (await call_events(gateway.bus))[-1]
+    assert ended.type == "call.ended"  # type: ignore[attr-defined]
+    assert ended.data.cause is EndCause.MEDIA_FAILURE  # type: ignore[attr-defined]
+    assert ended.data.ended_by is Party.SYSTEM  # type: ignore[attr-defined]
+    print(f"worker death noticed and the agent's BYE received {noticed_s:.2f} s after SIGKILL")

@@ -12,12 +12,16 @@ from services.signaling.stack import SipStack
 from services.signaling.trunk.trunks import Trunks
 from shared import subjects
 from shared.events import EventEnvelope
+from shared.heartbeat import Heartbeat
 from shared.logging import get_logger
+from shared.media import MediaEvent
 from shared.service import ServiceContext
 from shared.settings import SignalingSettings
 
 log = get_logger("echodesk.signaling")
 
+#: How often calls are checked against their media workers' heartbeats (s).
+WORKER_CHECK_S = 0.5
 #: Events waiting for NATS; beyond this the oldest are dropped (logged) rather than stall SIP.
 EVENT_QUEUE_LIMIT = 10000
 
@@ -31,6 +35,7 @@ class SignalingService:
         self.calls: Calls | None = None
         self._events: asyncio.Queue[EventEnvelope] = asyncio.Queue(EVENT_QUEUE_LIMIT)
         self._publisher: asyncio.Task[None] | None = None
+        self._watchdog: asyncio.Task[None] | None = None
 
     async def start(self, ctx: ServiceContext) -> None:
         self.stack = SipStack(self.settings, self.directory, self._publish, server_tls=self._server_tls())
@@ -54,6 +59,26 @@ class SignalingService:
         self.calls = Calls(
             self.stack, self.settings, self.directory, self.trunks, BusMedia(ctx.bus), self._publish
         )
+        # The workers' reports on our calls' sessions, and their heartbeats: a worker that dies
+        # takes its calls down with it, and they must end on both legs at once.
+        await ctx.bus.subscribe(subjects.media_events(), MediaEvent, self._media_event)
+        await ctx.bus.subscribe(subjects.heartbeat("media"), Heartbeat, self._media_heartbeat)
+        self._watchdog = asyncio.create_task(self._watch_workers())
+
+    async def _media_event(self, event: MediaEvent, _subject: str) -> None:
+        if self.calls is not None:
+            self.calls.media_event(event)
+
+    async def _media_heartbeat(self, beat: Heartbeat, _subject: str) -> None:
+        if self.calls is not None:
+            now = asyncio.get_running_loop().time()
+            self.calls.workers.alive(subjects.token(beat.instance_id), now, beat.interval_s)
+
+    async def _watch_workers(self) -> None:
+        while True:
+            await asyncio.sleep(WORKER_CHECK_S)
+            if self.calls is not None:
+                self.calls.check_workers(asyncio.get_running_loop().time())
 
     def _agent_changed(self, key: str, value: bytes | None) -> None:
         before, after = self.directory.apply(key, value)
@@ -99,6 +124,8 @@ class SignalingService:
                 await self._events.join()
 
     async def stop(self) -> None:
+        if self._watchdog is not None:
+            self._watchdog.cancel()
         if self.calls is not None:
             await self.calls.stop()
         if self.trunks is not None:

@@ -45,6 +45,13 @@ class Gateway:
     ws_url: str
     media_env: dict[str, str]
     signaling_env: dict[str, str]
+    media: subprocess.Popen[str]
+    #: Set by a test that kills the media worker on purpose (it is then not expected to exit cleanly).
+    media_killed: bool = False
+
+    def kill_media(self) -> None:
+        self.media_killed = True
+        self.media.kill()
 
 
 @asynccontextmanager
@@ -130,12 +137,16 @@ async def gateway_stack(
         ws_url=f"ws://127.0.0.1:{signaling_env['ECHODESK_SIGNALING_SIP_WS_PORT']}/ws",
         media_env=media_env,
         signaling_env=signaling_env,
+        media=media,
     )
     try:
         yield gateway, carrier
     finally:
         outputs = []
         for process in (signaling, media):
+            if process is media and gateway.media_killed:
+                await asyncio.to_thread(process.communicate, None, 10)
+                continue
             process.send_signal(signal.SIGTERM)
             try:
                 output, _ = await asyncio.to_thread(process.communicate, None, 30)

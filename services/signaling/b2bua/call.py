@@ -35,6 +35,8 @@ from shared.events import (
     CallEventEnvelope,
     CallHeld,
     CallHeldData,
+    CallQuality,
+    CallQualityData,
     CallResumed,
     CallResumedData,
     CallRinging,
@@ -43,6 +45,7 @@ from shared.events import (
     Direction,
     EndCause,
     LegKind,
+    LegQuality,
     Party,
 )
 from shared.media import CreateSession, RemoteDescription, SessionCreated, SessionKind
@@ -265,6 +268,12 @@ class Call:
             return []
         data = CallDtmfData(digit=digit, duration_ms=duration_ms, leg=leg, method=method)
         return [Publish(CallDtmf(**self._envelope(), data=data))]
+
+    def quality(self, legs: list[LegQuality]) -> list[Command]:
+        """The worker's periodic per-leg figures, for the call's quality chart."""
+        if self.phase is not Phase.CONNECTED:
+            return []
+        return [Publish(CallQuality(**self._envelope(), data=CallQualityData(legs=legs)))]
 
     def _dialogs(self) -> tuple[Dialog | None, ...]:
         return ()

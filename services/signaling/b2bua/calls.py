@@ -46,6 +46,7 @@ from services.signaling.b2bua.dialplan import (
     route,
 )
 from services.signaling.b2bua.dtmf_info import dtmf_from_info
+from services.signaling.b2bua.media_watch import WorkerWatch
 from services.signaling.b2bua.ringing import Caller, RingCall, RingTarget
 from services.signaling.directory import AgentDirectory
 from services.signaling.sip.dialog import DialogError
@@ -74,6 +75,8 @@ from shared.media import (
     CreateSession,
     Done,
     LocalDescription,
+    MediaEvent,
+    MediaEventKind,
     RemoteDescription,
     SendDtmf,
     SessionClosed,
@@ -162,6 +165,7 @@ class Calls:
         self.publish = publish
         self._calls: dict[str, _Leg] = {}
         self._policy = TenantPolicy(max_concurrent_calls=settings.tenant_max_concurrent_calls)
+        self.workers = WorkerWatch()
         #: (SIP Call-ID, our tag) of each leg's dialog -> our call id.
         self._by_dialog: dict[tuple[str, str], str] = {}
         self._by_invite: dict[int, str] = {}
@@ -550,6 +554,37 @@ class Calls:
                     if branch_flow == flow:
                         self._execute(leg, call.branch_failed(index, timed_out=False, now=now))
 
+    # --- the media workers ------------------------------------------------------------------
+
+    def media_event(self, event: MediaEvent) -> None:
+        """What a worker reports about one of our calls' sessions (other instances' calls are theirs)."""
+        leg = self._calls.get(event.call_id)
+        if leg is None or (event.worker_id, event.session_id) not in leg.sessions.values():
+            return
+        call, now = leg.call, _now()
+        if event.kind is MediaEventKind.MEDIA_TIMEOUT:
+            log.info("media timeout", leg=event.leg, detail=event.detail)
+            self._execute(leg, call.hang_up(EndCause.MEDIA_TIMEOUT, now))
+        elif event.kind is MediaEventKind.CLOSED:
+            # The worker ended a session we still use (it is stopping, or it failed).
+            log.warning("media session closed under a live call", detail=event.detail)
+            self._execute(leg, call.hang_up(EndCause.MEDIA_FAILURE, now))
+        elif event.kind is MediaEventKind.DTMF and event.leg is not None and event.digit is not None:
+            self._execute(leg, call.dtmf(event.leg, event.digit, event.duration_ms or 0, "rfc4733"))
+        elif event.kind is MediaEventKind.QUALITY and event.quality:
+            self._execute(leg, call.quality(event.quality))
+
+    def check_workers(self, now: float) -> None:
+        """Calls on a worker that stopped heartbeating end on both legs (cause media_failure)."""
+        for worker in self.workers.gone(now):
+            legs = [leg for leg in self._calls.values() if any(w == worker for w, _ in leg.sessions.values())]
+            if legs:
+                log.error("media worker gone: ending its calls", worker=worker, calls=len(legs))
+            for leg in legs:
+                # Its sessions died with it: nothing to close.
+                leg.sessions = {k: v for k, v in leg.sessions.items() if v[0] != worker}
+                self._execute(leg, leg.call.hang_up(EndCause.MEDIA_FAILURE, now))
+
     # --- commands -----------------------------------------------------------------------------
 
     def _execute(self, leg: _Leg, commands: list[Command]) -> None:
@@ -642,6 +677,7 @@ class Calls:
             self._execute(leg, leg.call.media_failed(str(exc), _now(), key))
             return
         leg.sessions[key] = (created.worker_id, created.session_id)
+        self.workers.alive(created.worker_id, _now())
         self._execute(leg, leg.call.media_ready(created, _now(), key))
 
     async def _describe_media(self, leg: _Leg, description: RemoteDescription, key: str) -> None:
