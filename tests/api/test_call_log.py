@@ -297,6 +297,30 @@ async def test_another_tenants_calls_are_invisible(
     await ended(acme, "call-x")
     await ended(globex, "call-g")
 
+    recording = RecordingCompleted(
+        tenant_id=acme.tenant_id,
+        call_id="call-x",
+        sequence=0,
+        data=RecordingCompletedData(
+            recording_id="rec-x",
+            location="local:rec-x.wav",
+            format="wav",
+            channels=2,
+            sample_rate=8000,
+            duration_s=30,
+            size_bytes=480_044,
+            sha256="c" * 64,
+        ),
+    )
+    await publish(bus, recording)
+
+    async def recorded() -> bool | None:
+        return True if (await acme.client.get("/v1/recordings/rec-x")).status_code == 200 else None
+
+    await eventually(recorded, "the recording never arrived")
+    assert (await globex.client.get("/v1/recordings/rec-x")).status_code == 404
+    assert (await globex.client.get("/v1/recordings")).json()["items"] == []
+    assert (await globex.client.get("/v1/recordings", params={"call_id": "call-x"})).json()["items"] == []
     assert (await globex.client.get("/v1/calls/call-x")).status_code == 404
     assert [c["id"] for c in (await globex.client.get("/v1/calls")).json()["items"]] == ["call-g"]
     assert (await globex.client.get("/v1/calls/stats")).json()["total"] == 1
