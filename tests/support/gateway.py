@@ -61,22 +61,26 @@ async def gateway_stack(
     *,
     carrier_calls: int = 2,
     signaling_settings: dict[str, str] | None = None,
+    carrier_scenario: str | Path = "carrier_answer_uas",
+    carrier_keys: dict[str, str] | None = None,
 ) -> AsyncIterator[tuple[Gateway, Sipp]]:
     """Carrier, directory, media worker and signaling up; stopped (and checked clean) on exit.
 
     ``carrier_calls`` counts sipp calls: the trunk's first OPTIONS probe is one, then each call.
     ``signaling_settings`` adds ``ECHODESK_SIGNALING_*`` variables (sipp agents need MD5 digests).
+    ``carrier_scenario`` and ``carrier_keys`` choose how sipp plays the carrier (its -key values).
     """
     require_sipp()
     bus = await Bus.connect(nats_server.url, name="test", timeout=5)
     await bus.ensure_streams()
     media_port = free_port()
     carrier = Sipp(
-        "carrier_answer_uas",
+        carrier_scenario,
         tmp_path,
         calls=carrier_calls,
         timeout=60,
         recv_timeout=30,
+        keys=carrier_keys or {},
         extra_args=("-rtp_echo", "-mp", str(media_port), "-mi", "127.0.0.1"),
     )
     await carrier.start_async()
