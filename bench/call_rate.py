@@ -11,6 +11,10 @@ and the CPU of each process (signaling, media, nats-server) per call.
 
     .venv/bin/python bench/call_rate.py --rates 100,200,300 --duration 10
 
+``--py-spy DIR`` also samples signaling and media with py-spy (``pip install py-spy``) during each
+rate and writes their collapsed stacks there (``<service>-<rate>.txt``, one ``stack count`` a line,
+for flame graphs or ``sort -k2 -n``), so a figure that moves can be explained.
+
 Everything runs on 127.0.0.1 and ends by itself (sipp's -m and -timeout bound every run).
 """
 
@@ -18,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import shutil
 import signal
 import statistics
 import subprocess
@@ -89,6 +94,23 @@ def delays_ms(result: SippResult) -> list[float]:
     return values
 
 
+def sample(directory: Path | None, rate: int, pids: dict[str, int]) -> list[subprocess.Popen[bytes]]:
+    """py-spy recorders of ``pids`` (non-blocking: the process is not paused) until interrupted."""
+    if directory is None:
+        return []
+    spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+    directory.mkdir(parents=True, exist_ok=True)
+    options = ["record", "--nonblocking", "--format", "raw", "--rate", "250"]
+    return [
+        subprocess.Popen(
+            [spy, *options, "--pid", str(pid), "--output", str(directory / f"{name}-{rate}.txt")],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        for name, pid in pids.items()
+    ]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -96,6 +118,7 @@ def main() -> None:
     parser.add_argument("--rates", default="100,200,300", help="offered calls per second")
     parser.add_argument("--duration", type=float, default=10.0, help="seconds per rate")
     parser.add_argument("--talk-ms", type=int, default=0, help="talk time of each call")
+    parser.add_argument("--py-spy", type=Path, help="write py-spy's collapsed stacks of each rate here")
     args = parser.parse_args()
     rates = [int(r) for r in args.rates.split(",") if r]
 
@@ -183,9 +206,13 @@ def main() -> None:
                 limit=max(200, rate),
                 extra_args=("-d", str(args.talk_ms), "-trace_rtt", "-rtt_freq", "1"),
             )
+            samplers = sample(args.py_spy, rate, {"signaling": signaling.pid, "media": media.pid})
             started = time.monotonic()
             result = run.run()
             elapsed = time.monotonic() - started
+            for sampler in samplers:
+                sampler.send_signal(signal.SIGINT)  # py-spy writes its file on SIGINT
+                sampler.wait(30)
             used = [cpu_seconds(pid) - b for pid, b in zip(pids, before, strict=True)]
             ok = result.successful
             pdd = delays_ms(result)

@@ -11,6 +11,7 @@ from services.signaling.directory import AgentDirectory
 from services.signaling.stack import SipStack
 from services.signaling.trunk.trunks import Trunks
 from shared import subjects
+from shared.bus import Bus
 from shared.events import EventEnvelope
 from shared.heartbeat import Heartbeat
 from shared.logging import get_logger
@@ -24,6 +25,10 @@ log = get_logger("echodesk.signaling")
 WORKER_CHECK_S = 0.5
 #: Events waiting for NATS; beyond this the oldest are dropped (logged) rather than stall SIP.
 EVENT_QUEUE_LIMIT = 10000
+#: Events published per acknowledgement (see _publish_batch).
+EVENT_BATCH = 256
+#: How long a batch's acknowledgement may take before the batch is sent again.
+EVENT_ACK_TIMEOUT_S = 5.0
 
 
 class SignalingService:
@@ -94,17 +99,16 @@ class SignalingService:
 
     async def _publish_events(self, ctx: ServiceContext) -> None:
         while True:
-            event = await self._events.get()
+            batch = [await self._events.get()]
+            while len(batch) < EVENT_BATCH and not self._events.empty():
+                batch.append(self._events.get_nowait())
+            encoded = [(subjects.event_subject(e), e.model_dump_json().encode(), str(e.id)) for e in batch]
             delay = 0.1
-            while True:
-                try:
-                    await ctx.bus.publish_event(event)
-                    self._events.task_done()
-                    break
-                except Exception as exc:  # NATS down: keep the event and retry
-                    log.warning("event publish failed, retrying", error=str(exc) or type(exc).__name__)
-                    await asyncio.sleep(delay)
-                    delay = min(delay * 2, 5.0)
+            while not await _publish_batch(ctx.bus, encoded):  # NATS down: keep the events, retry
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+            for _ in batch:
+                self._events.task_done()
 
     def _server_tls(self) -> ssl.SSLContext | None:
         cert, key = self.settings.tls_cert_file, self.settings.tls_key_file
@@ -142,3 +146,28 @@ class SignalingService:
         if self.stack is None:
             return (0, 0)
         return (self.calls.active if self.calls is not None else 0, 0)
+
+
+async def _publish_batch(bus: Bus, batch: list[tuple[str, bytes, str]]) -> bool:
+    """Publish (subject, data, event id) in order; False when the batch must be sent again.
+
+    All but the last go out as plain publishes and only the last waits for JetStream's
+    acknowledgement: the server handles one connection's messages in order, so that ack stands for
+    the batch (an ack each serialised every event behind a round trip and cost nats-server a reply
+    per event). When it does not come the whole batch is resent, and the stream's de-duplication by
+    ``Nats-Msg-Id`` (the event id) drops what it already had, as for a single lost ack before.
+    """
+    try:
+        for subject, data, msg_id in batch[:-1]:
+            await bus.nc.publish(subject, data, headers={"Nats-Msg-Id": msg_id})
+        subject, data, msg_id = batch[-1]
+        future = await bus.js.publish_async(subject, data, headers={"Nats-Msg-Id": msg_id})
+        await asyncio.wait([future], timeout=EVENT_ACK_TIMEOUT_S)
+        if not future.done():
+            future.cancel()  # releases its slot in nats-py's window of pending acks
+            raise TimeoutError(f"no acknowledgement within {EVENT_ACK_TIMEOUT_S:g}s")
+        future.result()
+    except Exception as exc:
+        log.warning("event publish failed, retrying", error=str(exc) or type(exc).__name__)
+        return False
+    return True
