@@ -10,8 +10,11 @@ For N concurrent calls this process keeps N calls going for ``--seconds``: each 
 G.711 chunks in real time (8 packets of 20 ms per leg every 160 ms, the worker's batching), lasts a
 random 50-100% of ``--call-seconds``, ends with its END mark and is replaced by a new call at once.
 Per N it prints: the recorder's CPU over the run as a share of one core (user+system from
-``/proc/<pid>/stat``), hence recordings per core; the chunks per second it took in; and from each END
-mark published to its ``recording.completed`` received, p50/p99 (only calls that ended in the run).
+``/proc/<pid>/stat``), hence recordings per core; the chunks per second it took in; nats-server's and
+this process's CPU share (on a small machine they share the cores with the recorder); from each END
+mark published to its ``recording.completed`` received, p50/p99 (only calls that ended in the run);
+from a call's lease to its ``recording.started``, p50/p99; and the mean time of reading a call from
+the stream (at claims and to fill gaps).
 """
 
 from __future__ import annotations
@@ -103,7 +106,7 @@ def _chunks(call: Call) -> list[tuple[int, bytes]]:
 
 
 async def run(
-    calls: int, seconds: float, call_seconds: float, opus: bool, nats_url: str, directory: str
+    calls: int, seconds: float, call_seconds: float, opus: bool, nats_url: str, directory: str, nats_pid: int
 ) -> dict[str, Any]:
     bus = await Bus.connect(nats_url, name="bench-workers", timeout=10)
     await bus.ensure_streams()
@@ -158,6 +161,8 @@ async def run(
     start = time.perf_counter()
     active = [await new_call(start) for _ in range(calls)]
     cpu_before = _cpu_seconds(recorder.pid)
+    nats_before = _cpu_seconds(nats_pid)
+    own_before = _cpu_seconds(os.getpid())
     measured_from = time.perf_counter()
     tick = 0
     while time.perf_counter() - start < seconds:
@@ -179,11 +184,11 @@ async def run(
         await asyncio.sleep(max(0.0, start + tick * TICK_S - time.perf_counter()))
     wall = time.perf_counter() - measured_from
     cpu = _cpu_seconds(recorder.pid) - cpu_before
+    nats_cpu = _cpu_seconds(nats_pid) - nats_before
+    own_cpu = _cpu_seconds(os.getpid()) - own_before
     completed_in_run = len(latencies)
     await asyncio.sleep(3.0)  # the last ends' completions, for the latency figures only
-    setup = _metric_mean(
-        int(env["ECHODESK_RECORDER_HEALTH_PORT"]), "echodesk_recorder_consumer_setup_seconds"
-    )
+    catch_up = _metric_mean(int(env["ECHODESK_RECORDER_HEALTH_PORT"]), "echodesk_recorder_catch_up_seconds")
     recorder.terminate()
     recorder.wait(30)
     await bus.close()
@@ -193,6 +198,8 @@ async def run(
         "recorder_cpu_share_of_one_core": round(share, 3),
         "recordings_per_core": round(calls / share) if share else None,
         "chunks_per_s": round(chunks_sent / wall),
+        "nats_server_cpu_share": round(nats_cpu / wall, 3),
+        "generator_cpu_share": round(own_cpu / wall, 3),
         "behind_real_time_s": round(time.perf_counter() - start - seconds - 3.0, 2),
         "ended": completed_in_run + len(ended),
         "end_to_completed_p50_ms": round(1000 * _percentile(latencies, 0.5), 1),
@@ -200,7 +207,7 @@ async def run(
         "not_completed": len(ended),
         "claimed_p50_ms": round(1000 * _percentile(claims, 0.5), 1),
         "claimed_p99_ms": round(1000 * _percentile(claims, 0.99), 1),
-        "consumer_setup_mean_ms": round(1000 * setup, 1),
+        "catch_up_mean_ms": round(1000 * catch_up, 1),
         "failed": len(failures),
         "opus_copy": opus,
     }
@@ -236,7 +243,15 @@ def main() -> None:
                     raise SystemExit("nats-server did not start")
                 url = f"nats://{HOST}:{port}"
                 row = asyncio.run(
-                    run(calls, arguments.seconds, arguments.call_seconds, arguments.opus, url, recordings)
+                    run(
+                        calls,
+                        arguments.seconds,
+                        arguments.call_seconds,
+                        arguments.opus,
+                        url,
+                        recordings,
+                        server.pid,
+                    )
                 )
                 print(json.dumps(row), flush=True)
             finally:

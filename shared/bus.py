@@ -208,6 +208,7 @@ class Bus:
                 max_age=spec.max_age.total_seconds(),
                 duplicate_window=spec.duplicate_window.total_seconds(),
                 storage=StorageType.FILE,
+                allow_direct=spec.allow_direct or None,
             )
             try:
                 await self.js.stream_info(spec.name)

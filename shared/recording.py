@@ -184,6 +184,15 @@ def decode(data: bytes) -> Chunk:
     return PauseMark(tenant, sequence, started_at, arrival_us, kind is ChunkKind.PAUSE)
 
 
+def peek_sequence(data: bytes) -> int | None:
+    """The chunk sequence from the header alone (None when it is not a chunk's header): lets a reader
+    skip what it has without parsing the frames."""
+    if len(data) < HEADER.size or data[:4] != MAGIC:
+        return None
+    sequence: int = HEADER.unpack_from(data)[4]
+    return sequence
+
+
 def _decode_audio(
     data: bytes, at: int, tenant: str, sequence: int, started_at: float, leg: LegKind
 ) -> AudioChunk:
@@ -247,4 +256,5 @@ __all__ = [
     "decode",
     "encode",
     "message_id",
+    "peek_sequence",
 ]

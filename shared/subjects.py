@@ -123,6 +123,8 @@ class StreamSpec:
     #: Window in which a repeated ``Nats-Msg-Id`` is dropped by the server.
     duplicate_window: timedelta = timedelta(minutes=2)
     description: str = ""
+    #: Readable by subject without a consumer ("direct get", batches of messages per request).
+    allow_direct: bool = False
 
 
 @dataclass(frozen=True)
@@ -148,6 +150,9 @@ RECORDING_AUDIO = StreamSpec(
     timedelta(hours=6),
     duplicate_window=timedelta(minutes=1),
     description="audio chunks waiting for a recorder (short retention)",
+    # Recorders read a call's chunks by direct get: a consumer per call costs the server on every
+    # message stored, and creating hundreds at once queues in its API.
+    allow_direct=True,
 )
 DEAD_LETTERS = StreamSpec(
     "DEAD_LETTERS", (dead_letter(),), timedelta(days=14), description="messages no handler could take"

@@ -6,13 +6,14 @@ parse is counted and skipped, and nothing else is disturbed. Audio goes through 
 :class:`~services.recorder.timeline.LegTimeline` into its channel: the agent left, the customer right.
 
 A checkpoint is the WAV synced to disk plus ``<call>.json`` beside it (written to a temporary file and
-renamed, so it is whole or absent): the timelines, the sequences seen, the stream sequence of the
-last chunk applied. Chunks after it are delivered again to whoever resumes, and applying them again
-writes the same samples to the same places.
+renamed, so it is whole or absent): the timelines and the sequences seen. Whoever resumes reads the
+stream again and skips those; chunks applied after the checkpoint are applied again, which writes
+the same samples to the same places.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from dataclasses import dataclass, field
@@ -25,7 +26,7 @@ from services.recorder import g711
 from services.recorder.timeline import LegTimeline
 from services.recorder.wav import StereoWav
 from shared.events import LegKind
-from shared.recording import AudioChunk, EndOfCall, MalformedChunk, PauseMark, decode
+from shared.recording import AudioChunk, EndOfCall, MalformedChunk, PauseMark, decode, peek_sequence
 
 CHANNEL = {LegKind.AGENT: 0, LegKind.CUSTOMER: 1}
 RATE = 8000
@@ -43,8 +44,6 @@ class Progress:
     recording_id: str
     tenant_id: str | None = None
     started_at: float | None = None
-    #: Stream sequence of the last message applied; the successor starts after it.
-    stream_sequence: int = 0
     frames: int = 0
     timelines: dict[str, dict[str, Any]] = field(default_factory=dict)
     codecs: dict[str, str] = field(default_factory=dict)
@@ -75,6 +74,7 @@ class CallRecording:
             LegKind(leg): LegTimeline.restore(state) for leg, state in progress.timelines.items()
         }
         self._seen = set(progress.seen)
+        self._malformed: set[bytes] = set()
         self.dirty = False
 
     @classmethod
@@ -95,15 +95,29 @@ class CallRecording:
 
     # -- chunks
 
-    def apply(self, data: bytes, stream_sequence: int) -> None:
-        """Apply one message; raises :class:`UnsupportedCodec` (the recording cannot go on)."""
+    def has(self, data: bytes) -> bool:
+        """Whether this message is a chunk already applied (read from its header alone)."""
+        sequence = peek_sequence(data)
+        return sequence is not None and (sequence < self.progress.seen_below or sequence in self._seen)
+
+    @property
+    def gaps(self) -> bool:
+        """Chunks missing below the newest one applied."""
+        return bool(self._seen)
+
+    def apply(self, data: bytes) -> None:
+        """Apply one message; raises :class:`MalformedChunk` (counted, nothing else changes) or
+        :class:`UnsupportedCodec` (the recording cannot go on)."""
         progress = self.progress
-        progress.stream_sequence = max(progress.stream_sequence, stream_sequence)
         self.dirty = True
         try:
             chunk = decode(data)
         except MalformedChunk:
-            progress.malformed += 1
+            # The same bad message may come live and again from the stream: count it once.
+            digest = hashlib.blake2b(data, digest_size=16).digest()
+            if digest not in self._malformed:
+                self._malformed.add(digest)
+                progress.malformed += 1
             raise
         if chunk.sequence < progress.seen_below or chunk.sequence in self._seen:
             progress.duplicates += 1

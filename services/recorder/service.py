@@ -1,20 +1,28 @@
 """A recorder process: claims calls' recordings, turns their audio chunks into files, stores and
 announces them.
 
-For each call it holds the lease of (``leases.py``), the recorder runs a durable JetStream consumer
-``rec-<call>`` on ``recordings.audio.<call>`` and applies each chunk to the call's WAV in the spool
-(``<recordings_dir>/.spool``). Every ``checkpoint_interval_s`` the WAV is synced, the progress
-written beside it, and only then the chunks up to it acknowledged (ack-all). Chunks stay in the
-stream until the recording is stored, so whoever takes over a call (this recorder died, was cut off,
-or drained) starts after the last checkpoint when it can read the spool (a shared volume), and
-otherwise rebuilds the file from the call's first chunk: either way the file has no hole.
+For each call it holds the lease of (``leases.py``), the recorder takes the chunks of
+``recordings.audio.<call>`` two ways and applies each once (by its per-call sequence) to the call's
+WAV in the spool (``<recordings_dir>/.spool``):
+
+- live, by a plain subscription to the call's subject: no JetStream consumer per call, because the
+  server signals every consumer of a stream for every message it stores, and a few hundred filtered
+  consumers cost nats-server more than a core (``bench/recorder_throughput.py``);
+- from the stream, by batched direct gets (:meth:`RecorderService._catch_up`, no consumer at all)
+  that read what the call already holds: at the claim (what was said before it, or before a predecessor died)
+  and whenever chunks are missing (a reconnection lost some live ones, or the END mark came first).
+
+Every ``checkpoint_interval_s`` the WAV is synced and the progress written beside it. Chunks stay in
+the stream until the recording is stored, so whoever takes over a call (this recorder died, was cut
+off, or drained) rebuilds the file from the stream, skipping what the spool's checkpoint already
+holds when it can read it (a shared volume): either way the file has no hole.
 
 After the END mark (or, when its worker died, ``call.ended`` and a short grace; or a silence of
-``abandon_after_s``): the WAV is closed, stored with its
-metadata, ``recording.completed`` published, the lease marked done, the consumer deleted and the
-call's chunks purged. Then, off the hot path, the Opus copy is made and stored, and
-``recording.compressed`` published. ``recording.failed`` names what went wrong (an unknown codec, a
-store that stayed unreachable: the WAV is then kept under ``.unstored/``, never lost silently).
+``abandon_after_s``): the WAV is closed, stored with its metadata, ``recording.completed`` published,
+the lease marked done and the call's chunks purged. Then, off the hot path, the Opus copy is made
+and stored, and ``recording.compressed`` published. ``recording.failed`` names what went wrong (an
+unknown codec, a store that stayed unreachable: the WAV is then kept under ``.unstored/``, never
+lost silently).
 """
 
 from __future__ import annotations
@@ -35,7 +43,6 @@ from typing import Any
 import nats.errors
 import nats.js.errors
 from nats.aio.msg import Msg
-from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from prometheus_client import Counter, Gauge, Histogram
 from pydantic import ValidationError
 
@@ -66,10 +73,10 @@ log = get_logger("echodesk.recorder")
 ACTIVE = Gauge("echodesk_recorder_active", "Recordings this recorder writes")
 OUTCOMES = Counter("echodesk_recorder_recordings_total", "Finished recordings by outcome", ["outcome"])
 CHUNKS = Counter("echodesk_recorder_chunks_total", "Chunks by outcome", ["outcome"])
-CONSUMER_SETUP = Histogram(
-    "echodesk_recorder_consumer_setup_seconds",
-    "Creating a call's consumer (what bounds how fast calls are claimed)",
-    buckets=(0.005, 0.01, 0.05, 0.1, 0.5, 1, 5),
+CATCH_UP = Histogram(
+    "echodesk_recorder_catch_up_seconds",
+    "Reading a call's chunks from the stream (at a claim, or to fill a gap)",
+    buckets=(0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 30),
 )
 END_TO_STORED = Histogram(
     "echodesk_recorder_end_to_completed_seconds",
@@ -86,10 +93,6 @@ _SPOOL = ".spool"
 _UNSTORED = ".unstored"
 
 
-def durable_name(call_id: str) -> str:
-    return f"rec-{call_id}"
-
-
 @dataclass(eq=False)
 class Active:
     """A recording this recorder owns right now."""
@@ -98,8 +101,13 @@ class Active:
     lease: RecordingLease
     recording: CallRecording
     subscription: Any = None
-    #: The last message applied and not yet acknowledged (ack-all acknowledges everything before it).
-    unacked: Msg | None = None
+    #: A catch-up from the stream is running; ``catch_up_again`` asks for another pass after it.
+    catching_up: bool = False
+    catch_up_again: bool = False
+    #: Stream sequence the next read starts at: everything before it was read once already.
+    read_from: int = 1
+    #: Checkpoints in a row that found chunks missing below the newest: two make a catch-up.
+    gapped: int = 0
     last_chunk_at: float = field(default_factory=time.monotonic)
     ended_at: float | None = None
     #: When signaling's call.ended arrived: a worker that died sends no END mark.
@@ -119,10 +127,11 @@ class RecorderService:
         self._nudge = asyncio.Event()
         self._draining = False
         self._claiming: set[str] = set()
-        #: Claims set up at once. The server creates consumers concurrently far faster than one by
-        #: one (~15 ms each alone, well under 1 ms each in a batch of 100), but hundreds at once (a
-        #: recorder taking over a dead one's calls) time out in its API rather than go faster.
+        #: Claims set up at once (two KV requests each).
         self._setting_up = asyncio.Semaphore(64)
+        #: Reads of the stream at once, so a burst (a recorder taking over a dead one's calls) shares
+        #: the server fairly with the live traffic.
+        self._reading = asyncio.Semaphore(32)
 
     # -- the Service protocol
 
@@ -221,68 +230,113 @@ class RecorderService:
         active = Active(call_id, lease, recording)
         self.active[call_id] = active
         ACTIVE.set(len(self.active))
-        start = recording.progress.stream_sequence + 1 if resumed else None
         log.info(
             "recording_claimed",
             call=call_id,
             recording=lease.recording_id,
             claims=lease.claims,
-            resumed_from=start,
+            resumed_chunks=recording.progress.seen_below if resumed else None,
         )
-        nc, js = self._ctx.bus.nc, self._ctx.bus.js
-        durable = durable_name(call_id)
-        if lease.claims > 1:
-            # A predecessor's consumer is a cursor we do not trust: start where our spool says.
-            with contextlib.suppress(nats.js.errors.NotFoundError):
-                await js.delete_consumer(subjects.RECORDING_AUDIO.name, durable)
 
         async def on_msg(msg: Msg) -> None:
-            await self._on_chunk(active, msg)
+            self._on_chunk(active, msg.data)
 
-        # A push consumer onto an inbox of ours: three API round trips per claim (lease get and
-        # update, consumer create) is what bounds how fast a recorder takes over hundreds of calls.
-        inbox = nc.new_inbox()
-        active.subscription = await nc.subscribe(inbox, cb=on_msg)
-        config = ConsumerConfig(
-            durable_name=durable,
-            deliver_subject=inbox,
-            ack_policy=AckPolicy.ALL,
-            ack_wait=max(30.0, self.settings.checkpoint_interval_s * 10),
-            max_ack_pending=-1,
-            deliver_policy=DeliverPolicy.BY_START_SEQUENCE if start else DeliverPolicy.ALL,
-            opt_start_seq=start,
-            filter_subject=subjects.recording_audio(call_id),
-            inactive_threshold=self.settings.abandon_after_s,
-        )
+        # Live first, then the stream: nothing published between the two is missed, and what both
+        # deliver is applied once.
+        active.subscription = await self._ctx.bus.nc.subscribe(subjects.recording_audio(call_id), cb=on_msg)
+        self._spawn(self._catch_up(active), f"recorder-catch-up:{call_id}")
+
+    async def _catch_up(self, active: Active) -> None:
+        """Apply what the stream holds for the call and was not applied yet, then stop reading it."""
+        if active.catching_up:
+            active.catch_up_again = True
+            return
+        assert self._ctx is not None
+        active.catching_up = True
         started = time.monotonic()
-        await js.add_consumer(subjects.RECORDING_AUDIO.name, config, timeout=10.0)
-        CONSUMER_SETUP.observe(time.monotonic() - started)
+        try:
+            while True:
+                active.catch_up_again = False
+                await self._read_stream(active)
+                if not active.catch_up_again or active.stopping:
+                    break
+        finally:
+            active.catching_up = False
+            CATCH_UP.observe(time.monotonic() - started)
+
+    async def _read_stream(self, active: Active) -> None:
+        """Batches of the call's messages by direct get (no consumer), from after the last one read."""
+        recording = active.recording
+        async with self._reading:
+            while not active.stopping:
+                batch, pending = await self._direct_get(active.call_id, active.read_from)
+                for sequence, data in batch:
+                    if not recording.has(data):  # (a stopped recording ignores the rest)
+                        self._on_chunk(active, data)
+                    active.read_from = sequence + 1
+                if not batch or not pending:
+                    return
+
+    async def _direct_get(self, call_id: str, start: int) -> tuple[list[tuple[int, bytes]], int]:
+        """Up to 256 messages of the call's subject from stream sequence ``start`` (ADR-31 batched
+        direct get: the messages, then a 204 status closing the batch; 404 when there are none);
+        returns them with their stream sequences, and how many more there are."""
+        assert self._ctx is not None
+        nc = self._ctx.bus.nc
+        inbox = nc.new_inbox()
+        replies: asyncio.Queue[Msg] = asyncio.Queue()
+
+        async def on_reply(msg: Msg) -> None:
+            replies.put_nowait(msg)
+
+        subscription = await nc.subscribe(inbox, cb=on_reply)
+        request = {"seq": start, "next_by_subj": subjects.recording_audio(call_id), "batch": 256}
+        batch: list[tuple[int, bytes]] = []
+        try:
+            await nc.publish(
+                f"$JS.API.DIRECT.GET.{subjects.RECORDING_AUDIO.name}",
+                json.dumps(request).encode(),
+                reply=inbox,
+            )
+            while True:
+                async with asyncio.timeout(10.0):
+                    msg = await replies.get()
+                headers = msg.headers or {}
+                status = headers.get("Status")
+                if status == "404":
+                    return batch, 0
+                if status is not None:
+                    if status != "204":
+                        raise RuntimeError(
+                            f"direct get of {call_id}: status {status} {headers.get('Description')}"
+                        )
+                    return batch, int(headers.get("Nats-Num-Pending", "0"))
+                batch.append((int(headers["Nats-Sequence"]), msg.data))
+        finally:
+            with contextlib.suppress(Exception):
+                await subscription.unsubscribe()
 
     # -- chunks
 
-    async def _on_chunk(self, active: Active, msg: Msg) -> None:
+    def _on_chunk(self, active: Active, data: bytes) -> None:
         if active.stopping:
             return
         assert self._leases is not None
         if not self._leases.holds(active.call_id):
+            active.stopping = True
             self._spawn(self._lost(active), f"recorder-lost:{active.call_id}")
             return
         recording = active.recording
-        sequence = msg.metadata.sequence.stream if msg.metadata.sequence else 0
         try:
-            recording.apply(msg.data, sequence)
+            recording.apply(data)
             CHUNKS.labels("applied").inc()
         except MalformedChunk as exc:
             CHUNKS.labels("malformed").inc()
-            log.warning(
-                "recording_chunk_malformed", call=active.call_id, stream_sequence=sequence, error=str(exc)
-            )
+            log.warning("recording_chunk_malformed", call=active.call_id, error=str(exc))
         except UnsupportedCodec as exc:
-            active.unacked = msg
             active.stopping = True
             self._spawn(self._fail(active, str(exc)), f"recorder-fail:{active.call_id}")
             return
-        active.unacked = msg
         active.last_chunk_at = time.monotonic()
         progress = recording.progress
         if not progress.announced and progress.tenant_id is not None:
@@ -290,6 +344,9 @@ class RecorderService:
             self._spawn(self._announce_started(active), f"recorder-started:{active.call_id}")
         if recording.ended and active.ended_at is None:
             active.ended_at = time.monotonic()
+            if not recording.complete:
+                # The END mark overtook chunks (or live ones were lost): the stream has them.
+                self._spawn(self._catch_up(active), f"recorder-catch-up:{active.call_id}")
         if recording.complete:
             active.stopping = True
             self._spawn(self._complete(active), f"recorder-complete:{active.call_id}")
@@ -358,20 +415,21 @@ class RecorderService:
                     self._spawn(self._complete(active), f"recorder-complete:{active.call_id}")
                 elif recording.dirty:
                     due.append(active)
+                active.gapped = active.gapped + 1 if recording.gaps else 0
+                if active.gapped >= 2 and not active.stopping:
+                    # Chunks missing below the newest for two checkpoints: lost on the live path.
+                    active.gapped = 0
+                    self._spawn(self._catch_up(active), f"recorder-catch-up:{active.call_id}")
             if due:
                 await self._checkpoint(*due)
 
     async def _checkpoint(self, *due: Active) -> None:
-        """Snapshot each recording here, sync them all in one trip to a thread, then acknowledge the
-        chunks each snapshot covers (ack-all: the last one acknowledges those before it)."""
-        work = []
-        for active in due:
-            msg, active.unacked = active.unacked, None
-            work.append((active, msg, active.recording.snapshot()))
+        """Snapshot each recording here, then sync them all in one trip to a thread."""
+        work = [(active, active.recording.snapshot()) for active in due]
 
         def persist() -> list[OSError | None]:
             outcomes: list[OSError | None] = []
-            for active, _, snapshot in work:
+            for active, snapshot in work:
                 if active.stopping and self.active.get(active.call_id) is not active:
                     outcomes.append(None)  # finished or handed over meanwhile: its file is closed
                     continue
@@ -382,19 +440,14 @@ class RecorderService:
                     outcomes.append(exc)
             return outcomes
 
-        for (active, msg, _), error in zip(work, await asyncio.to_thread(persist), strict=True):
-            if error is not None and active.stopping:
-                continue  # finished or handed over while the sync ran: nothing left to keep
-            if error is not None:
-                # A full disk: no ack, so the chunks stay in the stream; the recording fails only if it
+        for (active, _), error in zip(work, await asyncio.to_thread(persist), strict=True):
+            if error is not None and not active.stopping:
+                # A full disk: the chunks stay in the stream, and the recording fails only if it
                 # cannot be finished at all.
                 log.error(
                     "recording_checkpoint_failed", call=active.call_id, error=error.strerror or str(error)
                 )
                 active.recording.dirty = True
-            elif msg is not None:
-                with contextlib.suppress(Exception):
-                    await msg.ack()
 
     async def _renew_loop(self) -> None:
         assert self._leases is not None
@@ -604,8 +657,6 @@ class RecorderService:
             await self._leases.finish(call_id)
         js = self._ctx.bus.js
         with contextlib.suppress(Exception):
-            await js.delete_consumer(subjects.RECORDING_AUDIO.name, durable_name(call_id))
-        with contextlib.suppress(Exception):
             await js.purge_stream(subjects.RECORDING_AUDIO.name, subject=subjects.recording_audio(call_id))
         self.active.pop(call_id, None)
         ACTIVE.set(len(self.active))
@@ -667,4 +718,4 @@ def _size_and_sha256(path: Path) -> tuple[int, str]:
     return size, digest.hexdigest()
 
 
-__all__ = ["RecorderService", "durable_name"]
+__all__ = ["RecorderService"]
