@@ -10,9 +10,13 @@ import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from services.signaling.sip.message import Request, Response, make_response
+from shared import subjects
+from shared.bus import RemoteError
+from shared.commands import CallCommand, CommandAccepted, HangupCall, HoldCall, SendDigits
 from shared.events import CallStatus, EndCause, LegKind, Party
 from tests.support.desk_phone import acknowledge, hang_up, in_dialog, place_call
 from tests.support.gateway import Gateway, call_events, gateway_stack
@@ -181,3 +185,84 @@ async def test_a_media_worker_that_dies_ends_its_calls_on_both_legs(stack: tuple
     assert ended.data.cause is EndCause.MEDIA_FAILURE  # type: ignore[attr-defined]
     assert ended.data.ended_by is Party.SYSTEM  # type: ignore[attr-defined]
     print(f"worker death noticed and the agent's BYE received {noticed_s:.2f} s after SIGKILL")
+
+
+async def test_the_api_holds_resumes_sends_digits_and_hangs_up_a_call(stack: tuple[Gateway, Sipp]) -> None:
+    """Commands over calls.command.<node>.<verb>, the node being the source of the call's events:
+    hold silences both directions, resume brings the echo back, digits go to the carrier as
+    RFC 4733 (its echo reaches the phone), hangup BYEs both legs; a call the node does not hold and
+    a command the call's state refuses get typed errors."""
+    gateway, carrier = stack
+    bus = gateway.bus
+    phone = await RtpPeer.open("127.0.0.1")
+    try:
+        client, answered, _ = await asyncio.to_thread(place_call, gateway.sip, phone.description())
+        assert answered.status_code == 200, answered
+        phone.learn(answered.body.decode())
+        acknowledge(client, answered)
+        phone.start_tone(1000)
+        created = (await call_events(bus, call_count=0, at_least=1))[0]
+        node, call = created.source, {"tenant_id": "acme", "call_id": created.call_id}  # type: ignore[attr-defined]
+
+        async def command(verb: str, body: CallCommand) -> CommandAccepted:
+            return await bus.request(subjects.call_command(node, verb), body, CommandAccepted)
+
+        with pytest.raises(RemoteError) as missing:
+            await bus.request(
+                subjects.call_command(node, "hold"),
+                HoldCall(tenant_id="acme", call_id="nope"),
+                CommandAccepted,
+            )
+        assert missing.value.code == "call_not_found"
+        with pytest.raises(RemoteError) as other_tenant:
+            await bus.request(
+                subjects.call_command(node, "hangup"),
+                HangupCall(tenant_id="other", call_id=created.call_id),
+                CommandAccepted,
+            )
+        assert other_tenant.value.code == "call_not_found"
+
+        held = await command("hold", HoldCall(**call))
+        assert held.status is CallStatus.HELD
+        with pytest.raises(RemoteError) as twice:
+            await command("hold", HoldCall(**call))
+        assert (twice.value.code, twice.value.message) == ("not_allowed", "the call is already on hold")
+        await asyncio.sleep(0.3)  # what was on its way when the hold began
+        mark = len(phone.received)
+        await asyncio.sleep(1.0)
+        during = phone.audio(since=mark)
+        # Nothing of the tone comes back while held (silence or no packets at all).
+        assert len(during) == 0 or float(np.sqrt(np.mean(during.astype(np.float64) ** 2))) < 50, len(during)
+        resumed = await command("resume", HoldCall(**call))
+        assert resumed.status is CallStatus.IN_PROGRESS
+        await asyncio.sleep(1.0)
+        assert analyse(phone.audio(last_seconds=0.5))["dominant_hz"] == pytest.approx(1000, abs=15)
+
+        digits = SendDigits(**call, digits="12", duration_ms=100)
+        assert (
+            await bus.request(subjects.call_command(node, "dtmf"), digits, CommandAccepted)
+        ).status is CallStatus.IN_PROGRESS
+        await asyncio.sleep(1.0)
+        heard = {e["event"] for e in phone.events() if e["end"]}
+        assert {1, 2} <= heard, phone.events()[-6:]
+
+        hung = await command("hangup", HangupCall(**call))
+        assert hung.status is CallStatus.COMPLETED
+        bye = await asyncio.to_thread(client.receive_message)
+        assert isinstance(bye, Request)
+        assert bye.method == "BYE"
+        client.send(make_response(bye, 200).encode())
+        client.close()
+    finally:
+        phone.close()
+    (await carrier.wait_async(timeout=20)).assert_success(calls=2)
+    events = await call_events(gateway.bus)
+    assert all(e.source == node for e in events)  # type: ignore[attr-defined]
+    assert [e.type for e in events if e.type in ("call.held", "call.resumed")] == [
+        "call.held",
+        "call.resumed",
+    ]  # type: ignore[attr-defined]
+    api_digits = [e.data.digit for e in events if e.type == "call.dtmf" and e.data.method == "api"]  # type: ignore[attr-defined]
+    assert api_digits == ["1", "2"]
+    ended = events[-1].data  # type: ignore[attr-defined]
+    assert (ended.ended_by, ended.status) == (Party.API, CallStatus.COMPLETED)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ssl
+from functools import partial
 
 from services.signaling.b2bua.calls import BusMedia, Calls
 from services.signaling.directory import AgentDirectory
@@ -12,6 +13,7 @@ from services.signaling.stack import SipStack
 from services.signaling.trunk.trunks import Trunks
 from shared import subjects
 from shared.bus import Bus
+from shared.commands import CallCommand, CommandVerb, HangupCall, HoldCall, SendDigits
 from shared.events import EventEnvelope
 from shared.heartbeat import Heartbeat
 from shared.logging import get_logger
@@ -69,6 +71,17 @@ class SignalingService:
         await ctx.bus.subscribe(subjects.media_events(), MediaEvent, self._media_event)
         await ctx.bus.subscribe(subjects.heartbeat("media"), Heartbeat, self._media_heartbeat)
         self._watchdog = asyncio.create_task(self._watch_workers())
+        # The api's commands for this instance's calls (shared/commands.py).
+        commands: tuple[tuple[CommandVerb, type[CallCommand]], ...] = (
+            ("hangup", HangupCall),
+            ("hold", HoldCall),
+            ("resume", HoldCall),
+            ("dtmf", SendDigits),
+        )
+        for verb, model in commands:
+            await ctx.bus.serve(
+                subjects.call_command(self.calls.node, verb), model, partial(self.calls.command, verb)
+            )
 
     async def _media_event(self, event: MediaEvent, _subject: str) -> None:
         if self.calls is not None:

@@ -228,12 +228,15 @@ def inbound_carrier(
     )
 
 
-async def call_events(bus: Bus, call_count: int = 1, timeout: float = 15) -> list[CallEventEnvelope]:
-    """The call events on the bus, in order, until ``call_count`` calls have ended."""
+async def call_events(
+    bus: Bus, call_count: int = 1, timeout: float = 15, *, at_least: int = 0
+) -> list[CallEventEnvelope]:
+    """The call events on the bus, in order, until ``call_count`` calls have ended (and there are
+    ``at_least`` events: ``call_count=0, at_least=1`` waits for the first)."""
     sub = await bus.js.pull_subscribe(subjects.call_events(), stream=subjects.CALL_EVENTS.name)
     found: list[CallEventEnvelope] = []
     async with asyncio.timeout(timeout):
-        while [getattr(e, "type", None) for e in found].count("call.ended") < call_count:
+        while [e.type for e in found].count("call.ended") < call_count or len(found) < at_least:  # type: ignore[attr-defined]
             try:
                 for msg in await sub.fetch(20, timeout=0.5):
                     event = parse_event(msg.data)

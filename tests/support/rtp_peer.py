@@ -177,10 +177,13 @@ class RtpPeer(asyncio.DatagramProtocol):
 
     # -- what arrived
 
-    def audio(self, payload_type: int = 0, last_seconds: float | None = None) -> np.ndarray:
+    def audio(self, payload_type: int = 0, last_seconds: float | None = None, since: int = 0) -> np.ndarray:
+        """The audio received (from packet ``since`` on: ``len(received)`` taken earlier), decoded."""
         table = _ULAW if payload_type == 0 else _ALAW
         chunks = [
-            np.frombuffer(r.payload, dtype=np.uint8) for r in self.received if r.payload_type == payload_type
+            np.frombuffer(r.payload, dtype=np.uint8)
+            for r in self.received[since:]
+            if r.payload_type == payload_type
         ]
         if not chunks:
             return np.zeros(0, dtype=np.int16)

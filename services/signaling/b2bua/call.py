@@ -195,6 +195,9 @@ class Call:
     created_at: float = 0.0
     answered_at: float | None = None
     answered_wall: datetime | None = None
+    #: The signaling instance that holds the call: its events' ``source``, and the ``node`` of
+    #: the ``calls.command.<node>.*`` subjects the api sends this call's commands to.
+    source: str = "echodesk"
     _sequence: int = 0
     _held_by: set[Party] = field(default_factory=set)
 
@@ -235,7 +238,8 @@ class Call:
     def bye(self, from_caller: bool, now: float) -> list[Command]:
         raise NotImplementedError
 
-    def hang_up(self, cause: EndCause, now: float) -> list[Command]:
+    def hang_up(self, cause: EndCause, now: float, by: Party = Party.SYSTEM) -> list[Command]:
+        """End the call from our side (media failure, shutdown, the api): CANCEL or BYE every leg."""
         raise NotImplementedError
 
     def stray_response(self, response: Response, now: float) -> list[Command]:
@@ -251,6 +255,9 @@ class Call:
     def side(self, from_caller: bool) -> Side | None:
         """The end an in-dialog request came from, while the call is connected."""
         return None
+
+    def held_by(self, party: Party) -> bool:
+        return party in self._held_by
 
     def hold_changed(self, party: Party, held: bool, now: float) -> list[Command]:
         """A re-INVITE put the call on hold or took it off (RFC 3264 8.4): the event, once per change."""
@@ -319,7 +326,12 @@ class Call:
     def _envelope(self) -> dict[str, object]:
         sequence = self._sequence
         self._sequence += 1
-        return {"tenant_id": self.tenant_id, "call_id": self.call_id, "sequence": sequence}
+        return {
+            "tenant_id": self.tenant_id,
+            "call_id": self.call_id,
+            "sequence": sequence,
+            "source": self.source,
+        }
 
 
 @dataclass(kw_only=True)
@@ -546,8 +558,7 @@ class OutboundCall(AgentCall):
         party = Party.AGENT if from_caller else Party.CUSTOMER
         return commands + self._end(for_cause(EndCause.NORMAL_CLEARING), party, now)
 
-    def hang_up(self, cause: EndCause, now: float) -> list[Command]:
-        """End the call from our side (media timeout, worker failure, api hangup): BYE both legs."""
+    def hang_up(self, cause: EndCause, now: float, by: Party = Party.SYSTEM) -> list[Command]:
         if self.phase is Phase.ENDED:
             return []
         if self.phase is not Phase.CONNECTED:
@@ -555,9 +566,8 @@ class OutboundCall(AgentCall):
             if self.carrier_invite is not None and self._provisional_seen:
                 commands.append(SendToCarrier(self._cancel()))
             outcome = for_cause(cause)
-            return commands + self._fail(
-                outcome, 480 if cause is EndCause.MEDIA_FAILURE else 487, outcome.message, now
-            )
+            status = 480 if cause is EndCause.MEDIA_FAILURE else 487
+            return commands + self._fail(outcome, status, outcome.message, now, ended_by=by)
         commands = []
         for dialog, address, wrap in (
             (self.carrier_dialog, self.carrier_address, SendToCarrier),
@@ -567,7 +577,7 @@ class OutboundCall(AgentCall):
                 commands.append(
                     wrap(dialog.request("BYE", via_host=address.via_host, transport=address.transport))
                 )
-        return commands + self._end(for_cause(cause), Party.SYSTEM, now)
+        return commands + self._end(for_cause(cause), by, now)
 
     # --- steps ----------------------------------------------------------------------------
 
@@ -808,15 +818,15 @@ class EchoCall(AgentCall):
             return []
         return self._end(for_cause(EndCause.NORMAL_CLEARING), Party.AGENT, now)
 
-    def hang_up(self, cause: EndCause, now: float) -> list[Command]:
+    def hang_up(self, cause: EndCause, now: float, by: Party = Party.SYSTEM) -> list[Command]:
         if self.phase is Phase.ENDED:
             return []
         if self.phase is not Phase.CONNECTED or self.agent_dialog is None:
             outcome = for_cause(cause)
-            return self._fail(outcome, 480, outcome.message, now)
+            return self._fail(outcome, 480, outcome.message, now, ended_by=by)
         address = self.agent_address
         bye = self.agent_dialog.request("BYE", via_host=address.via_host, transport=address.transport)
-        return [SendToCaller(bye), *self._end(for_cause(cause), Party.SYSTEM, now)]
+        return [SendToCaller(bye), *self._end(for_cause(cause), by, now)]
 
 
 def cancel_for(invite: Request, reason: str | None = None) -> Request:

@@ -58,13 +58,15 @@ from services.signaling.transport.flow import Flow, TransportKind
 from services.signaling.transport.layer import TransportUnavailable
 from services.signaling.trunk.trunks import Trunks
 from shared import subjects
-from shared.bus import Bus, BusError, RemoteError
+from shared.bus import Bus, BusError, Rejected, RemoteError
+from shared.commands import CallCommand, CommandAccepted, CommandVerb, SendDigits
 from shared.events import (
     CallCreated,
     CallCreatedData,
     CallEnded,
     CallEndedData,
     CallEventEnvelope,
+    CallStatus,
     Direction,
     EndCause,
     Party,
@@ -74,6 +76,7 @@ from shared.media import (
     CloseSession,
     CreateSession,
     Done,
+    Hold,
     LocalDescription,
     MediaEvent,
     MediaEventKind,
@@ -105,6 +108,8 @@ class MediaClient(Protocol):
 
     async def dtmf(self, worker: str, session: str, digit: SendDtmf) -> None: ...
 
+    async def hold(self, worker: str, session: str, hold: Hold) -> None: ...
+
 
 @dataclass
 class BusMedia:
@@ -128,6 +133,10 @@ class BusMedia:
     async def dtmf(self, worker: str, session: str, digit: SendDtmf) -> None:
         subject = subjects.media_session(worker, session, "dtmf")
         await self.bus.request(subject, digit, Done, timeout=MEDIA_TIMEOUT_S)
+
+    async def hold(self, worker: str, session: str, hold: Hold) -> None:
+        subject = subjects.media_session(worker, session, "hold")
+        await self.bus.request(subject, hold, Done, timeout=MEDIA_TIMEOUT_S)
 
 
 @dataclass
@@ -166,6 +175,8 @@ class Calls:
         self._calls: dict[str, _Leg] = {}
         self._policy = TenantPolicy(max_concurrent_calls=settings.tenant_max_concurrent_calls)
         self.workers = WorkerWatch()
+        #: This instance's name: the ``source`` of its calls' events and the node of its commands.
+        self.node = subjects.token(settings.instance_id)
         #: (SIP Call-ID, our tag) of each leg's dialog -> our call id.
         self._by_dialog: dict[tuple[str, str], str] = {}
         self._by_invite: dict[int, str] = {}
@@ -385,6 +396,7 @@ class Calls:
 
     def _begin(self, leg: _Leg, now: float) -> None:
         call = leg.call
+        call.source = self.node
         self._calls[call.call_id] = leg
         self._by_invite[id(leg.caller_txn)] = call.call_id
         self._by_dialog[(call.caller_invite.call_id, call.caller_tag)] = call.call_id
@@ -585,6 +597,57 @@ class Calls:
                 leg.sessions = {k: v for k, v in leg.sessions.items() if v[0] != worker}
                 self._execute(leg, leg.call.hang_up(EndCause.MEDIA_FAILURE, now))
 
+    # --- commands from the api (shared/commands.py) ---------------------------------------------
+
+    async def command(self, verb: CommandVerb, request: CallCommand) -> CommandAccepted:
+        """Carry out an api command on one of this instance's calls, or refuse it with a typed error."""
+        leg = self._calls.get(request.call_id)
+        if leg is None or leg.call.tenant_id != request.tenant_id:
+            raise Rejected("call_not_found", f"no call {request.call_id} is in progress on this node")
+        call, now = leg.call, _now()
+        connected = call.phase is Phase.CONNECTED
+        log.info("api command", verb=verb, call_id=call.call_id, by=request.requested_by)
+        if verb == "hangup":
+            cause = EndCause.NORMAL_CLEARING if connected else EndCause.CANCELED
+            self._execute(leg, call.hang_up(cause, now, by=Party.API))
+            return CommandAccepted(
+                call_id=call.call_id, status=CallStatus.COMPLETED if connected else CallStatus.CANCELED
+            )
+        side = call.side(from_caller=True)
+        if not connected or side is None:
+            raise Rejected("not_allowed", f"the call is {call.phase.value}: only an answered call can {verb}")
+        session = leg.sessions.get(side.media_key)
+        if session is None:
+            raise Rejected("media_unavailable", "the call has no media session")
+        try:
+            if verb in ("hold", "resume"):
+                held = verb == "hold"
+                if call.held_by(Party.API) == held:
+                    raise Rejected(
+                        "not_allowed", "the call is already on hold" if held else "the call is not on hold"
+                    )
+                # Both parties stop hearing each other: the gateway holds the call in the middle.
+                for kind in (side.media_leg, side.other_leg):
+                    if kind is not None:
+                        await self.media.hold(*session, Hold(leg=kind, held=held))
+                self._execute(leg, call.hold_changed(Party.API, held, _now()))
+                status = CallStatus.HELD if held else CallStatus.IN_PROGRESS
+                return CommandAccepted(call_id=call.call_id, status=status)
+            assert isinstance(request, SendDigits)
+            for digit in request.digits:
+                await self.media.dtmf(
+                    *session, SendDtmf(leg=request.leg, digit=digit, duration_ms=request.duration_ms)
+                )
+                self._execute(leg, call.dtmf(request.leg, digit, request.duration_ms, "api"))
+        except RemoteError as exc:
+            raise Rejected("media_unavailable", f"the media worker refused: {exc.message}") from None
+        except BusError as exc:
+            raise Rejected("media_unavailable", f"the media worker did not answer: {exc}") from None
+        return CommandAccepted(
+            call_id=call.call_id,
+            status=CallStatus.HELD if call.held_by(Party.API) else CallStatus.IN_PROGRESS,
+        )
+
     # --- commands -----------------------------------------------------------------------------
 
     def _execute(self, leg: _Leg, commands: list[Command]) -> None:
@@ -751,7 +814,7 @@ class Calls:
     ) -> None:
         """A call refused before it started still gets its two events: created and ended."""
         outcome = for_cause(EndCause.DIALPLAN_REFUSED, why.reason)
-        base = {"tenant_id": tenant, "call_id": call_id}
+        base = {"tenant_id": tenant, "call_id": call_id, "source": self.node}
         self.publish(
             CallCreated(
                 **base,

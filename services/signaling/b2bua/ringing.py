@@ -336,21 +336,21 @@ class RingCall(Call):
             party = Party.AGENT
         return commands + self._end(for_cause(EndCause.NORMAL_CLEARING), party, now)
 
-    def hang_up(self, cause: EndCause, now: float) -> list[Command]:
-        """End the call from our side (media failure, shutdown, the api): CANCEL or BYE every leg."""
+    def hang_up(self, cause: EndCause, now: float, by: Party = Party.SYSTEM) -> list[Command]:
         if self.phase is Phase.ENDED:
             return []
         outcome = for_cause(cause)
         if self.phase is not Phase.CONNECTED or self.winner is None:
             commands = self._cancel_open_branches(None)
-            return commands + self._fail(outcome, 480 if cause is EndCause.MEDIA_FAILURE else 500, None, now)
+            status = {EndCause.MEDIA_FAILURE: 480, EndCause.CANCELED: 487}.get(cause, 500)
+            return commands + self._fail(outcome, status, None, now, ended_by=by)
         commands = self._bye_caller()
         winner = self.winner
         if winner.dialog is not None:
             address = winner.target.address
             bye = winner.dialog.request("BYE", via_host=address.via_host, transport=address.transport)
             commands.append(SendToBranch(winner.index, bye))
-        return commands + self._end(outcome, Party.SYSTEM, now)
+        return commands + self._end(outcome, by, now)
 
     # --- steps ---------------------------------------------------------------------------------
 
