@@ -143,4 +143,15 @@ if __name__ == "__main__":
     )
     parser.add_argument("--events", type=int, default=30000)
     parser.add_argument("--backends", default="sqlite,postgresql")
-    asyncio.run(main(parser.parse_args()))
+    parser.add_argument(
+        "--loop",
+        choices=("uvloop", "asyncio"),
+        default="uvloop",
+        help="the event loop (the services run uvloop)",
+    )
+    arguments = parser.parse_args()
+    if arguments.loop == "uvloop":
+        import uvloop
+
+        uvloop.install()
+    asyncio.run(main(arguments))

@@ -126,4 +126,15 @@ if __name__ == "__main__":
     parser.add_argument("--rate", type=float, default=200, help="events published per second")
     parser.add_argument("--database-url", default=None, help="default: a SQLite file of its own")
     parser.add_argument("--without-call-log", action="store_true")
-    asyncio.run(main(parser.parse_args()))
+    parser.add_argument(
+        "--loop",
+        choices=("uvloop", "asyncio"),
+        default="uvloop",
+        help="the event loop (the services run uvloop)",
+    )
+    arguments = parser.parse_args()
+    if arguments.loop == "uvloop":
+        import uvloop
+
+        uvloop.install()
+    asyncio.run(main(arguments))

@@ -26,6 +26,8 @@ class Call(Base):
         # The call log's keyset order (newest first) within a tenant, plain and by agent.
         Index("ix_calls_tenant_id_started_at_id", "tenant_id", "started_at", "id"),
         Index("ix_calls_tenant_id_agent_id_started_at_id", "tenant_id", "agent_id", "started_at", "id"),
+        # "Missed calls", "calls in progress": a status filter walks only its own calls.
+        Index("ix_calls_tenant_id_status_started_at_id", "tenant_id", "status", "started_at", "id"),
         Index("ix_calls_tenant_id_from_number", "tenant_id", "from_number"),
         Index("ix_calls_tenant_id_to_number", "tenant_id", "to_number"),
     )
