@@ -453,18 +453,19 @@ class RecorderService:
         assert self._leases is not None
         while True:
             await asyncio.sleep(self.settings.lease_s / 3)
-            for active in list(self.active.values()):
-                if active.call_id not in self._leases.held:
-                    continue
-                try:
-                    await self._leases.renew(active.call_id)
-                except LeaseLost:
+            held = [active for active in list(self.active.values()) if active.call_id in self._leases.held]
+            # All at once: one slow answer must not hold the others back until they expire.
+            outcomes = await asyncio.gather(
+                *(self._leases.renew(active.call_id) for active in held), return_exceptions=True
+            )
+            for active, outcome in zip(held, outcomes, strict=True):
+                if isinstance(outcome, LeaseLost):
                     await self._lost(active)
-                except Exception as exc:
+                elif isinstance(outcome, Exception):
                     log.warning(
                         "recording_lease_not_renewed",
                         call=active.call_id,
-                        error=str(exc) or type(exc).__name__,
+                        error=str(outcome) or type(outcome).__name__,
                     )
 
     async def _lost(self, active: Active) -> None:
