@@ -142,6 +142,9 @@ class SignalingSettings(CommonSettings):
     sip_trusted_networks: str = Field(
         "", description="Comma-separated CIDRs never rate-limited or banned (carriers, load balancers)"
     )
+    record_calls: bool = Field(
+        True, description="Record calls with customers and between agents (not the echo and demo lines)"
+    )
     tenant_max_concurrent_calls: int = Field(
         100, ge=0, description="Calls one tenant may have at once (the dial plan refuses more with 403)"
     )

@@ -6,10 +6,12 @@ dials sipp playing the carrier (which answers and echoes the audio), and the age
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import nats.errors
 import numpy as np
 import pytest
 
@@ -17,7 +19,7 @@ from services.signaling.sip.message import Request, Response, make_response
 from shared import subjects
 from shared.bus import RemoteError
 from shared.commands import CallCommand, CommandAccepted, HangupCall, HoldCall, SendDigits
-from shared.events import CallStatus, EndCause, LegKind, Party
+from shared.events import CallStatus, EndCause, LegKind, Party, RecordingCompleted, parse_event
 from tests.support.desk_phone import acknowledge, hang_up, in_dialog, place_call
 from tests.support.gateway import Gateway, call_events, gateway_stack
 from tests.support.nats import NatsServer
@@ -266,3 +268,41 @@ async def test_the_api_holds_resumes_sends_digits_and_hangs_up_a_call(stack: tup
     assert api_digits == ["1", "2"]
     ended = events[-1].data  # type: ignore[attr-defined]
     assert (ended.ended_by, ended.status) == (Party.API, CallStatus.COMPLETED)
+
+
+async def test_a_recorded_call_yields_a_recording_as_long_as_the_call(
+    nats_server: NatsServer, tmp_path: Path
+) -> None:
+    """Signaling records calls with customers (ECHODESK_SIGNALING_RECORD_CALLS, on by default): the
+    worker forks both legs to the bus, a recorder process writes the file, and recording.completed
+    names a stereo WAV whose length is the call's talk time."""
+    async with gateway_stack(nats_server, tmp_path, recorder=True) as (gateway, carrier):
+        recordings = await gateway.bus.js.pull_subscribe(
+            subjects.recording_events(), stream=subjects.RECORDING_EVENTS.name
+        )
+        phone = await RtpPeer.open("127.0.0.1")
+        try:
+            client, answered, dialog = await asyncio.to_thread(place_call, gateway.sip, phone.description())
+            assert answered.status_code == 200, answered
+            phone.learn(answered.body.decode())
+            target = acknowledge(client, answered)
+            phone.start_tone(1000)
+            await asyncio.sleep(2.0)
+            assert (await asyncio.to_thread(hang_up, client, answered, dialog, target)).status_code == 200
+        finally:
+            phone.close()
+        (await carrier.wait_async(timeout=20)).assert_success(calls=2)
+        ended = (await call_events(gateway.bus))[-1]
+        completed = None
+        async with asyncio.timeout(20):
+            while completed is None:
+                with contextlib.suppress(nats.errors.TimeoutError):
+                    for msg in await recordings.fetch(10, timeout=0.5):
+                        event = parse_event(msg.data)
+                        if isinstance(event, RecordingCompleted):
+                            completed = event
+    assert completed.call_id == ended.call_id  # type: ignore[attr-defined]
+    data = completed.data
+    assert (data.format, data.channels, data.sample_rate) == ("wav", 2, 8000), data
+    talk = ended.data.talk_time_s  # type: ignore[attr-defined]
+    assert data.duration_s == pytest.approx(talk, abs=0.1), (data.duration_s, talk)

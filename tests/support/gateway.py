@@ -63,12 +63,14 @@ async def gateway_stack(
     signaling_settings: dict[str, str] | None = None,
     carrier_scenario: str | Path = "carrier_answer_uas",
     carrier_keys: dict[str, str] | None = None,
+    recorder: bool = False,
 ) -> AsyncIterator[tuple[Gateway, Sipp]]:
     """Carrier, directory, media worker and signaling up; stopped (and checked clean) on exit.
 
     ``carrier_calls`` counts sipp calls: the trunk's first OPTIONS probe is one, then each call.
     ``signaling_settings`` adds ``ECHODESK_SIGNALING_*`` variables (sipp agents need MD5 digests).
     ``carrier_scenario`` and ``carrier_keys`` choose how sipp plays the carrier (its -key values).
+    ``recorder`` starts a recorder too, writing under ``tmp_path/recordings``.
     """
     require_sipp()
     bus = await Bus.connect(nats_server.url, name="test", timeout=5)
@@ -124,14 +126,24 @@ async def gateway_stack(
         "ECHODESK_SIGNALING_SIP_PUBLIC_HOST": "127.0.0.1",
         **(signaling_settings or {}),
     }
+    recorder_env = {
+        **base,
+        **free_ports_env("recorder"),
+        "ECHODESK_RECORDER_RECORDINGS_DIR": str(tmp_path / "recordings"),
+        "ECHODESK_INSTANCE_ID": "recorder-1",
+    }
     media = None
+    started: list[subprocess.Popen[str]] = []
     try:
         media = await asyncio.to_thread(start_service, "media", media_env)
+        started.append(media)
+        if recorder:
+            started.append(await asyncio.to_thread(start_service, "recorder", recorder_env))
         signaling = await asyncio.to_thread(start_service, "signaling", signaling_env)
     except BaseException:
-        if media is not None:
-            media.kill()
-            await asyncio.to_thread(media.communicate, None, 30)
+        for process in started:
+            process.kill()
+            await asyncio.to_thread(process.communicate, None, 30)
         await carrier.stop_async()
         await bus.close()
         raise
@@ -147,7 +159,7 @@ async def gateway_stack(
         yield gateway, carrier
     finally:
         outputs = []
-        for process in (signaling, media):
+        for process in (signaling, *started):
             if process is media and gateway.media_killed:
                 await asyncio.to_thread(process.communicate, None, 10)
                 continue

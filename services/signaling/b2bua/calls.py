@@ -300,6 +300,7 @@ class Calls:
                 credentials=self.trunks.credentials(trunk),
             ),
             webrtc_agent=webrtc,
+            record=self.settings.record_calls,
         )
         self._begin(_Leg(call, flow, txn, asyncio.ensure_future(self._connect_carrier(trunk))), now)
 
@@ -391,6 +392,7 @@ class Calls:
             dialed=dialed,
             targets=tuple(targets),
             ring_timeout_s=self.settings.ring_timeout_s,
+            record=self.settings.record_calls,
         )
         self._begin(_Leg(call, flow, txn, branch_flows=flows), now)
 
