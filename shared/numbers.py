@@ -88,6 +88,13 @@ class NormalizedNumber:
         return self.number.startswith("+")
 
 
+#: Normalized numbers by (text, region, extension digits), emptied when full. Each call normalizes
+#: the number dialed (inbound: the caller's and the DIDs too), and the same numbers come back;
+#: phonenumbers takes ~55 us of CPU per parse, a look-up well under one.
+_CACHE: dict[tuple[str, str, int], NormalizedNumber] = {}
+_CACHE_ENTRIES = 4096
+
+
 def normalize(
     raw: str,
     region: str = DEFAULT_REGION,
@@ -97,6 +104,18 @@ def normalize(
     """Normalize what a person typed or a carrier sent; raise :class:`NumberError` for garbage."""
     if not isinstance(raw, str):
         raise NumberError(repr(raw), "not text")
+    key = (raw, region, max_extension_digits)
+    number = _CACHE.get(key)
+    if number is None:
+        # Failures are not kept: garbage from outside must not fill the table.
+        number = _normalize(raw, region, max_extension_digits)
+        if len(_CACHE) >= _CACHE_ENTRIES:
+            _CACHE.clear()
+        _CACHE[key] = number
+    return number
+
+
+def _normalize(raw: str, region: str, max_extension_digits: int) -> NormalizedNumber:
     text = raw.strip()
     if not text:
         raise NumberError(raw, "empty")

@@ -20,10 +20,14 @@ log = get_logger("echodesk.signaling.directory")
 @dataclass
 class AgentDirectory:
     _agents: dict[str, AgentRecord] = field(default_factory=dict)
+    #: What :meth:`agents` returns, kept until the next change: every call's dial plan reads it,
+    #: and building it anew cost a pass over every agent of every tenant per INVITE.
+    _enabled: tuple[AgentRecord, ...] | None = None
 
     def apply(self, key: str, value: bytes | None) -> tuple[AgentRecord | None, AgentRecord | None]:
         """Apply one KV change; returns (before, after) so the caller can end what was removed."""
         before = self._agents.get(key)
+        self._enabled = None
         if value is None:
             self._agents.pop(key, None)
             return before, None
@@ -42,9 +46,11 @@ class AgentDirectory:
         record = self._agents.get(agent_key(domain, sip_username))
         return record if record is not None and record.enabled else None
 
-    def agents(self) -> list[AgentRecord]:
+    def agents(self) -> tuple[AgentRecord, ...]:
         """Every enabled agent (the dial plan finds extensions among them)."""
-        return [agent for agent in self._agents.values() if agent.enabled]
+        if self._enabled is None:
+            self._enabled = tuple(agent for agent in self._agents.values() if agent.enabled)
+        return self._enabled
 
     def __len__(self) -> int:
         return len(self._agents)
