@@ -130,6 +130,11 @@ class LeaseBook:
         held = self.held.get(key)
         return held is not None and held.lease.expires_at - self.lease_s / 3 > self._clock()
 
+    def let_go(self, key: str) -> None:
+        """Forget our hold without writing (it ran out, or is someone else's): the watcher's view
+        decides whether it is claimable."""
+        self.held.pop(key, None)
+
     async def renew(self, key: str) -> None:
         """Extend the lease; raises :class:`LeaseLost` when it is no longer ours."""
         await self._write(key, {"expires_at": self._clock() + self.lease_s})

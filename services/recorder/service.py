@@ -469,7 +469,9 @@ class RecorderService:
                     )
 
     async def _lost(self, active: Active) -> None:
-        """Another recorder owns the call now: stop touching it, keep the spool for it."""
+        """The lease ran out or another recorder took it: stop touching the call and keep the spool.
+        The lease is claimable again like any other (by us too, when nobody took it: NATS was away
+        for longer than the lease), and whoever claims it resumes from the spool or the stream."""
         if self.active.pop(active.call_id, None) is None:
             return
         active.stopping = True
@@ -477,6 +479,9 @@ class RecorderService:
         await self._unsubscribe(active)
         active.recording.close()
         ACTIVE.set(len(self.active))
+        assert self._leases is not None
+        self._leases.let_go(active.call_id)
+        self._nudge.set()
 
     async def _hand_back(self, active: Active) -> None:
         if active.stopping or self.active.get(active.call_id) is not active:

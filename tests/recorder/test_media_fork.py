@@ -192,3 +192,40 @@ async def test_pausing_a_recorded_session_keeps_the_audio_off_the_bus(
         holes = [run for run in _zero_runs(channel[:-800]) if run[0] > 800]
         assert len(holes) == 1, holes
         assert 0.45 * 8000 <= holes[0][1] <= 0.75 * 8000
+
+
+async def test_a_nats_restart_mid_call_loses_no_audio(
+    bus: Bus,
+    nats_server: NatsServer,
+    start_worker: StartWorker,
+    start_recorder: StartRecorder,
+    recording_events: RecordingEvents,
+) -> None:
+    worker = await start_worker()
+    await start_recorder("r1")
+    created, agent, customer = await _recorded_call(bus, "call-restart")
+    agent.start_tone(440)
+    customer.start_tone(1000)
+    await asyncio.sleep(1.0)
+    relayed_before = customer.received[-1].sequence
+    # NATS goes away for a second: the call goes on (media never waits on the bus), the worker keeps
+    # the chunks, and the recorder reads what it missed from the stream once NATS is back.
+    await asyncio.to_thread(nats_server.restart, 1.0)
+    assert (customer.received[-1].sequence - relayed_before) % 65536 > 50  # audio flowed meanwhile
+    await asyncio.sleep(1.5)
+    await bus.request(
+        subjects.media_session(created.worker_id, created.session_id, "close"),
+        CloseSession(reason="hangup"),
+        SessionClosed,
+        timeout=10,
+    )
+    agent.close()
+    customer.close()
+    completed = await recording_events.next("call-restart", "recording.completed", timeout=60)
+    assert isinstance(completed, RecordingCompleted)
+    assert completed.data.chunks_missing == 0
+    assert worker.outbox.dropped == 0
+    left, right, _ = read_wav(urlparse(completed.data.location).path)  # type: ignore[arg-type]
+    assert len(left) / 8000 > 3.0
+    for channel in (left, right):
+        assert not _zero_runs(channel[1600:-1600]), _zero_runs(channel[1600:-1600])
