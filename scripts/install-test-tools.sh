@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
-# Installs the Debian packages the test suite drives as real peers (sipp, Chromium), when missing.
+# Installs the Debian packages the test suite drives as real peers (sipp, Chromium) and the demo
+# line's speech synthesizer (espeak-ng), when missing.
 # As root it installs them; otherwise it names exactly what to install and fails in CI.
 set -euo pipefail
 
-declare -A package_of=([sipp]=sip-tester [chromium]=chromium)
+declare -A package_of=([sipp]=sip-tester [chromium]=chromium [espeak-ng]=espeak-ng)
 missing=()
-for tool in sipp chromium; do
+for tool in sipp chromium espeak-ng; do
     command -v "$tool" >/dev/null 2>&1 || missing+=("${package_of[$tool]}")
 done
 [ ${#missing[@]} -eq 0 ] && exit 0

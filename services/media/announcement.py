@@ -26,8 +26,9 @@ from services.media.rtp import MARKER, OutboundStream
 
 FRAME_S: Final = 0.02
 FRAME_UNITS: Final = 160
-#: Frames sent at once to catch up after a short stall of the event loop; beyond, frames are skipped.
-MAX_BURST: Final = 3
+#: Frames sent at once to catch up after a stall of the event loop (200 ms: a jitter buffer absorbs
+#: that); a longer stall skips the frames before those.
+MAX_BURST: Final = 10
 #: Silence between two plays of the prompt.
 PAUSE_S: Final = 1.0
 #: A tick that lands this close before a frame's time sends it (timer and float rounding).

