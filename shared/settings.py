@@ -142,6 +142,11 @@ class SignalingSettings(CommonSettings):
     sip_trusted_networks: str = Field(
         "", description="Comma-separated CIDRs never rate-limited or banned (carriers, load balancers)"
     )
+    session_expires_s: int = Field(
+        1800,
+        ge=0,
+        description="Session interval asked of carriers (RFC 4028; at least 90 is asked); 0: none",
+    )
     record_calls: bool = Field(
         True, description="Record calls with customers and between agents (not the echo and demo lines)"
     )

@@ -59,7 +59,8 @@ REQUESTS = Counter("echodesk_sip_requests_total", "SIP requests handled", ["meth
 
 #: Methods this element processes today; others get 405 with Allow (RFC 3261 8.2.1).
 METHODS = ("REGISTER", "OPTIONS", "ACK", "CANCEL")
-EXTENSIONS = ("outbound", "path")
+#: Option tags we implement: RFC 5626 outbound, RFC 3327 path, RFC 4028 timer.
+EXTENSIONS = ("outbound", "path", "timer")
 #: SDP, and the two DTMF-in-INFO bodies SIP.js and desk phones send (b2bua/dtmf_info.py).
 ACCEPTED_CONTENT_TYPES = ("application/sdp", "application/dtmf-relay", "application/dtmf")
 SUPPORTED = ("Supported", ", ".join(EXTENSIONS))

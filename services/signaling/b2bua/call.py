@@ -16,6 +16,15 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import Enum
 
+from services.signaling.b2bua.session_timer import (
+    MIN_SE_S,
+    RETRY_S,
+    SessionExpires,
+    expire_at,
+    parse_min_se,
+    parse_session_expires,
+    refresh_at,
+)
 from services.signaling.sip.auth import ChallengeOutcome, DigestClient, DigestError
 from services.signaling.sip.dialog import Dialog, DialogError
 from services.signaling.sip.errors import SipParseError
@@ -82,6 +91,8 @@ class CarrierTarget:
     domain: str
     caller_id: str
     credentials: DigestClient | None = None
+    #: The session interval asked of the carrier (RFC 4028); None: no session timer.
+    session_expires_s: int | None = 1800
 
 
 # --- commands -------------------------------------------------------------------------------
@@ -254,6 +265,14 @@ class Call:
 
     def side(self, from_caller: bool) -> Side | None:
         """The end an in-dialog request came from, while the call is connected."""
+        return None
+
+    def session_refreshed(self, from_caller: bool, now: float) -> list[Command]:
+        """An end refreshed the session (RFC 4028): re-INVITE or UPDATE answered 2xx."""
+        return []
+
+    def session_header(self, from_caller: bool) -> str | None:
+        """The Session-Expires value for our 2xx to an end's refresh, when a session timer runs."""
         return None
 
     def held_by(self, party: Party) -> bool:
@@ -431,6 +450,13 @@ class OutboundCall(AgentCall):
     _carrier_call_id: str = field(default_factory=lambda: new_tag() + new_tag())
     _carrier_tag: str = field(default_factory=new_tag)
     _carrier_cseq: int = 1
+    #: Our SDP towards the carrier (a session refresh offers it again, unchanged).
+    _carrier_sdp: bytes = b""
+    #: RFC 4028: the interval agreed, who refreshes, our pending refresh re-INVITE, timers' due times.
+    _session: SessionExpires | None = None
+    _session_asked: int | None = None
+    _refresh: Request | None = None
+    _due: dict[str, float] = field(default_factory=dict)
 
     @property
     def trunk_id(self) -> str | None:
@@ -474,7 +500,9 @@ class OutboundCall(AgentCall):
         if self._cancel_pending:
             return self._cancelled(now)
         self.phase = Phase.DIALING
-        self.carrier_invite = self._carrier_invite(self.customer_number, created.customer_sdp.encode())
+        self._carrier_sdp = created.customer_sdp.encode()
+        self._session_asked = self.target.session_expires_s
+        self.carrier_invite = self._carrier_invite(self.customer_number, self._carrier_sdp)
         return [SendToCarrier(self.carrier_invite)]
 
     def media_failed(self, reason: str, now: float, key: str = "main") -> list[Command]:
@@ -492,6 +520,9 @@ class OutboundCall(AgentCall):
         if invite is None or response.cseq.method != "INVITE":
             return []  # answers to CANCEL and BYE need nothing from the call
         code = response.status_code
+        refresh = self._refresh
+        if refresh is not None and response.cseq.seq == refresh.cseq.seq and self.phase is Phase.CONNECTED:
+            return self._refreshed(response, now)
         if self.phase is Phase.ENDED:
             # A 2xx after we gave up (CANCEL crossed it): acknowledge and hang up (RFC 3261 15).
             return self._ack_and_bye(response) if 200 <= code < 300 else []
@@ -501,6 +532,8 @@ class OutboundCall(AgentCall):
             return self._answered(response, now)
         if code in (401, 407):
             return self._challenged(response, now)
+        if code == 422:
+            return self._interval_too_small(response, now)
         if 300 <= code < 400:
             return self._redirected(response, now)
         return self._fail(for_sip_status(code), code, response.reason, now, sip_reason=response.reason)
@@ -526,6 +559,10 @@ class OutboundCall(AgentCall):
 
     def carrier_failed(self, *, timed_out: bool, now: float) -> list[Command]:
         """The INVITE transaction ended without a final response (Timer B, transport error)."""
+        if self.phase is Phase.CONNECTED and self._refresh is not None:
+            # RFC 4028 10: a refresh that timed out ends the session.
+            self._refresh = None
+            return self.hang_up(EndCause.SESSION_TIMER_EXPIRED, now)
         if self.phase in (Phase.CONNECTED, Phase.ENDED):
             return []
         if timed_out:
@@ -579,7 +616,91 @@ class OutboundCall(AgentCall):
                 )
         return commands + self._end(for_cause(cause), by, now)
 
+    def timer_fired(self, name: str, now: float) -> list[Command]:
+        due = self._due.get(name)
+        if self.phase is not Phase.CONNECTED or due is None or now < due - 0.001:
+            return []  # over, or a timer re-armed since (only the latest counts)
+        del self._due[name]
+        if name == "session-expire":
+            return self.hang_up(EndCause.SESSION_TIMER_EXPIRED, now)
+        if name == "session-refresh" and self.carrier_dialog is not None and self._session is not None:
+            asked = SessionExpires(self._session.interval_s, "uac")
+            self._refresh = self.carrier_dialog.request(
+                "INVITE",
+                via_host=self.carrier_address.via_host,
+                transport=self.carrier_address.transport,
+                headers=(("Session-Expires", asked.header()), ("Supported", "timer")),
+                body=self._carrier_sdp,
+                content_type=SDP,
+            )
+            self.carrier_dialog.invite_sent()
+            return [SendToCarrier(self._refresh)]
+        return []
+
+    def session_refreshed(self, from_caller: bool, now: float) -> list[Command]:
+        """The carrier refreshed the session (a re-INVITE or UPDATE): its deadline moves on."""
+        session = self._session
+        if from_caller or session is None or session.refresher != "uas":
+            return []
+        return [self._arm("session-expire", expire_at(now, session.interval_s))]
+
+    def session_header(self, from_caller: bool) -> str | None:
+        """Session-Expires for our 2xx to the carrier's refresh (RFC 4028 9): it stays refresher."""
+        if from_caller or self._session is None:
+            return None
+        return SessionExpires(self._session.interval_s, "uac").header()
+
     # --- steps ----------------------------------------------------------------------------
+
+    def _arm(self, name: str, at: float) -> StartTimer:
+        self._due[name] = at
+        return StartTimer(name, at)
+
+    def _arm_session(self, response: Response, now: float) -> list[Command]:
+        """RFC 4028 7.2: the 2xx says the interval and who refreshes (us when it does not say)."""
+        session = parse_session_expires(response.headers.get("Session-Expires"))
+        if session is None:
+            self._session = None
+            return []
+        self._session = SessionExpires(session.interval_s, session.refresher or "uac")
+        if self._session.refresher == "uac":
+            return [self._arm("session-refresh", refresh_at(now, session.interval_s))]
+        return [self._arm("session-expire", expire_at(now, session.interval_s))]
+
+    def _refreshed(self, response: Response, now: float) -> list[Command]:
+        """The answer to our refresh re-INVITE (RFC 4028 10)."""
+        code = response.status_code
+        if code < 200:
+            return []
+        refresh = self._refresh
+        self._refresh = None
+        dialog = self.carrier_dialog
+        if 200 <= code < 300 and dialog is not None:
+            ack = SendToCarrier(
+                dialog.ack(via_host=self.carrier_address.via_host, transport=self.carrier_address.transport)
+            )
+            return [ack, *self._arm_session(response, now)]
+        if code in (408, 481):
+            return self.hang_up(EndCause.SESSION_TIMER_EXPIRED, now)
+        if code == 422 and refresh is not None and self._session is not None:
+            min_se = parse_min_se(response.headers.get("Min-SE"))
+            if min_se is not None and min_se > self._session.interval_s:
+                self._session = SessionExpires(min_se, "uac")
+                return [self._arm("session-refresh", now)]
+        # Anything else (491 glare, a 5xx): the session goes on; try again shortly.
+        return [self._arm("session-refresh", now + RETRY_S)]
+
+    def _interval_too_small(self, response: Response, now: float) -> list[Command]:
+        """422 to our INVITE: ask again with the carrier's Min-SE (RFC 4028 6), once."""
+        invite = self.carrier_invite
+        assert invite is not None
+        min_se = parse_min_se(response.headers.get("Min-SE"))
+        asked = self._session_asked or 0
+        if min_se is None or min_se <= asked:
+            return self._fail(for_sip_status(422), 422, response.reason, now, sip_reason=response.reason)
+        self._session_asked = min_se
+        self.carrier_invite = self._carrier_invite(self.customer_number, invite.body, previous=invite)
+        return [SendToCarrier(self.carrier_invite)]
 
     def _provisional(self, response: Response, now: float) -> list[Command]:
         code = response.status_code
@@ -642,7 +763,7 @@ class OutboundCall(AgentCall):
         commands.append(
             Publish(CallAnswered(**self._envelope(), data=CallAnsweredData(media_worker=self.media_worker)))
         )
-        return commands
+        return commands + self._arm_session(response, now)
 
     def _challenged(self, response: Response, now: float) -> list[Command]:
         invite = self.carrier_invite
@@ -732,6 +853,10 @@ class OutboundCall(AgentCall):
             ("Allow", "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, REFER, UPDATE"),
             ("Supported", "timer"),
         ]
+        if self._session_asked:
+            # RFC 4028 7.1: the interval we want; the carrier's 2xx says who refreshes.
+            headers.append(("Session-Expires", str(self._session_asked)))
+            headers.append(("Min-SE", str(MIN_SE_S)))
         if auth is not None:
             headers.append(auth)
         if body:

@@ -48,6 +48,7 @@ from services.signaling.b2bua.dialplan import (
 from services.signaling.b2bua.dtmf_info import dtmf_from_info
 from services.signaling.b2bua.media_watch import WorkerWatch
 from services.signaling.b2bua.ringing import Caller, RingCall, RingTarget
+from services.signaling.b2bua.session_timer import MIN_SE_S
 from services.signaling.directory import AgentDirectory
 from services.signaling.sip.dialog import DialogError
 from services.signaling.sip.message import Request, Response, make_response
@@ -186,6 +187,7 @@ class Calls:
         stack.handle("CANCEL", self._on_cancel)
         stack.handle("ACK", self._on_ack)
         stack.handle("INFO", self._on_info)
+        stack.handle("UPDATE", self._on_update)
         stack.on_stray_response(self._on_stray_response)
         stack.on_flow_closed(self._on_flow_closed)
 
@@ -298,6 +300,9 @@ class Calls:
                 domain=trunk.domain or trunk.sip_server,
                 caller_id=trunk.username or (trunk.dids[0].lstrip("+") if trunk.dids else "echodesk"),
                 credentials=self.trunks.credentials(trunk),
+                session_expires_s=max(MIN_SE_S, self.settings.session_expires_s)
+                if self.settings.session_expires_s
+                else None,
             ),
             webrtc_agent=webrtc,
             record=self.settings.record_calls,
@@ -468,8 +473,35 @@ class Calls:
             return
         body = (local.sdp or "").encode()
         headers = [("Contact", side.contact)] + ([("Content-Type", "application/sdp")] if body else [])
-        self._respond(txn, request, 200, None, tuple(headers), body)
-        self._execute(leg, leg.call.hold_changed(side.party, _holds(offer), _now()))
+        self._respond(txn, request, 200, None, (*headers, *self._session_headers(leg, request)), body)
+        from_caller, now = request.call_id == leg.call.caller_invite.call_id, _now()
+        self._execute(leg, leg.call.hold_changed(side.party, _holds(offer), now))
+        self._execute(leg, leg.call.session_refreshed(from_caller, now))
+
+    def _on_update(self, txn: ServerTransaction | None, request: Request, flow: Flow, now: float) -> None:
+        """UPDATE (RFC 3311): with an offer like a re-INVITE; without one, carriers' session refresh
+        (RFC 4028 7.4), answered at once."""
+        if txn is None:
+            return
+        found = self._in_dialog(txn, request)
+        if found is None:
+            return
+        leg, side = found
+        if request.body:
+            self._spawn(self._reoffer(leg, side, txn, request))
+            return
+        headers = (("Contact", side.contact), *self._session_headers(leg, request))
+        self._respond(txn, request, 200, None, headers)
+        from_caller = request.call_id == leg.call.caller_invite.call_id
+        self._execute(leg, leg.call.session_refreshed(from_caller, now))
+
+    @staticmethod
+    def _session_headers(leg: _Leg, request: Request) -> tuple[tuple[str, str], ...]:
+        """Session-Expires (and Require: timer) in our 2xx to a refresh that asked for one (RFC 4028 9)."""
+        if request.headers.get("Session-Expires") is None:
+            return ()
+        value = leg.call.session_header(from_caller=request.call_id == leg.call.caller_invite.call_id)
+        return (("Session-Expires", value), ("Require", "timer")) if value else ()
 
     def _on_info(self, txn: ServerTransaction | None, request: Request, flow: Flow, now: float) -> None:
         """SIP INFO DTMF (SIP.js sends it by default: PEERS.md), played to the other end as RFC 4733."""
