@@ -148,13 +148,21 @@ class CallRecording:
         if not frames:
             return
         samples = g711.decode(chunk.codec, b"".join(frame.payload for frame in frames))
+        # Consecutive packets (the usual case) make one span: one slice assignment per chunk.
         spans = []
-        at = 0
+        span_start = span_at = at = 0
+        next_position = None
+        place = timeline.place
+        ssrc = chunk.ssrc
         for frame in frames:
-            length = len(frame.payload)
-            position = timeline.place(chunk.ssrc, frame.timestamp, frame.arrival_us)
-            spans.append((position, samples[at : at + length]))
-            at += length
+            position = place(ssrc, frame.timestamp, frame.arrival_us)
+            if position != next_position:
+                if at > span_at:
+                    spans.append((span_start, samples[span_at:at]))
+                span_start, span_at = position, at
+            at += len(frame.payload)
+            next_position = position + len(frame.payload)
+        spans.append((span_start, samples[span_at:at]))
         progress.samples_before_start += self.wav.write(CHANNEL[chunk.leg], spans)
         progress.chunks += 1
         progress.packets += len(frames)

@@ -84,15 +84,13 @@ class StereoWav:
 
     def _write_region(self, channel: int, start: int, end: int, spans: list[tuple[int, Samples]]) -> None:
         offset = HEADER_BYTES + start * FRAME_BYTES
-        size = (end - start) * FRAME_BYTES
-        region = np.zeros((end - start) * CHANNELS, dtype=np.int16)
-        existing = os.pread(self._fd, size, offset)
-        if existing:
-            region[: len(existing) // 2] = np.frombuffer(existing, dtype=np.int16)
-        frames = region.reshape(-1, CHANNELS)
+        # Read into a zeroed buffer that numpy views in place: what lies beyond the end stays silence.
+        region = bytearray((end - start) * FRAME_BYTES)
+        os.preadv(self._fd, [region], offset)
+        frames = np.frombuffer(region, dtype=np.int16).reshape(-1, CHANNELS)
         for position, samples in spans:
             frames[position - start : position - start + len(samples), channel] = samples
-        os.pwrite(self._fd, region.tobytes(), offset)
+        os.pwrite(self._fd, region, offset)
         self.frames = max(self.frames, end)
 
     def extend_to(self, frames: int) -> None:
