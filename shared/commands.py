@@ -53,7 +53,17 @@ class CommandAccepted(ContractModel):
     status: CallStatus
 
 
+#: Each verb's request body (the reply is always :class:`CommandAccepted` or a typed error).
+COMMANDS: dict[CommandVerb, type[CallCommand]] = {
+    "hangup": HangupCall,
+    "hold": HoldCall,
+    "resume": HoldCall,
+    "dtmf": SendDigits,
+}
+
+
 __all__ = [
+    "COMMANDS",
     "ERROR_CODES",
     "CallCommand",
     "CommandAccepted",

@@ -18,8 +18,23 @@ from shared.settings import SERVICE_SETTINGS, CommonSettings
 def render() -> dict[str, str]:
     """Every generated file by its path under ``docs/``."""
     files = {f"events/{name}": text for name, text in schemas.render().items()}
+    files.update(commands())
     files["configuration.md"] = configuration()
     files["api/openapi.json"] = openapi()
+    return files
+
+
+def commands() -> dict[str, str]:
+    """JSON Schemas of the call commands (shared/commands.py): each verb's request, and the reply."""
+    from shared.commands import COMMANDS, CommandAccepted
+
+    files = {
+        f"commands/{verb}.json": json.dumps(model.model_json_schema(), indent=2, sort_keys=True) + "\n"
+        for verb, model in COMMANDS.items()
+    }
+    files["commands/accepted.json"] = (
+        json.dumps(CommandAccepted.model_json_schema(), indent=2, sort_keys=True) + "\n"
+    )
     return files
 
 

@@ -13,7 +13,7 @@ from services.signaling.stack import SipStack
 from services.signaling.trunk.trunks import Trunks
 from shared import subjects
 from shared.bus import Bus
-from shared.commands import CallCommand, CommandVerb, HangupCall, HoldCall, SendDigits
+from shared.commands import COMMANDS
 from shared.events import EventEnvelope
 from shared.heartbeat import Heartbeat
 from shared.logging import get_logger
@@ -72,13 +72,7 @@ class SignalingService:
         await ctx.bus.subscribe(subjects.heartbeat("media"), Heartbeat, self._media_heartbeat)
         self._watchdog = asyncio.create_task(self._watch_workers())
         # The api's commands for this instance's calls (shared/commands.py).
-        commands: tuple[tuple[CommandVerb, type[CallCommand]], ...] = (
-            ("hangup", HangupCall),
-            ("hold", HoldCall),
-            ("resume", HoldCall),
-            ("dtmf", SendDigits),
-        )
-        for verb, model in commands:
+        for verb, model in COMMANDS.items():
             await ctx.bus.serve(
                 subjects.call_command(self.calls.node, verb), model, partial(self.calls.command, verb)
             )
