@@ -60,7 +60,7 @@ class LegTap:
         origin = fork.origin
         if origin is None:
             origin = fork.start(now)
-        if fork.paused or fork.ended:
+        if fork.silent:
             return
         if source != self.ssrc:
             if self.count:
@@ -72,7 +72,6 @@ class LegTap:
         body += FRAME.pack(sequence, timestamp, int((now - origin) * 1_000_000 + 0.5), len(payload))
         body += payload
         self.count += 1
-        fork.packets += 1
         if self.count >= self.limit:
             self.seal()
 
@@ -82,6 +81,7 @@ class LegTap:
         fork = self._fork
         head = fork.header(ChunkKind.AUDIO, self.leg)
         data = head + recording.audio_head(self._codec, self.ssrc, self.count) + self._body
+        fork.packets += self.count
         self._body = bytearray()
         self.count = 0
         fork.submit(data)
@@ -110,6 +110,8 @@ class RecordingFork:
         self.packets = 0
         self.paused = False
         self.ended = False
+        #: Paused or ended: what taps are given is dropped (one attribute for the packet path to read).
+        self.silent = False
         self._tenant = tenant_id.encode("ascii")
         self._outbox = outbox
         self._frames = frames_per_chunk
@@ -152,6 +154,7 @@ class RecordingFork:
         if self.origin is None:
             self.start(now)
         self.paused = paused
+        self.silent = paused or self.ended
         assert self.origin is not None
         kind = ChunkKind.PAUSE if paused else ChunkKind.RESUME
         self.submit(self.header(kind) + recording.MARK.pack(int((now - self.origin) * 1_000_000 + 0.5)))
@@ -165,7 +168,7 @@ class RecordingFork:
         if self.origin is None:
             self.start(now)
         assert self.origin is not None
-        self.ended = True
+        self.ended = self.silent = True
         at = int((now - self.origin) * 1_000_000 + 0.5)
         self.submit(self.header(ChunkKind.END) + recording.END.pack(at, self.dropped, self.packets))
         self._outbox.detach(self)
