@@ -337,6 +337,12 @@ class RecorderService:
             active.stopping = True
             self._spawn(self._fail(active, str(exc)), f"recorder-fail:{active.call_id}")
             return
+        except OSError as exc:
+            # A full or failing disk: the chunk is not marked applied, so the gap is read again from
+            # the stream later; if the disk never recovers, finishing fails with the reason.
+            CHUNKS.labels("write_failed").inc()
+            log.error("recording_write_failed", call=active.call_id, error=exc.strerror or str(exc))
+            return
         active.last_chunk_at = time.monotonic()
         progress = recording.progress
         if not progress.announced and progress.tenant_id is not None:
