@@ -57,6 +57,7 @@ class Announcement:
         #: One cycle: the prompt, then the pause.
         self.cycle: tuple[bytes, ...] = (*frames, *pause)
         self.prompt_frames = len(frames)
+        self.encoding = encoding.upper()
         self.payload_type = payload_type
         self.stream = stream
         self.sent = 0

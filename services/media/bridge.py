@@ -273,6 +273,7 @@ class Bridge:
                 raise Rejected("no_common_codec", str(error)) from None
         if self.negotiated_at is None and all(leg.codecs[0] is not None for leg in self.legs.values()):
             self.negotiated_at = self._clock()
+        self._follow_codec()
 
     def _announce(self, leg: Leg) -> None:
         """Play the prompt towards ``leg`` in its negotiated G.711 law, from when it can take packets."""
@@ -291,18 +292,34 @@ class Bridge:
             def ready() -> bool:
                 return rtp.latched is not None or rtp.expected is not None
 
+        def send(packet: bytes) -> bool:
+            target = leg.target
+            return (target is None or not target.held) and media.send_rtp(packet)
+
         prompt = self._prompt if self._prompt is not None else chime()
+        played_before = self.announcement is not None and self.announcement.plays > 0
         self.announcement = Announcement(
             prompt.frames(audio.name),
             encoding=audio.name,
             payload_type=audio.payload_type,
             stream=leg.stream,
-            send=media.send_rtp,
+            send=send,
             ready=ready,
-            on_played=self._on_played,
+            on_played=None if played_before else self._on_played,
             clock=self._clock,
         )
         self.announcement.start()
+
+    def _follow_codec(self) -> None:
+        """A re-offer moved the agent to the other G.711 law: the prompt follows, from its start."""
+        announcement = self.announcement
+        leg = self.legs.get(LegKind.AGENT)
+        audio = leg.codecs[0] if leg is not None else None
+        if announcement is None or leg is None or audio is None:
+            return
+        if (audio.name.upper(), audio.payload_type) != (announcement.encoding, announcement.payload_type):
+            announcement.stop()
+            self._announce(leg)
 
     def _other(self, leg: Leg) -> Leg | None:
         for other in self.legs.values():

@@ -40,8 +40,10 @@ from shared.events import LegKind
 from shared.media import (
     CloseSession,
     CreateSession,
+    LocalDescription,
     MediaEvent,
     MediaEventKind,
+    RemoteDescription,
     SessionClosed,
     SessionCreated,
     SessionKind,
@@ -357,6 +359,49 @@ async def test_a_desk_phone_hears_the_prompt_until_the_session_closes(
         # Closed means closed: many more packet times bring nothing.
         await asyncio.sleep(0.3)
         assert len(phone.received) == count
+    finally:
+        phone.close()
+
+
+async def test_a_re_offer_in_the_other_law_moves_the_prompt_to_it(bus: Bus, worker: MediaService) -> None:
+    phone = await RtpPeer.open(HOST)
+    try:
+        created = await _create(
+            bus,
+            CreateSession(
+                tenant_id="t1",
+                call_id="demo-3",
+                kind=SessionKind.ANNOUNCEMENT,
+                agent_offer=phone.description(codecs="0"),
+            ),
+        )
+        assert created.agent_sdp is not None
+        phone.learn(created.agent_sdp)
+        async with asyncio.timeout(5):
+            while len(phone.received) < 10:
+                await asyncio.sleep(0.02)
+        # The phone re-offers A-law only (RFC 3264 section 8.3.2): the answer takes it and the
+        # prompt starts again in it, in the same stream (our SSRC, the next sequence numbers).
+        answer = await bus.request(
+            subjects.media_session(created.worker_id, created.session_id, "update"),
+            RemoteDescription(leg=LegKind.AGENT, sdp=phone.description(codecs="8"), type="offer"),
+            LocalDescription,
+        )
+        assert answer.sdp is not None
+        assert "RTP/AVP 8 101" in answer.sdp
+        switched = len(phone.received)
+        async with asyncio.timeout(5):
+            while len(phone.received) < switched + 10:
+                await asyncio.sleep(0.02)
+        received = list(phone.received)
+        assert len({r.ssrc for r in received}) == 1
+        assert all((b.sequence - a.sequence) & 0xFFFF == 1 for a, b in itertools.pairwise(received))
+        laws = [r.payload_type for r in received]
+        first_alaw = laws.index(8)
+        assert set(laws[:first_alaw]) == {0}
+        assert set(laws[first_alaw:]) == {8}
+        assert received[first_alaw].marker
+        assert received[first_alaw].payload == worker.prompt.frames("PCMA")[0]
     finally:
         phone.close()
 
