@@ -118,6 +118,11 @@ def main() -> None:
     parser.add_argument("--rates", default="100,200,300", help="offered calls per second")
     parser.add_argument("--duration", type=float, default=10.0, help="seconds per rate")
     parser.add_argument("--talk-ms", type=int, default=0, help="talk time of each call")
+    parser.add_argument(
+        "--record",
+        action="store_true",
+        help="record every call (ECHODESK_SIGNALING_RECORD_CALLS); off by default: no recorder runs here",
+    )
     parser.add_argument("--py-spy", type=Path, help="write py-spy's collapsed stacks of each rate here")
     args = parser.parse_args()
     rates = [int(r) for r in args.rates.split(",") if r]
@@ -174,6 +179,10 @@ def main() -> None:
             "ECHODESK_SIGNALING_SIP_DIGEST_ALGORITHMS": "MD5",  # sipp answers MD5 only
             # A backlog shows as delay, not as the tenant's limit refusing calls.
             "ECHODESK_SIGNALING_TENANT_MAX_CONCURRENT_CALLS": "100000",
+            # Recording is measured by bench/media_bridge.py --record and bench/recorder_throughput.py;
+            # here it would fork audio to a stream nobody reads, and the figures stay comparable with
+            # those taken before calls were recorded by default.
+            "ECHODESK_SIGNALING_RECORD_CALLS": "true" if args.record else "false",
         }
         media = start_service("media", media_env)
         services.append(media)

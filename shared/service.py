@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import gc
 import signal
 import sys
 from dataclasses import dataclass, field
@@ -144,6 +145,10 @@ async def _main(service: Service, settings: CommonSettings) -> int:
         await bus.close()
         await health.stop()
         return 1
+    # What start-up made (modules, pydantic's schemas, settings: ~200k objects in signaling) lives as
+    # long as the process; moved out of the collector's generations, a full collection walks only
+    # what was made since, instead of pausing every call in flight for tens of milliseconds.
+    gc.freeze()
     state = InstanceState.READY
     log.info("service ready", instance=settings.instance_id, version=package_version(), health=health_url)
 
