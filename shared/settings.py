@@ -184,6 +184,14 @@ class MediaSettings(CommonSettings):
         32768,
         description="Recording chunks (~3 KB each) held while NATS is unreachable; newer ones are dropped",
     )
+    demo_words: str = Field(
+        "Welcome to EchoDesk. Your call is working.",
+        description="What the demo line (*44) says after its chime, spoken by espeak-ng when it is installed "
+        "(made once, cached under the data directory); empty: the chime alone",
+    )
+    demo_voice: str = Field(
+        "en-us", description="The espeak-ng voice of the demo line's words (`ka`: Georgian)"
+    )
 
 
 class RecorderSettings(CommonSettings):

@@ -37,7 +37,7 @@ from services.media.bridge import Bridge
 from services.media.chunk_outbox import ChunkOutbox
 from services.media.dtmf import Digit
 from services.media.ports import PortRange, PortsExhausted
-from services.media.prompt import Prompt, chime
+from services.media.prompt import Prompt, SpeechError, chime, demo_prompt
 from services.media.recording_fork import RecordingFork
 from services.media.webrtc import WebRtcMux
 from shared import subjects
@@ -88,10 +88,9 @@ class MediaService:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._advertised = ""
         self.outbox = ChunkOutbox(capacity=settings.recording_backlog_chunks, clock=clock)
-        #: What ``announcement`` sessions (the demo line) play: made once, encoded once per law.
+        #: What ``announcement`` sessions (the demo line) play: the chime until :meth:`start` has
+        #: the words too (services/media/prompt.py).
         self.prompt: Prompt = chime()
-        for law in ("PCMU", "PCMA"):
-            self.prompt.frames(law)
 
     @property
     def sessions(self) -> int:
@@ -111,6 +110,7 @@ class MediaService:
                 "media_public_address_unset", advertised=advertised, setting="ECHODESK_MEDIA_PUBLIC_ADDRESS"
             )
         self._advertised = advertised
+        self.prompt = await asyncio.to_thread(self._demo_prompt)
         try:
             self.mux = await WebRtcMux.listen(host, settings.webrtc_port, advertised_address=advertised)
         except OSError as exc:
@@ -134,6 +134,19 @@ class MediaService:
             advertised=advertised,
             capacity=settings.capacity,
         )
+
+    def _demo_prompt(self) -> Prompt:
+        """The demo line's prompt, encoded in both G.711 laws (in a thread: espeak-ng, files)."""
+        settings = self.settings
+        try:
+            prompt = demo_prompt(settings.demo_words, settings.demo_voice, settings.data_dir / "prompts")
+        except SpeechError as exc:
+            log.warning("demo_words_not_spoken", error=str(exc), setting="ECHODESK_MEDIA_DEMO_VOICE")
+            prompt = chime()
+        for law in ("PCMU", "PCMA"):
+            prompt.frames(law)
+        log.info("demo_prompt_ready", prompt=prompt.name, seconds=round(prompt.duration_s, 2))
+        return prompt
 
     async def drain(self) -> None:
         """Take no new sessions (leave the queue group) and return when the last one closed."""

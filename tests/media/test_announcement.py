@@ -259,6 +259,27 @@ def test_without_words_or_without_espeak_ng_the_prompt_is_the_chime(
     assert not list(tmp_path.iterdir())
 
 
+async def test_a_worker_whose_voice_fails_starts_with_the_chime(tmp_path: Path) -> None:
+    require_tool("espeak-ng")
+    service = MediaService(
+        MediaSettings(instance_id="wvoice", data_dir=tmp_path, demo_voice="xx-none", health_port=0)
+    )
+    prompt = await asyncio.to_thread(service._demo_prompt)
+    assert prompt.name == "chime"
+    assert prompt.frames("PCMA")  # encoded up front, off the event loop
+
+
+async def test_a_worker_says_its_words_after_the_chime(tmp_path: Path) -> None:
+    require_tool("espeak-ng")
+    service = MediaService(
+        MediaSettings(instance_id="wwords", data_dir=tmp_path, demo_words="Hello.", health_port=0)
+    )
+    prompt = await asyncio.to_thread(service._demo_prompt)
+    assert prompt.name == "chime and words"
+    [cached] = (tmp_path / "prompts").iterdir()  # under the data directory
+    assert cached.name.startswith("words-")
+
+
 # -- a real worker on a real nats-server
 
 
