@@ -130,6 +130,7 @@ class Bus:
         self.js: JetStreamContext = nc.jetstream()
         self.name = name
         self._tasks: set[asyncio.Task[None]] = set()
+        self._pulls: list[Any] = []
 
     # --- connection ------------------------------------------------------------------------
 
@@ -183,6 +184,10 @@ class Bus:
         for task in list(self._tasks):
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
+        for pull in self._pulls if self.nc.is_connected else []:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(pull.unsubscribe(), timeout=2.0)
+        self._pulls.clear()
         if not self.nc.is_closed:
             with contextlib.suppress(Exception):
                 await self.nc.drain()
@@ -396,16 +401,11 @@ class Bus:
         async def one(delivery: Delivery[Event]) -> None:
             await handler([delivery])
 
-        async def loop() -> None:
-            try:
-                await batches()
-            finally:
-                # Without this a pull request still open on the server answers into the inbox
-                # after the loop is gone, and draining the connection waits for nobody.
-                with contextlib.suppress(Exception):
-                    await asyncio.wait_for(psub.unsubscribe(), timeout=2.0)
+        # Unsubscribed by close(): a pull request still open on the server would otherwise answer
+        # into the inbox after the loop is gone, and draining the connection would wait for it.
+        self._pulls.append(psub)
 
-        async def batches() -> None:
+        async def loop() -> None:
             while True:
                 try:
                     msgs = await psub.fetch(batch, timeout=1.0)

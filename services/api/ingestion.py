@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.api.calllog import apply_call_event, apply_recording_event, new_call, new_recording
 from services.api.db import Call, Database, Recording, StoredEvent
-from services.api.db.upsert import insert_new
+from services.api.db.upsert import insert_new_returning_ids
 from shared import subjects
 from shared.bus import Bus, Delivery
 from shared.events import CallEvent, CallEventEnvelope, Event, RecordingEvent
@@ -93,27 +93,28 @@ class EventIngestion:
     async def ingest(self, deliveries: Sequence[Delivery[Event]]) -> None:
         """Apply the events not yet applied, in one transaction."""
         async with self.db.transaction() as session:
-            fresh = await self._fresh(session, deliveries)
+            fresh = await self._store(session, deliveries)
             if not fresh:
                 INGESTED.labels("duplicate").inc(len(deliveries))
                 return
             await self._apply_calls(session, [d.value for d in fresh])
             await self._apply_recordings(session, [d.value for d in fresh])
-            await insert_new(session, StoredEvent, [stored_event(d) for d in fresh])
         INGESTED.labels("applied").inc(len(fresh))
         if len(fresh) < len(deliveries):
             INGESTED.labels("duplicate").inc(len(deliveries) - len(fresh))
 
-    async def _fresh(
+    async def _store(
         self, session: AsyncSession, deliveries: Sequence[Delivery[Event]]
     ) -> list[Delivery[Event]]:
-        ids = [str(d.value.id) for d in deliveries]
-        known = set(await session.scalars(select(StoredEvent.id).where(StoredEvent.id.in_(ids))))
+        """Store the events; those whose id was stored before (or twice in this batch) are left
+        out, and only the others are returned, to be applied. The event store's key decides, so
+        two replicas handed the same event cannot both apply it."""
+        inserted = await insert_new_returning_ids(session, StoredEvent, [stored_event(d) for d in deliveries])
         fresh: list[Delivery[Event]] = []
         for delivery in deliveries:
             event_id = str(delivery.value.id)
-            if event_id not in known:
-                known.add(event_id)  # the same event twice in one batch
+            if event_id in inserted:
+                inserted.discard(event_id)  # the same event twice in one batch is applied once
                 fresh.append(delivery)
         return fresh
 
