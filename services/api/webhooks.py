@@ -275,7 +275,8 @@ class WebhookDispatcher:
                     wait = 1.0
                 else:
                     self._starved = False
-                    wait = await self._until_next_due()
+                    # Not below 50 ms: what is due but was not claimed is locked by another replica.
+                    wait = max(0.05, await self._until_next_due())
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # the database is away: try again shortly
