@@ -258,6 +258,12 @@ class RecordingCompressedData(ContractModel):
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
 
 
+class RecordingDeletedData(ContractModel):
+    recording_id: Token
+    locations: list[str] = Field(description="What was removed: the recording, its metadata, its copies")
+    reason: str
+
+
 class RecordingFailedData(ContractModel):
     recording_id: Token
     reason: str
@@ -390,6 +396,13 @@ class RecordingCompressed(CallEventEnvelope):
     data: RecordingCompressedData
 
 
+class RecordingDeleted(CallEventEnvelope):
+    """A stored recording was deleted on request; the reason says whose and why."""
+
+    type: Literal["recording.deleted"] = "recording.deleted"
+    data: RecordingDeletedData
+
+
 class RecordingFailed(CallEventEnvelope):
     """A call's recording could not be made or stored; the reason says why."""
 
@@ -409,7 +422,9 @@ CallEvent = (
     | CallQuality
     | CallEnded
 )
-RecordingEvent = RecordingStarted | RecordingCompleted | RecordingCompressed | RecordingFailed
+RecordingEvent = (
+    RecordingStarted | RecordingCompleted | RecordingCompressed | RecordingDeleted | RecordingFailed
+)
 
 Event = Annotated[
     CallEvent | TrunkRegistration | AgentPresence | RecordingEvent,
@@ -436,6 +451,7 @@ EVENT_TYPES: dict[str, type[EventEnvelope]] = {
         RecordingStarted,
         RecordingCompleted,
         RecordingCompressed,
+        RecordingDeleted,
         RecordingFailed,
     )
 }

@@ -253,14 +253,33 @@ class RecordingLease(ContractModel):
     )
 
 
+class DeleteRecording(ContractModel):
+    """Ask the recorders (``recordings.command.delete``, queue group ``recorder``) to delete a stored
+    recording with its metadata and compressed copy: a customer's erasure request, a legal order."""
+
+    tenant_id: Token
+    call_id: Token
+    recording_id: Token
+    location: str = Field(description="The location recording.completed gave", max_length=2048)
+    reason: str = Field(min_length=1, max_length=500, description="Why; repeated in recording.deleted")
+
+
+class RecordingDeletion(ContractModel):
+    """The reply: every object that was removed (an object already gone is not an error)."""
+
+    deleted: list[str]
+
+
 __all__ = [
     "AudioChunk",
     "Chunk",
     "ChunkKind",
+    "DeleteRecording",
     "EndOfCall",
     "Frame",
     "MalformedChunk",
     "PauseMark",
+    "RecordingDeletion",
     "RecordingLease",
     "decode",
     "encode",

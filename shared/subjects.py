@@ -17,6 +17,7 @@ from shared.events import (
     EventEnvelope,
     RecordingCompleted,
     RecordingCompressed,
+    RecordingDeleted,
     RecordingFailed,
     RecordingStarted,
     TrunkRegistration,
@@ -26,6 +27,8 @@ _TOKEN = re.compile(TOKEN_PATTERN)
 
 #: Queue group shared by all media workers for session allocation.
 MEDIA_QUEUE = "media"
+#: Queue group of the recorders for commands any one of them may carry out.
+RECORDER_QUEUE = "recorder"
 
 
 def token(value: str) -> str:
@@ -65,7 +68,10 @@ def dead_letter(stream: str = "*", consumer: str = "*") -> str:
 
 def event_subject(event: EventEnvelope) -> str:
     """The subject an event is published on, from its type and ids."""
-    if isinstance(event, RecordingStarted | RecordingCompleted | RecordingCompressed | RecordingFailed):
+    if isinstance(
+        event,
+        RecordingStarted | RecordingCompleted | RecordingCompressed | RecordingDeleted | RecordingFailed,
+    ):
         return recording_events(event.tenant_id, event.call_id)
     if isinstance(event, CallEventEnvelope):
         return call_events(event.tenant_id, event.call_id)
@@ -95,6 +101,11 @@ def media_worker_sessions(worker_id: str) -> str:
 def media_events(tenant_id: str = "*", call_id: str = "*") -> str:
     """What media workers report about a call's session (timeouts, DTMF, quality, closing)."""
     return f"media.events.{_tok_or_wild(tenant_id)}.{_tok_or_wild(call_id)}"
+
+
+def recording_command(verb: str) -> str:
+    """A command about stored recordings (``delete``), served by any one recorder."""
+    return f"recordings.command.{token(verb)}"
 
 
 def call_command(node: str, verb: str) -> str:

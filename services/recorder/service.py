@@ -50,6 +50,7 @@ from services.recorder.call_recording import RATE, CallRecording, UnsupportedCod
 from services.recorder.leases import LeaseBook, LeaseLost
 from services.recorder.storage import Storage, StorageError, object_key, storage_for
 from shared import subjects
+from shared.bus import Rejected
 from shared.events import (
     CallEnded,
     EventEnvelope,
@@ -57,6 +58,8 @@ from shared.events import (
     RecordingCompletedData,
     RecordingCompressed,
     RecordingCompressedData,
+    RecordingDeleted,
+    RecordingDeletedData,
     RecordingFailed,
     RecordingFailedData,
     RecordingStarted,
@@ -64,7 +67,7 @@ from shared.events import (
     parse_event,
 )
 from shared.logging import get_logger
-from shared.recording import MalformedChunk, RecordingLease
+from shared.recording import DeleteRecording, MalformedChunk, RecordingDeletion, RecordingLease
 from shared.service import ServiceContext, StartFailed
 from shared.settings import RecorderSettings
 
@@ -156,6 +159,9 @@ class RecorderService:
         self._spawn(self._checkpoint_loop(), "recorder-checkpoints")
         self._spawn(self._discover_loop(), "recorder-discovery")
         await ctx.bus.nc.subscribe(subjects.call_events(), cb=self._on_call_event)
+        await ctx.bus.serve(
+            subjects.recording_command("delete"), DeleteRecording, self._delete, queue=subjects.RECORDER_QUEUE
+        )
 
     async def drain(self) -> None:
         """Claim nothing more; checkpoint every recording and hand its lease back, so another
@@ -527,6 +533,42 @@ class RecorderService:
                 raise
             except Exception as exc:
                 log.warning("recording_discovery_failed", error=str(exc) or type(exc).__name__)
+
+    # -- deletion on request
+
+    async def _delete(self, request: DeleteRecording) -> RecordingDeletion:
+        """Delete a stored recording, its metadata and its compressed copy, and say so on the bus.
+
+        Only what this recorder's store holds under the tenant's prefix and the recording's own name
+        is touched: a request cannot reach another tenant's files or anything else."""
+        key = self.storage.key_of(request.location)
+        name = f"{request.call_id}-{request.recording_id}.wav"
+        if key is None or not key.startswith(f"{request.tenant_id}/") or not key.endswith("/" + name):
+            raise Rejected(
+                "bad_location", f"{request.location} is not this tenant's recording {request.recording_id}"
+            )
+        stem = key.removesuffix(".wav")
+        deleted = []
+        for candidate in (f"{stem}.wav", f"{stem}.json", f"{stem}.ogg"):
+            try:
+                if await self.storage.delete(candidate):
+                    deleted.append(candidate)
+            except StorageError as exc:
+                raise Rejected("storage", str(exc)) from exc
+        await self._publish(
+            RecordingDeleted(
+                id=_event_id(request.recording_id, "deleted"),
+                tenant_id=request.tenant_id,
+                call_id=request.call_id,
+                sequence=3,
+                source=self._source(),
+                data=RecordingDeletedData(
+                    recording_id=request.recording_id, locations=deleted, reason=request.reason
+                ),
+            )
+        )
+        log.info("recording_deleted", call=request.call_id, objects=len(deleted), reason=request.reason)
+        return RecordingDeletion(deleted=deleted)
 
     # -- finishing
 

@@ -13,6 +13,7 @@ import shutil
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
+from urllib.parse import unquote, urlparse
 
 from shared.settings import RecorderSettings
 
@@ -30,6 +31,12 @@ class Storage(Protocol):
     async def put(self, source: Path, key: str, content_type: str) -> str:
         """Store a copy of ``source`` under ``key``; returns its location (a URL)."""
 
+    def key_of(self, location: str) -> str | None:
+        """The key of a location this store gave, or None when it is not one of its own."""
+
+    async def delete(self, key: str) -> bool:
+        """Remove ``key``; False when it was not there."""
+
     async def close(self) -> None: ...
 
 
@@ -44,6 +51,25 @@ class LocalStorage:
         except OSError as exc:
             raise StorageError(f"cannot write {target}: {exc.strerror or exc}") from exc
         return target.resolve().as_uri()
+
+    def key_of(self, location: str) -> str | None:
+        parsed = urlparse(location)
+        if parsed.scheme != "file":
+            return None
+        try:
+            key = Path(unquote(parsed.path)).relative_to(self.root.resolve())
+        except ValueError:
+            return None  # outside the recordings directory: never ours to delete
+        return key.as_posix()
+
+    async def delete(self, key: str) -> bool:
+        try:
+            (self.root / key).unlink()
+        except FileNotFoundError:
+            return False
+        except OSError as exc:
+            raise StorageError(f"cannot delete {key}: {exc.strerror or exc}") from exc
+        return True
 
     async def close(self) -> None:
         return None
@@ -98,6 +124,23 @@ class S3Storage:
         except Exception as exc:
             raise StorageError(f"s3 put {bucket}/{key}: {type(exc).__name__}: {exc}") from exc
         return f"s3://{bucket}/{key}"
+
+    def key_of(self, location: str) -> str | None:
+        prefix = f"s3://{self.settings.s3_bucket}/"
+        return location[len(prefix) :] if location.startswith(prefix) else None
+
+    async def delete(self, key: str) -> bool:
+        bucket = self.settings.s3_bucket
+        try:
+            client = await self._connect()
+            try:
+                await client.head_object(Bucket=bucket, Key=key)
+            except client.exceptions.ClientError:
+                return False
+            await client.delete_object(Bucket=bucket, Key=key)
+        except Exception as exc:
+            raise StorageError(f"s3 delete {bucket}/{key}: {type(exc).__name__}: {exc}") from exc
+        return True
 
     async def close(self) -> None:
         self._client = None

@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 
 from shared import recording, subjects
-from shared.bus import Bus
+from shared.bus import Bus, RemoteError
 from shared.events import (
     CallEnded,
     CallEndedData,
@@ -30,9 +30,10 @@ from shared.events import (
     Party,
     RecordingCompleted,
     RecordingCompressed,
+    RecordingDeleted,
     RecordingFailed,
 )
-from shared.recording import AudioChunk, Chunk, RecordingLease
+from shared.recording import AudioChunk, Chunk, DeleteRecording, RecordingDeletion, RecordingLease
 from shared.supervisor import free_port
 from tests.recorder.conftest import RecordingEvents, StartRecorder
 from tests.support.nats import NatsServer
@@ -375,3 +376,41 @@ async def test_a_call_whose_worker_died_is_finished_when_the_call_ends_without_i
     assert abs(analyse(right[:8000])["dominant_hz"] - 1000) <= 2
     metadata = json.loads(stored_path(completed).with_suffix(".json").read_text())
     assert metadata["end_mark"] is False
+
+
+async def test_deleting_a_recording_on_request_removes_its_files_and_says_so(
+    bus: Bus, start_recorder: StartRecorder, recording_events: RecordingEvents, tmp_path: Path
+) -> None:
+    await start_recorder("r1")
+    completed = await record(bus, recording_events, "call-erase", two_tones(1.0))
+    await recording_events.next("call-erase", "recording.compressed")
+    wav = stored_path(completed)
+    assert sorted(p.suffix for p in _glob(wav.parent, "call-erase-*")) == [".json", ".ogg", ".wav"]
+    request = DeleteRecording(
+        tenant_id=TENANT,
+        call_id="call-erase",
+        recording_id=completed.data.recording_id,
+        location=completed.data.location,
+        reason="erasure request 4711",
+    )
+    # Another tenant cannot reach it, nor can a location outside the store.
+    for wrong in (
+        request.model_copy(update={"tenant_id": "other"}),
+        request.model_copy(update={"location": (tmp_path / "elsewhere.wav").as_uri()}),
+        request.model_copy(update={"recording_id": "someone-else"}),
+    ):
+        with pytest.raises(RemoteError) as refused:
+            await bus.request(subjects.recording_command("delete"), wrong, RecordingDeletion)
+        assert refused.value.code == "bad_location"
+    assert _glob(wav.parent, "call-erase-*")
+
+    reply = await bus.request(subjects.recording_command("delete"), request, RecordingDeletion)
+    assert len(reply.deleted) == 3
+    assert not _glob(wav.parent, "call-erase-*")
+    deleted = await recording_events.next("call-erase", "recording.deleted")
+    assert isinstance(deleted, RecordingDeleted)
+    assert deleted.data.reason == "erasure request 4711"
+    assert deleted.data.locations == reply.deleted
+    # Asking again deletes nothing more and is no error.
+    again = await bus.request(subjects.recording_command("delete"), request, RecordingDeletion)
+    assert again.deleted == []

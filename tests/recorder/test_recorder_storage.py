@@ -10,8 +10,10 @@ from typing import Any
 import pytest
 from aiobotocore.session import get_session
 
+from shared import subjects
 from shared.bus import Bus
 from shared.events import LegKind, RecordingCompleted, RecordingCompressed, RecordingFailed
+from shared.recording import DeleteRecording, RecordingDeletion
 from shared.supervisor import free_port
 from tests.recorder.conftest import RecordingEvents, StartRecorder
 from tests.support.recording import LegAudio, call_chunks, publish_chunks, request_recording
@@ -91,6 +93,18 @@ async def test_recordings_go_to_s3_under_tenant_and_date_with_metadata_and_the_o
     assert (await _object(s3, f"{key}.ogg"))[:4] == b"OggS"
     # Nothing stays behind in the spool once the copies are stored.
     assert not _listing(tmp_path / "recordings" / ".spool")
+    # Deleted on request: all three objects.
+    request = DeleteRecording(
+        tenant_id="acme",
+        call_id="call-s3",
+        recording_id=completed.data.recording_id,
+        location=completed.data.location,
+        reason="retention",
+    )
+    reply = await bus.request(subjects.recording_command("delete"), request, RecordingDeletion, timeout=10)
+    assert sorted(reply.deleted) == sorted(f"{key}.{ext}" for ext in ("wav", "json", "ogg"))
+    listing = await s3.list_objects_v2(Bucket=BUCKET, Prefix="acme/")
+    assert listing.get("KeyCount", 0) == 0
 
 
 async def test_an_unreachable_store_fails_the_recording_with_the_reason_and_keeps_the_audio(

@@ -46,6 +46,8 @@ from shared.events import (
     RecordingCompletedData,
     RecordingCompressed,
     RecordingCompressedData,
+    RecordingDeleted,
+    RecordingDeletedData,
     RecordingFailed,
     RecordingFailedData,
     RecordingStarted,
@@ -155,6 +157,15 @@ def one_of_each() -> list[EventEnvelope]:
                 format="ogg/opus",
                 size_bytes=48211,
                 sha256="1" * 64,
+            ),
+        ),
+        RecordingDeleted(
+            **CALL,
+            sequence=13,
+            data=RecordingDeletedData(
+                recording_id="r-1",
+                locations=["s3://recordings/acme/2026/11/25/c-1-r-1.wav"],
+                reason="erasure request 4711",
             ),
         ),
         RecordingFailed(
