@@ -18,6 +18,7 @@ from services.api.routers import (
     health,
     keys,
     numbers,
+    presence,
     recordings,
     services,
     tenant,
@@ -95,6 +96,7 @@ def create_app(
         recordings,
         webhook_routes,
         events,
+        presence,
     ):
         app.include_router(module.router)
 

@@ -19,11 +19,18 @@ from sqlalchemy import select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.api.calllog import apply_call_event, apply_recording_event, new_call, new_recording
-from services.api.db import Call, Database, Recording, StoredEvent
+from services.api.db import AgentPresenceRow, Call, Database, Recording, StoredEvent, TrunkRegistrationRow
 from services.api.db.upsert import insert_new_returning_ids
 from shared import subjects
 from shared.bus import Bus, Delivery
-from shared.events import CallEvent, CallEventEnvelope, Event, RecordingEvent
+from shared.events import (
+    AgentPresence,
+    CallEvent,
+    CallEventEnvelope,
+    Event,
+    RecordingEvent,
+    TrunkRegistration,
+)
 from shared.logging import get_logger
 
 log = get_logger("echodesk.api.ingestion")
@@ -99,6 +106,7 @@ class EventIngestion:
                 return
             await self._apply_calls(session, [d.value for d in fresh])
             await self._apply_recordings(session, [d.value for d in fresh])
+            await self._apply_states(session, [d.value for d in fresh])
         INGESTED.labels("applied").inc(len(fresh))
         if len(fresh) < len(deliveries):
             INGESTED.labels("duplicate").inc(len(deliveries) - len(fresh))
@@ -158,6 +166,44 @@ class EventIngestion:
                 recording = recordings[key] = new_recording(event.tenant_id, event)
                 session.add(recording)
             apply_recording_event(recording, event)
+
+    async def _apply_states(self, session: AsyncSession, events: list[Event]) -> None:
+        """Agents' presence and trunks' registration: the newest event wins (by ``occurred_at``;
+        these events have no per-call sequence)."""
+        for event in events:
+            if isinstance(event, AgentPresence):
+                presence = await session.get(
+                    AgentPresenceRow, (event.tenant_id, event.agent_id), with_for_update=True
+                )
+                if presence is None:
+                    presence = AgentPresenceRow(tenant_id=event.tenant_id, agent_id=event.agent_id)
+                    session.add(presence)
+                elif event.occurred_at < presence.changed_at:
+                    continue
+                data = event.data
+                presence.state = data.state.value
+                presence.contacts = data.contacts
+                presence.transport = data.transport
+                presence.source = data.source
+                presence.user_agent = data.user_agent
+                presence.changed_at = event.occurred_at
+            elif isinstance(event, TrunkRegistration):
+                registration = await session.get(
+                    TrunkRegistrationRow, (event.tenant_id, event.trunk_id), with_for_update=True
+                )
+                if registration is None:
+                    registration = TrunkRegistrationRow(tenant_id=event.tenant_id, trunk_id=event.trunk_id)
+                    session.add(registration)
+                elif event.occurred_at < registration.changed_at:
+                    continue
+                info = event.data
+                registration.state = info.state.value
+                registration.registrar = info.registrar
+                registration.sip_status = info.sip_status
+                registration.reason = info.reason
+                registration.expires_s = info.expires_s
+                registration.retry_in_s = info.retry_in_s
+                registration.changed_at = event.occurred_at
 
 
 __all__ = ["EVENT_STREAMS", "EventIngestion", "durable_name"]

@@ -24,6 +24,8 @@ from tests.support.postgres import scratch_database
 SECRET_KEY = "test-secret-key"
 TABLES = (
     "webhook_deliveries",
+    "agent_presence",
+    "trunk_registrations",
     "webhook_subscriptions",
     "events",
     "calls",

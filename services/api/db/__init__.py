@@ -6,7 +6,7 @@ against) and the outbox's mapper events.
 
 from services.api.db.agents import Agent
 from services.api.db.base import Base
-from services.api.db.calls import Call, Recording, StoredEvent
+from services.api.db.calls import AgentPresenceRow, Call, Recording, StoredEvent, TrunkRegistrationRow
 from services.api.db.engine import Database
 from services.api.db.outbox import KvDeletion
 from services.api.db.tenants import ApiKey, Tenant
@@ -15,6 +15,7 @@ from services.api.db.webhooks import WebhookDelivery, WebhookSubscription
 
 __all__ = [
     "Agent",
+    "AgentPresenceRow",
     "ApiKey",
     "Base",
     "Call",
@@ -24,6 +25,7 @@ __all__ = [
     "StoredEvent",
     "Tenant",
     "Trunk",
+    "TrunkRegistrationRow",
     "TurnCredential",
     "WebhookDelivery",
     "WebhookSubscription",

@@ -126,3 +126,36 @@ class Recording(Base):
     started_at: Mapped[datetime] = mapped_column()
     ended_at: Mapped[datetime | None] = mapped_column()
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class AgentPresenceRow(Base):
+    """Whether an agent's phones are registered, from signaling's ``agent.presence`` events. Kept
+    apart from ``agents`` so presence never bumps an agent's version (and its KV publishing)."""
+
+    __tablename__ = "agent_presence"
+
+    tenant_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    agent_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    state: Mapped[str] = mapped_column(String(16))
+    contacts: Mapped[int] = mapped_column()
+    transport: Mapped[str | None] = mapped_column(String(8))
+    source: Mapped[str | None] = mapped_column(Text)
+    user_agent: Mapped[str | None] = mapped_column(Text)
+    #: The newest event's time: an older event arriving late does not overwrite it.
+    changed_at: Mapped[datetime] = mapped_column()
+
+
+class TrunkRegistrationRow(Base):
+    """A trunk's registration with its carrier, from signaling's ``trunk.registration`` events."""
+
+    __tablename__ = "trunk_registrations"
+
+    tenant_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    trunk_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    state: Mapped[str] = mapped_column(String(16))
+    registrar: Mapped[str] = mapped_column(Text)
+    sip_status: Mapped[int | None] = mapped_column()
+    reason: Mapped[str | None] = mapped_column(Text)
+    expires_s: Mapped[int | None] = mapped_column()
+    retry_in_s: Mapped[float | None] = mapped_column()
+    changed_at: Mapped[datetime] = mapped_column()
