@@ -266,6 +266,11 @@ class RecorderService:
                 await self._read_stream(active)
                 if not active.catch_up_again or active.stopping:
                     break
+        except (TimeoutError, nats.errors.Error, RuntimeError) as exc:
+            # NATS went away mid-read: what is still missing shows as a gap and is read again.
+            log.warning(
+                "recording_catch_up_failed", call=active.call_id, error=str(exc) or type(exc).__name__
+            )
         finally:
             active.catching_up = False
             CATCH_UP.observe(time.monotonic() - started)
