@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -92,7 +93,9 @@ async def test_recordings_go_to_s3_under_tenant_and_date_with_metadata_and_the_o
     assert compressed.data.location == f"s3://{BUCKET}/{key}.ogg"
     assert (await _object(s3, f"{key}.ogg"))[:4] == b"OggS"
     # Nothing stays behind in the spool once the copies are stored.
-    assert not _listing(tmp_path / "recordings" / ".spool")
+    async with asyncio.timeout(20):
+        while _listing(tmp_path / "recordings" / ".spool"):
+            await asyncio.sleep(0.05)
     # Deleted on request: all three objects.
     request = DeleteRecording(
         tenant_id="acme",
