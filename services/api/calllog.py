@@ -35,6 +35,7 @@ from shared.events import (
     LegQuality,
     RecordingCompleted,
     RecordingCompressed,
+    RecordingDeleted,
     RecordingEvent,
     RecordingFailed,
     RecordingStarted,
@@ -45,6 +46,7 @@ class RecordingStatus:
     RECORDING = "recording"
     COMPLETED = "completed"
     FAILED = "failed"
+    DELETED = "deleted"
 
 
 def new_call(tenant_id: str, call_id: str, first_seen: datetime) -> Call:
@@ -174,7 +176,8 @@ def apply_recording_event(recording: Recording, event: RecordingEvent) -> None:
             recording.channels = recording.channels or data.channels
             recording.sample_rate = recording.sample_rate or data.sample_rate
         case RecordingCompleted(data=data):
-            recording.status = RecordingStatus.COMPLETED
+            if recording.status != RecordingStatus.DELETED:
+                recording.status = RecordingStatus.COMPLETED
             recording.format = data.format
             recording.channels = data.channels
             recording.sample_rate = data.sample_rate
@@ -191,8 +194,12 @@ def apply_recording_event(recording: Recording, event: RecordingEvent) -> None:
             recording.compressed_format = data.format
             recording.compressed_size_bytes = data.size_bytes
             recording.compressed_sha256 = data.sha256
+        case RecordingDeleted(data=data):
+            recording.status = RecordingStatus.DELETED
+            recording.deleted_at = at
+            recording.deletion_reason = data.reason
         case RecordingFailed(data=data):
-            if recording.status != RecordingStatus.COMPLETED:
+            if recording.status not in (RecordingStatus.COMPLETED, RecordingStatus.DELETED):
                 recording.status = RecordingStatus.FAILED
                 recording.failure_reason = data.reason
                 recording.ended_at = at

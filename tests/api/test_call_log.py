@@ -37,6 +37,8 @@ from shared.events import (
     RecordingCompletedData,
     RecordingCompressed,
     RecordingCompressedData,
+    RecordingDeleted,
+    RecordingDeletedData,
     RecordingStarted,
     RecordingStartedData,
 )
@@ -336,3 +338,36 @@ async def test_another_tenants_calls_are_invisible(
     assert {e["id"] for e in other["timeline"]}.isdisjoint(
         {e["id"] for e in (await acme.client.get("/v1/calls/call-same")).json()["timeline"]}
     )
+
+
+async def test_a_deleted_recording_stays_deleted(acme: Tenancy, bus: Bus, ingestion: EventIngestion) -> None:
+    common: dict[str, Any] = {"tenant_id": acme.tenant_id, "call_id": "call-d"}
+    data = RecordingCompletedData(
+        recording_id="rec-d",
+        location="local:rec-d.wav",
+        format="wav",
+        channels=2,
+        sample_rate=8000,
+        duration_s=12,
+        size_bytes=192_044,
+        sha256="d" * 64,
+    )
+    deleted = RecordingDeleted(
+        **common,
+        sequence=5,
+        data=RecordingDeletedData(
+            recording_id="rec-d", locations=["local:rec-d.wav"], reason="customer asked"
+        ),
+    )
+    # The deletion arrives first, the completion (published again by a recorder) after it.
+    await publish(bus, deleted, RecordingCompleted(**common, sequence=1, data=data))
+
+    async def settled() -> dict[str, Any] | None:
+        body: dict[str, Any] = (await acme.client.get("/v1/recordings/rec-d")).json()
+        return body if body.get("size_bytes") is not None else None
+
+    recording = await eventually(settled, "the recording never arrived")
+    assert (recording["status"], recording["deletion_reason"]) == ("deleted", "customer asked")
+    assert recording["deleted_at"] is not None
+    listed = (await acme.client.get("/v1/recordings", params={"status": "deleted"})).json()
+    assert [r["id"] for r in listed["items"]] == ["rec-d"]

@@ -105,7 +105,8 @@ class Recording(Base):
     tenant_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
     call_id: Mapped[str] = mapped_column(String(64))
-    #: ``recording``, then ``completed`` or ``failed``; a late ``recording.started`` never undoes an end.
+    #: ``recording``, then ``completed`` or ``failed``, and ``deleted`` last; a late event never
+    #: undoes an end, nor anything a deletion.
     status: Mapped[str] = mapped_column(String(16))
     format: Mapped[str | None] = mapped_column(Text)
     channels: Mapped[int | None] = mapped_column()
@@ -123,6 +124,9 @@ class Recording(Base):
     compressed_format: Mapped[str | None] = mapped_column(Text)
     compressed_size_bytes: Mapped[int | None] = mapped_column(BigInteger)
     compressed_sha256: Mapped[str | None] = mapped_column(String(64))
+    #: A recording deleted on request (``recording.deleted``): when, and the reason it gave.
+    deleted_at: Mapped[datetime | None] = mapped_column()
+    deletion_reason: Mapped[str | None] = mapped_column(Text)
     started_at: Mapped[datetime] = mapped_column()
     ended_at: Mapped[datetime | None] = mapped_column()
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -43,6 +43,8 @@ def recording_out(recording: Recording) -> RecordingOut:
         )
         if recording.compressed_location is not None
         else None,
+        deleted_at=recording.deleted_at,
+        deletion_reason=recording.deletion_reason,
         started_at=recording.started_at,
         ended_at=recording.ended_at,
     )
@@ -53,7 +55,9 @@ async def list_recordings(
     session: Session,
     principal: Reader,
     call_id: Annotated[str | None, Query(max_length=64)] = None,
-    status_: Annotated[Literal["recording", "completed", "failed"] | None, Query(alias="status")] = None,
+    status_: Annotated[
+        Literal["recording", "completed", "failed", "deleted"] | None, Query(alias="status")
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     cursor: Annotated[str | None, Query(max_length=400)] = None,
 ) -> RecordingPage:

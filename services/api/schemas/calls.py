@@ -82,7 +82,7 @@ class CompressedCopy(BaseModel):
 class RecordingOut(BaseModel):
     id: str
     call_id: str
-    status: Literal["recording", "completed", "failed"]
+    status: Literal["recording", "completed", "failed", "deleted"]
     format: str | None
     channels: int | None
     sample_rate: int | None
@@ -94,6 +94,8 @@ class RecordingOut(BaseModel):
     chunks_missing: int | None = Field(description="Audio chunks never received (silence in the file)")
     paused_s: float | None
     compressed: CompressedCopy | None = Field(description="The compressed copy made after the call")
+    deleted_at: datetime | None
+    deletion_reason: str | None
     started_at: datetime
     ended_at: datetime | None
 
