@@ -24,7 +24,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from api_ingest import scratch_postgres
 from sqlalchemy import func, select
 
 from services.api.db import Database, WebhookDelivery, WebhookSubscription
@@ -48,10 +50,19 @@ def percentile(values: list[float], p: float) -> float:
 
 async def main(args: argparse.Namespace) -> None:
     print("load average before: {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()))
+    if args.backend == "postgresql":
+        async with scratch_postgres() as url:
+            if url is not None:
+                await measure(args, url)
+    else:
+        await measure(args, None)
+
+
+async def measure(args: argparse.Namespace, database_url: str | None) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         server = NatsServer(store_dir=Path(tmp) / "nats").start()
         receiver = await HttpReceiver().start()
-        db = Database(args.database_url or f"sqlite+aiosqlite:///{tmp}/bench.db")
+        db = Database(database_url or f"sqlite+aiosqlite:///{tmp}/bench.db")
         try:
             await upgrade(db)
             async with db.sessions() as session:
@@ -124,7 +135,12 @@ if __name__ == "__main__":
     )
     parser.add_argument("--events", type=int, default=3000)
     parser.add_argument("--rate", type=float, default=200, help="events published per second")
-    parser.add_argument("--database-url", default=None, help="default: a SQLite file of its own")
+    parser.add_argument(
+        "--backend",
+        choices=("sqlite", "postgresql"),
+        default="sqlite",
+        help="a SQLite file of its own, or a scratch database on the local PostgreSQL",
+    )
     parser.add_argument("--without-call-log", action="store_true")
     parser.add_argument(
         "--loop",
