@@ -62,6 +62,8 @@ class CreateSession(ContractModel):
     #: The customer's (carrier's) SDP offer when the customer calls (inbound).
     customer_offer: str | None = None
     record: bool = False
+    #: The signaling instance that asked: when it starts again, its sessions are released.
+    owner: Token | None = None
 
 
 class SessionCreated(ContractModel):
@@ -115,6 +117,15 @@ class RecordingControl(ContractModel):
     paused: bool
 
 
+class ReleaseSessions(ContractModel):
+    """Published (core NATS, every worker listens) by a signaling instance as it starts: the sessions
+    it owned before are nobody's now (its calls ended with it), so workers close them at once
+    instead of relaying audio nobody bridges until a media timeout."""
+
+    owner: Token
+    reason: str = "owner restarted"
+
+
 class CloseSession(ContractModel):
     reason: str = "normal"
 
@@ -161,6 +172,7 @@ __all__ = [
     "MediaEvent",
     "MediaEventKind",
     "RecordingControl",
+    "ReleaseSessions",
     "RemoteDescription",
     "SendDtmf",
     "SessionClosed",

@@ -98,6 +98,11 @@ def media_worker_sessions(worker_id: str) -> str:
     return f"media.worker.{token(worker_id)}.session.*.*"
 
 
+def media_release(owner: str = "*") -> str:
+    """A signaling instance's sessions released on every worker (``media.release.<owner>``)."""
+    return f"media.release.{_tok_or_wild(owner)}"
+
+
 def media_events(tenant_id: str = "*", call_id: str = "*") -> str:
     """What media workers report about a call's session (timeouts, DTMF, quality, closing)."""
     return f"media.events.{_tok_or_wild(tenant_id)}.{_tok_or_wild(call_id)}"

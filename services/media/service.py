@@ -52,6 +52,7 @@ from shared.media import (
     MediaEvent,
     MediaEventKind,
     RecordingControl,
+    ReleaseSessions,
     RemoteDescription,
     SendDtmf,
     SessionClosed,
@@ -121,6 +122,7 @@ class MediaService:
         self._worker_sub = await nc.subscribe(
             subjects.media_worker_sessions(self.worker_id), cb=self._spawn_reply(self._session_request)
         )
+        await ctx.bus.subscribe(subjects.media_release(), ReleaseSessions, self._release)
         await self._join()
         self._spawn(self._publish_events(), "media-events")
         self._spawn(self.outbox.run(ctx.bus), "media-recording-chunks")
@@ -321,6 +323,14 @@ class MediaService:
             request = CloseSession.model_validate_json(msg.data)
             return self._close(session_id, request.reason)
         raise Rejected("unknown_verb", f"{verb!r} is not update, hold, dtmf, record or close")
+
+    async def _release(self, release: ReleaseSessions, _subject: str) -> None:
+        """A signaling instance restarted: the sessions it owned bridge calls that no longer exist."""
+        orphans = [sid for sid, bridge in self.bridges.items() if bridge.request.owner == release.owner]
+        for session_id in orphans:
+            self._close(session_id, release.reason)
+        if orphans:
+            log.info("media_sessions_released", owner=release.owner, sessions=len(orphans))
 
     def _close(self, session_id: str, reason: str) -> SessionClosed:
         bridge = self.bridges.pop(session_id)

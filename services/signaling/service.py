@@ -17,7 +17,7 @@ from shared.commands import COMMANDS
 from shared.events import EventEnvelope
 from shared.heartbeat import Heartbeat
 from shared.logging import get_logger
-from shared.media import MediaEvent
+from shared.media import MediaEvent, ReleaseSessions
 from shared.service import ServiceContext
 from shared.settings import SignalingSettings
 
@@ -66,6 +66,9 @@ class SignalingService:
         self.calls = Calls(
             self.stack, self.settings, self.directory, self.trunks, BusMedia(ctx.bus), self._publish
         )
+        # Sessions this instance owned before a restart bridge calls that ended with it (calls do not
+        # survive a restart yet): the workers close them now.
+        await ctx.bus.publish(subjects.media_release(self.calls.node), ReleaseSessions(owner=self.calls.node))
         # The workers' reports on our calls' sessions, and their heartbeats: a worker that dies
         # takes its calls down with it, and they must end on both legs at once.
         await ctx.bus.subscribe(subjects.media_events(), MediaEvent, self._media_event)

@@ -768,7 +768,7 @@ class Calls:
 
     async def _start_media(self, leg: _Leg, request: CreateSession, key: str) -> None:
         try:
-            created = await self.media.create(request)
+            created = await self.media.create(request.model_copy(update={"owner": self.node}))
         except BusError as exc:
             log.warning("no media session", error=str(exc))
             self._execute(leg, leg.call.media_failed(str(exc), _now(), key))
