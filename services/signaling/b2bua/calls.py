@@ -155,6 +155,8 @@ class _Leg:
     #: Media sessions by key: (worker, session).
     sessions: dict[str, tuple[str, str]] = field(default_factory=dict)
     timers: list[asyncio.TimerHandle] = field(default_factory=list)
+    #: The (Call-ID, our tag) keys of its dialogs in ``Calls._by_dialog``.
+    dialog_keys: list[tuple[str, str]] = field(default_factory=list)
 
 
 class Calls:
@@ -406,7 +408,7 @@ class Calls:
         call.source = self.node
         self._calls[call.call_id] = leg
         self._by_invite[id(leg.caller_txn)] = call.call_id
-        self._by_dialog[(call.caller_invite.call_id, call.caller_tag)] = call.call_id
+        self._index(leg, (call.caller_invite.call_id, call.caller_tag))
         self._execute(leg, call.start(now))
 
     async def _connect_carrier(self, trunk: TrunkRecord) -> Flow | None:
@@ -736,7 +738,7 @@ class Calls:
 
         self.stack.send_request(request, flow, on_response)
         if request.method == "INVITE":
-            self._by_dialog[(request.call_id, request.from_.tag or "")] = call.call_id
+            self._index(leg, (request.call_id, request.from_.tag or ""))
 
     def _to_branch(self, leg: _Leg, index: int, request: Request) -> None:
         call = leg.call
@@ -756,7 +758,7 @@ class Calls:
             else:
                 self._execute(leg, call.branch_response(index, response, moment))
 
-        self._by_dialog[(request.call_id, request.from_.tag or "")] = call.call_id
+        self._index(leg, (request.call_id, request.from_.tag or ""))
         self.stack.send_request(request, flow, on_response)
 
     def _start_timer(self, leg: _Leg, name: str, at: float) -> None:
@@ -798,15 +800,21 @@ class Calls:
 
     # --- bookkeeping --------------------------------------------------------------------------
 
+    def _index(self, leg: _Leg, dialog: tuple[str, str]) -> None:
+        """Find the call by (Call-ID, our tag) of one of its dialogs; the leg keeps the key to drop."""
+        self._by_dialog[dialog] = leg.call.call_id
+        leg.dialog_keys.append(dialog)
+
     def _forget(self, call: Call) -> None:
         leg = self._calls.pop(call.call_id, None)
-        if leg is not None:
-            for timer in leg.timers:
-                timer.cancel()
-        for dialog in [k for k, v in self._by_dialog.items() if v == call.call_id]:
-            del self._by_dialog[dialog]
-        for invite in [k for k, v in self._by_invite.items() if v == call.call_id]:
-            del self._by_invite[invite]
+        if leg is None:
+            return
+        for timer in leg.timers:
+            timer.cancel()
+        # Each call's own keys, not a scan of every call's: ending calls under load stays O(1).
+        for dialog in leg.dialog_keys:
+            self._by_dialog.pop(dialog, None)
+        self._by_invite.pop(id(leg.caller_txn), None)
 
     def _counts(self) -> CallCounts:
         by_trunk: dict[str, int] = {}
