@@ -71,7 +71,10 @@ class LeaseBook:
                 self.known[key] = None
                 log.warning("recording_lease_unreadable", call=key)
                 return
-            on_change(key)
+            # Renewals (most changes) make nothing claimable: only a new or released lease wakes
+            # the claim loop, which otherwise looks for expired ones on its own schedule.
+            if self.claimable(key):
+                on_change(key)
 
         await self.bus.watch_bucket(subjects.RECORDINGS_KV, changed)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
+from typing import cast, get_args
 
 import pytest
 
@@ -67,8 +68,8 @@ class RecordingEvents:
             while True:
                 for event in self.events:
                     if getattr(event, "call_id", None) == call_id and event.type == type_:
-                        assert isinstance(event, RecordingEvent.__args__)  # type: ignore[attr-defined]
-                        return event  # type: ignore[return-value]
+                        assert isinstance(event, get_args(RecordingEvent))
+                        return cast(RecordingEvent, event)
                 self._arrived.clear()
                 await self._arrived.wait()
 

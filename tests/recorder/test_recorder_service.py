@@ -153,7 +153,7 @@ async def test_two_tones_land_left_and_right_with_silence_where_packets_were_los
 async def test_duplicates_reordering_and_garbage_give_the_same_file_as_a_clean_stream(
     bus: Bus, start_recorder: StartRecorder, recording_events: RecordingEvents
 ) -> None:
-    await start_recorder("r1")
+    recorder = await start_recorder("r1")
     clean = await record(bus, recording_events, "call-clean", two_tones())
 
     chunks = two_tones()
@@ -181,7 +181,18 @@ async def test_duplicates_reordering_and_garbage_give_the_same_file_as_a_clean_s
             messy.append(garbage.pop())
     messy += garbage
     messy.append(recording.encode(end))
-    completed = await record(bus, recording_events, "call-messy", messy)
+    # Claimed first, so every message comes live: a bad message published in the very instant of a
+    # claim can miss both the live subscription and the read of the stream, and unlike a chunk it
+    # leaves no gap behind to be read again.
+    await request_recording(bus, "call-messy")
+    await _until(
+        lambda: "call-messy" in recorder.active and recorder.active["call-messy"].subscription is not None
+    )
+    assert recorder._ctx is not None
+    await recorder._ctx.bus.nc.flush()  # the server has the recorder's subscription
+    await publish_chunks(bus, "call-messy", messy)
+    completed = await recording_events.next("call-messy", "recording.completed")
+    assert isinstance(completed, RecordingCompleted)
 
     assert completed.data.sha256 == clean.data.sha256
     metadata = json.loads(stored_path(completed).with_suffix(".json").read_text())
