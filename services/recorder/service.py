@@ -109,6 +109,9 @@ class Active:
     catch_up_again: bool = False
     #: Stream sequence the next read starts at: everything before it was read once already.
     read_from: int = 1
+    #: The stream was read again after the claim: a message the server routed before it had our
+    #: subscription but stored after our first read (a moment's window) is in by then.
+    reread: bool = False
     #: Checkpoints in a row that found chunks missing below the newest: two make a catch-up.
     gapped: int = 0
     last_chunk_at: float = field(default_factory=time.monotonic)
@@ -433,7 +436,10 @@ class RecorderService:
                 elif recording.dirty:
                     due.append(active)
                 active.gapped = active.gapped + 1 if recording.gaps else 0
-                if active.gapped >= 2 and not active.stopping:
+                if not active.reread and not active.stopping:
+                    active.reread = True
+                    self._spawn(self._catch_up(active), f"recorder-catch-up:{active.call_id}")
+                elif active.gapped >= 2 and not active.stopping:
                     # Chunks missing below the newest for two checkpoints: lost on the live path.
                     active.gapped = 0
                     self._spawn(self._catch_up(active), f"recorder-catch-up:{active.call_id}")
