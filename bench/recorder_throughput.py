@@ -10,8 +10,10 @@ For N concurrent calls this process keeps N calls going for ``--seconds``: each 
 G.711 chunks in real time (8 packets of 20 ms per leg every 160 ms, the worker's batching), lasts a
 random 50-100% of ``--call-seconds``, ends with its END mark and is replaced by a new call at once.
 Per N it prints: the recorder's CPU over the run as a share of one core (user+system from
-``/proc/<pid>/stat``), hence recordings per core; the chunks per second it took in; nats-server's and
-this process's CPU share (on a small machine they share the cores with the recorder); from each END
+``/proc/<pid>/stat``; with ``--opus`` the encoding process it starts is not counted: it is the
+copy's cost, not the recording's), hence recordings per core; the chunks per second it took in;
+nats-server's and this process's CPU share (on a small machine they share the cores with the
+recorder); from each END
 mark published to its ``recording.completed`` received, p50/p99 (only calls that ended in the run);
 from a call's lease to its ``recording.started``, p50/p99; and the mean time of reading a call from
 the stream (at claims and to fill gaps).

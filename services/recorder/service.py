@@ -31,10 +31,12 @@ import asyncio
 import contextlib
 import hashlib
 import json
+import multiprocessing
 import random
 import shutil
 import time
 import uuid
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -131,6 +133,7 @@ class RecorderService:
         self._leases: LeaseBook | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._nudge = asyncio.Event()
+        self._encoder: ProcessPoolExecutor | None = None
         self._draining = False
         self._claiming: set[str] = set()
         #: Claims set up at once (two KV requests each).
@@ -183,6 +186,8 @@ class RecorderService:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         await self.storage.close()
+        if self._encoder is not None:
+            self._encoder.shutdown(wait=False, cancel_futures=True)
 
     def load(self) -> tuple[int, int]:
         return (len(self.active), self.settings.capacity)
@@ -647,13 +652,21 @@ class RecorderService:
             recording.discard()
 
     async def _compress(self, recording: CallRecording, key: str) -> None:
-        """The Opus copy, in a thread; a failure costs the copy only (the WAV is stored)."""
+        """The Opus copy, in a process of its own (encoding in a thread of this one held the
+        interpreter long enough to delay other calls' completion by seconds); a failure costs the
+        copy only (the WAV is stored)."""
         from services.recorder.compressed import encode_opus
 
         progress = recording.progress
         target = recording.spool / f"{progress.call_id}.ogg"
         try:
-            await asyncio.to_thread(encode_opus, recording.wav_path, target)
+            if self._encoder is None:
+                # Spawned, not forked: a fork would copy the event loop and the NATS connection.
+                self._encoder = ProcessPoolExecutor(
+                    max_workers=1, mp_context=multiprocessing.get_context("spawn")
+                )
+            loop = asyncio.get_running_loop()
+            await loop.run_in_executor(self._encoder, encode_opus, recording.wav_path, target)
             size, digest = await asyncio.to_thread(_size_and_sha256, target)
             location = await self._store(target, key.removesuffix(".wav") + ".ogg", "audio/ogg")
             assert progress.tenant_id is not None
