@@ -159,7 +159,8 @@ async def test_a_recorded_bridge_gives_agent_left_customer_right_with_the_gap_as
     holes = [run for run in _zero_runs(left[:-1600]) if run[0] > 1600]
     assert len(holes) == 1, holes
     start, length = holes[0]
-    assert length % 160 == 0
+    # Whole packets (plus one sample when the next packet's tone starts on a zero crossing).
+    assert length % 160 <= 1, length
     assert 2000 <= length <= 2900, length
     assert 7000 <= start <= 9000, start
     # The customer kept talking: no hole on the right (beyond the first and last moments).
