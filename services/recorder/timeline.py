@@ -29,8 +29,10 @@ _WRAP = 1 << 32
 class LegTimeline:
     rate: int = 8000
     resync_s: float = 1.0
-    window_s: float = 2.0
-    tolerance_s: float = 0.02
+    #: Long and tolerant enough that a sender or scheduler falling behind for a moment (a burst of
+    #: late packets that then catches up) moves nothing: only a lasting difference does.
+    window_s: float = 4.0
+    tolerance_s: float = 0.04
     ssrc: int = -1
     #: Position (samples from the call's first packet) of the RTP timestamp ``last_ts``.
     last_ts: int = 0

@@ -49,7 +49,7 @@ def test_a_fast_peer_clock_is_pulled_back_to_the_arrival_clock() -> None:
     for n in range(60 * 50):  # a minute of packets
         arrival = n * 19_900
         last = timeline.place(1, n * 160, arrival)
-        assert abs(last - arrival * RATE // 1_000_000) <= 0.05 * RATE  # never more than 50 ms apart
+        assert abs(last - arrival * RATE // 1_000_000) <= 0.08 * RATE  # never more than 80 ms apart
     assert timeline.drift_corrected > 0
     assert timeline.resyncs == 0
 
@@ -57,9 +57,9 @@ def test_a_fast_peer_clock_is_pulled_back_to_the_arrival_clock() -> None:
 def test_a_late_anchor_packet_is_corrected_by_the_earliest_arrivals() -> None:
     timeline = LegTimeline()
     timeline.place(1, 0, 60_000)  # the first packet was held up 60 ms in the network
-    for n in range(1, 200):
+    for n in range(1, 400):
         position = timeline.place(1, n * 160, n * 20_000)
-    assert position == 199 * 160  # after a window, packets sit on their true arrival times
+    assert position == 399 * 160  # after a window, packets sit on their true arrival times
 
 
 def test_a_checkpointed_timeline_continues_identically() -> None:
