@@ -139,7 +139,7 @@ async def test_two_tones_land_left_and_right_with_silence_where_packets_were_los
     assert metadata["packets"] == 2 * 150 - len(AGENT_LOST) - len(CUSTOMER_LOST)
 
     # Done: the call's chunks are purged, its lease marked done, and an Opus copy follows.
-    compressed = await recording_events.next("call-tones", "recording.compressed")
+    compressed = await recording_events.next("call-tones", "recording.compressed", timeout=90)
     assert isinstance(compressed, RecordingCompressed)
     ogg = Path(urlparse(compressed.data.location).path)
     assert _head(ogg) == b"OggS"
@@ -397,7 +397,7 @@ async def test_deleting_a_recording_on_request_removes_its_files_and_says_so(
 ) -> None:
     await start_recorder("r1")
     completed = await record(bus, recording_events, "call-erase", two_tones(1.0))
-    await recording_events.next("call-erase", "recording.compressed")
+    await recording_events.next("call-erase", "recording.compressed", timeout=90)
     wav = stored_path(completed)
     assert sorted(p.suffix for p in _glob(wav.parent, "call-erase-*")) == [".json", ".ogg", ".wav"]
     request = DeleteRecording(

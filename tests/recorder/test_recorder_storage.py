@@ -88,7 +88,7 @@ async def test_recordings_go_to_s3_under_tenant_and_date_with_metadata_and_the_o
     assert len(wav) == completed.data.size_bytes == 44 + 2 * 8000 * 4
     assert hashlib.sha256(wav).hexdigest() == completed.data.sha256
     assert b'"sha256": "' + completed.data.sha256.encode() in await _object(s3, f"{key}.json")
-    compressed = await recording_events.next("call-s3", "recording.compressed")
+    compressed = await recording_events.next("call-s3", "recording.compressed", timeout=90)
     assert isinstance(compressed, RecordingCompressed)
     assert compressed.data.location == f"s3://{BUCKET}/{key}.ogg"
     assert (await _object(s3, f"{key}.ogg"))[:4] == b"OggS"
