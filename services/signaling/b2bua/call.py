@@ -15,6 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import Enum
+from typing import ClassVar
 
 from services.signaling.b2bua.session_timer import (
     MIN_SE_S,
@@ -879,6 +880,8 @@ class EchoCall(AgentCall):
     hears two-way audio without any carrier (ARCHITECTURE.md, "Running it")."""
 
     line: str = "*43"
+    #: What the worker does with the agent's audio (the demo line plays a prompt instead).
+    session_kind: ClassVar[SessionKind] = SessionKind.ECHO
 
     def start(self, now: float) -> list[Command]:
         self.created_at = now
@@ -896,7 +899,7 @@ class EchoCall(AgentCall):
         session = CreateSession(
             tenant_id=self.tenant_id,
             call_id=self.call_id,
-            kind=SessionKind.ECHO,
+            kind=self.session_kind,
             agent_offer=self.agent_invite.body.decode("utf-8", "replace") or None,
             record=self.record,
         )

@@ -11,10 +11,10 @@ and a BYE from the agent ends it; only the kind of session differs.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
-from services.signaling.b2bua.call import AnswerCaller, Command, EchoCall, Publish, StartMedia
-from shared.events import CallCreated, CallCreatedData, CallStatus, Direction
-from shared.media import CreateSession, SessionKind
+from services.signaling.b2bua.call import EchoCall
+from shared.media import SessionKind
 
 
 @dataclass(kw_only=True)
@@ -22,28 +22,7 @@ class DemoCall(EchoCall):
     """An agent's call to the demo line: the echo line's call with an announcement for media."""
 
     line: str = "*44"
-
-    def start(self, now: float) -> list[Command]:
-        self.created_at = now
-        created = CallCreated(
-            **self._envelope(),
-            data=CallCreatedData(
-                direction=Direction.INTERNAL,
-                from_number=self.agent_extension,
-                to_number=self.line,
-                agent_id=self.agent_id,
-                status=CallStatus.INITIATED,
-                recorded=self.record,
-            ),
-        )
-        session = CreateSession(
-            tenant_id=self.tenant_id,
-            call_id=self.call_id,
-            kind=SessionKind.ANNOUNCEMENT,
-            agent_offer=self.agent_invite.body.decode("utf-8", "replace") or None,
-            record=self.record,
-        )
-        return [AnswerCaller(self._agent_response(100)), Publish(created), StartMedia(session)]
+    session_kind: ClassVar[SessionKind] = SessionKind.ANNOUNCEMENT
 
 
 __all__ = ["DemoCall"]
