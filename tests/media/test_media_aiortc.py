@@ -7,47 +7,17 @@ namespace_bridge.py. Tones are checked by FFT at the far end.
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
 from typing import Any
 
 import pytest
 
-from tests.support.tools import IN_CI, REPO_ROOT, require_tool
+from tests.support.netns import assert_tone, run_scenario
 
 pytestmark = pytest.mark.needs_nats
 
 
 def run_in_namespace(scenario: str) -> dict[str, Any]:
-    unshare = require_tool("unshare")
-    require_tool("ip")
-    flags = "-n" if os.geteuid() == 0 else "-rn"
-    process = subprocess.run(
-        [unshare, flags, sys.executable, "-m", "tests.media.namespace_bridge", f"--scenario={scenario}"],
-        cwd=REPO_ROOT,
-        env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},
-        capture_output=True,
-        text=True,
-        timeout=90,
-    )
-    if process.returncode != 0 and "unshare" in process.stderr and not process.stdout:
-        message = f"cannot create a network namespace: {process.stderr.strip()}"
-        if IN_CI:
-            pytest.fail(message)
-        pytest.skip(message)
-    assert process.returncode == 0, process.stderr[-3000:]
-    # The worker logs to stdout too: the report is the last line.
-    report: dict[str, Any] = json.loads(process.stdout.strip().splitlines()[-1])
-    return report
-
-
-def assert_tone(heard: dict[str, float] | None, frequency: float) -> None:
-    assert heard is not None
-    assert abs(heard["dominant_hz"] - frequency) <= 10, heard
-    assert heard["purity"] > 0.9, heard
-    assert heard["rms"] > 1000, heard
+    return run_scenario("tests.media.namespace_bridge", scenario, timeout=90)
 
 
 def test_browser_and_carrier_hear_each_other_through_a_webrtc_rtp_bridge() -> None:

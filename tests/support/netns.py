@@ -17,11 +17,13 @@ inner output) becomes the outer test's.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import socket
 import subprocess
 import sys
+from typing import Any
 
 import pytest
 
@@ -79,3 +81,37 @@ def rerun_isolated(nodeid: str, timeout: float = 240) -> None:
     if re.search(r"\b1 passed\b", output) is None:
         skipped = re.search(r"SKIPPED \[\d+\] (.*)", output)
         pytest.skip(skipped.group(1) if skipped else f"the test did not pass inside its namespace:\n{output}")
+
+
+def run_scenario(module: str, scenario: str, timeout: float = 120) -> dict[str, Any]:
+    """Run ``python -m <module> --scenario=<scenario>`` inside ``unshare -n`` and return the JSON
+    report it prints last (the media scenarios in tests/media/namespace_*.py); skip (fail in CI)
+    where no namespace can be made."""
+    unshare = require_tool("unshare")
+    require_tool("ip")
+    flags = "-n" if os.geteuid() == 0 else "-rn"
+    process = subprocess.run(
+        [unshare, flags, sys.executable, "-m", module, f"--scenario={scenario}"],
+        cwd=REPO_ROOT,
+        env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    if process.returncode != 0 and "unshare" in process.stderr and not process.stdout:
+        message = f"cannot create a network namespace: {process.stderr.strip()}"
+        if IN_CI:
+            pytest.fail(message)
+        pytest.skip(message)
+    assert process.returncode == 0, process.stderr[-3000:]
+    # The worker logs to stdout too: the report is the last line.
+    report: dict[str, Any] = json.loads(process.stdout.strip().splitlines()[-1])
+    return report
+
+
+def assert_tone(heard: dict[str, float] | None, frequency: float) -> None:
+    """A scenario's analysis of what a peer heard: ``frequency``, clean and loud."""
+    assert heard is not None
+    assert abs(heard["dominant_hz"] - frequency) <= 10, heard
+    assert heard["purity"] > 0.9, heard
+    assert heard["rms"] > 1000, heard
