@@ -38,7 +38,7 @@ from sip_register import cpu_seconds  # bench/ is the script directory, first on
 from shared import subjects
 from shared.bus import Bus
 from shared.records import TrunkRecord, agent_key, agent_record, trunk_key
-from shared.supervisor import free_port, nats_server_binary, wait_for_port
+from tests.support.nats import NatsServer
 from tests.support.processes import free_ports_env, start_service
 from tests.support.sipp import Sipp, SippResult, authentication_field
 
@@ -128,21 +128,7 @@ def main() -> None:
     rates = [int(r) for r in args.rates.split(",") if r]
 
     work = Path(tempfile.mkdtemp(prefix="echodesk-bench-"))
-    nats_port = free_port()
-    nats = subprocess.Popen(
-        [
-            str(nats_server_binary()),
-            "-a",
-            "127.0.0.1",
-            "-p",
-            str(nats_port),
-            "-js",
-            "-sd",
-            str(work / "nats"),
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    nats = NatsServer(store_dir=work / "nats").start()
     services: list[subprocess.Popen[str]] = []
     carrier = Sipp(
         "carrier_answer_uas",
@@ -153,9 +139,7 @@ def main() -> None:
         trace_messages=False,
     )
     try:
-        if not wait_for_port(nats_port, 10):
-            raise SystemExit("nats-server did not start")
-        url = f"nats://127.0.0.1:{nats_port}"
+        url = nats.url
         carrier.start()
         asyncio.run(configure(url, carrier.port))
         base = {"ECHODESK_NATS_URL": url, "ECHODESK_LOG_LEVEL": "WARNING"}
@@ -199,7 +183,8 @@ def main() -> None:
             f"{'offered/s':>10}{'achieved/s':>12}{'ok':>7}{'failed':>8}{'pdd p50 ms':>12}{'pdd p99 ms':>12}"
             f"{'sig ms/call':>13}{'media ms/call':>15}{'nats ms/call':>14}"
         )
-        pids = (signaling.pid, media.pid, nats.pid)
+        assert nats.process is not None
+        pids = (signaling.pid, media.pid, nats.process.pid)
         for rate in rates:
             before = [cpu_seconds(pid) for pid in pids]
             run = Sipp(
@@ -244,8 +229,7 @@ def main() -> None:
                 process.kill()
         if carrier.process is not None:
             carrier.stop()
-        nats.terminate()
-        nats.wait(10)
+        nats.stop()
 
 
 if __name__ == "__main__":

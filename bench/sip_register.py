@@ -17,7 +17,6 @@ import argparse
 import asyncio
 import os
 import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -28,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from shared import subjects
 from shared.bus import Bus
 from shared.records import agent_key, agent_record
-from shared.supervisor import free_port, nats_server_binary, wait_for_port
+from tests.support.nats import NatsServer
 from tests.support.processes import free_ports_env, start_service
 from tests.support.sipp import Sipp, authentication_field
 
@@ -99,26 +98,10 @@ def main() -> None:
     args = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="echodesk-bench-"))
-    nats_port = free_port()
-    nats = subprocess.Popen(
-        [
-            str(nats_server_binary()),
-            "-a",
-            "127.0.0.1",
-            "-p",
-            str(nats_port),
-            "-js",
-            "-sd",
-            str(work / "nats"),
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    nats = NatsServer(store_dir=work / "nats").start()
     signaling = None
     try:
-        if not wait_for_port(nats_port, 10):
-            raise SystemExit("nats-server did not start")
-        url = f"nats://127.0.0.1:{nats_port}"
+        url = nats.url
         asyncio.run(put_agents(url, args.agents))
         env = {
             **free_ports_env("signaling"),
@@ -161,8 +144,7 @@ def main() -> None:
         if signaling is not None:
             signaling.send_signal(signal.SIGTERM)
             signaling.communicate(timeout=30)
-        nats.terminate()
-        nats.wait(10)
+        nats.stop()
 
 
 if __name__ == "__main__":
