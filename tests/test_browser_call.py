@@ -19,14 +19,12 @@ import asyncio
 import re
 import time
 import uuid
-import wave
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from shared.events import CallStatus, Party
-from tests.support.browser import browser_agent
+from tests.support.browser import AUTOPLAY, browser_agent, write_tone
 from tests.support.gateway import AGENT_PASSWORD, AGENT_USER, DOMAIN, call_events, gateway_stack
 from tests.support.nats import NatsServer
 from tests.support.netns import isolated, rerun_isolated
@@ -34,21 +32,6 @@ from tests.support.netns import isolated, rerun_isolated
 pytestmark = [pytest.mark.needs_chromium, pytest.mark.needs_sipp, pytest.mark.needs_nats]
 
 TONE_HZ = 440
-#: WebAudio may start an AudioContext without a user gesture only with this policy.
-AUTOPLAY = "--autoplay-policy=no-user-gesture-required"
-
-
-def write_tone(path: Path, frequency: float, *, rate: int = 48_000, seconds: float = 1.0) -> Path:
-    """A mono 16-bit WAV of a sine at half of full scale; Chromium's fake microphone loops it, so
-    it holds a whole number of cycles (440 Hz over one second) and the loop is seamless."""
-    t = np.arange(int(rate * seconds)) / rate
-    samples = (0.5 * 32767 * np.sin(2 * np.pi * frequency * t)).astype("<i2")
-    with wave.open(str(path), "wb") as out:
-        out.setnchannels(1)
-        out.setsampwidth(2)
-        out.setframerate(rate)
-        out.writeframes(samples.tobytes())
-    return path
 
 
 async def test_browser_agent_calls_a_customer_and_hears_its_own_tone(

@@ -19,11 +19,10 @@ import pytest
 
 from services.media.prompt import CHIME_NOTES
 from shared.events import CallStatus, Direction, Party
-from tests.support.browser import browser_agent
+from tests.support.browser import AUTOPLAY, browser_agent, write_tone
 from tests.support.gateway import AGENT_PASSWORD, AGENT_USER, DOMAIN, call_events, gateway_stack
 from tests.support.nats import NatsServer
 from tests.support.netns import isolated, rerun_isolated
-from tests.test_browser_call import AUTOPLAY, write_tone
 
 pytestmark = [pytest.mark.needs_chromium, pytest.mark.needs_sipp, pytest.mark.needs_nats]
 

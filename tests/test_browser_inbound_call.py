@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from shared.events import CallAnswered, CallStatus, Direction, Party
-from tests.support.browser import BrowserAgent, browser_agent
+from tests.support.browser import AUTOPLAY, BrowserAgent, browser_agent, write_tone
 from tests.support.gateway import (
     AGENT_PASSWORD,
     DOMAIN,
@@ -31,7 +31,6 @@ from tests.support.gateway import (
 )
 from tests.support.nats import NatsServer
 from tests.support.netns import isolated, rerun_isolated
-from tests.test_browser_call import AUTOPLAY, write_tone
 
 pytestmark = [pytest.mark.needs_chromium, pytest.mark.needs_sipp, pytest.mark.needs_nats]
 

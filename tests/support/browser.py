@@ -26,6 +26,7 @@ import shutil
 import subprocess
 import tempfile
 import threading
+import wave
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -33,6 +34,7 @@ from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, Literal, NoReturn
 
+import numpy as np
 import pytest
 from playwright.async_api import BrowserContext, Page, async_playwright
 
@@ -438,3 +440,20 @@ async def browser_agent(
                     raise
             finally:
                 await context.close()
+
+
+#: WebAudio may start an AudioContext without a user gesture only with this policy.
+AUTOPLAY = "--autoplay-policy=no-user-gesture-required"
+
+
+def write_tone(path: Path, frequency: float, *, rate: int = 48_000, seconds: float = 1.0) -> Path:
+    """A mono 16-bit WAV of a sine at half of full scale; Chromium's fake microphone loops it, so
+    it holds a whole number of cycles (440 Hz over one second) and the loop is seamless."""
+    t = np.arange(int(rate * seconds)) / rate
+    samples = (0.5 * 32767 * np.sin(2 * np.pi * frequency * t)).astype("<i2")
+    with wave.open(str(path), "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(rate)
+        out.writeframes(samples.tobytes())
+    return path
