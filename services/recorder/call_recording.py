@@ -50,8 +50,8 @@ class Progress:
     #: Every chunk sequence below this was applied; ``seen`` holds the ones above it.
     seen_below: int = 0
     seen: list[int] = field(default_factory=list)
-    #: [start, end] sample positions of paused spans (end None while paused).
-    pauses: list[list[int | None]] = field(default_factory=list)
+    #: The PAUSE/RESUME marks applied: [sequence, sample position, 1 paused / 0 resumed].
+    marks: list[list[int]] = field(default_factory=list)
     chunks: int = 0
     packets: int = 0
     duplicates: int = 0
@@ -169,20 +169,41 @@ class CallRecording:
 
     def _pause(self, mark: PauseMark) -> None:
         position = mark.arrival_us * RATE // 1_000_000
-        pauses = self.progress.pauses
-        if mark.paused:
-            if not pauses or pauses[-1][1] is not None:
-                pauses.append([position, None])
-        elif pauses and pauses[-1][1] is None:
-            pauses[-1][1] = position
-            self._silence(pauses[-1][0] or 0, position)
+        self.progress.marks.append([mark.sequence, position, int(mark.paused)])
+        self._silence_paused()
 
-    def _silence(self, start: int, end: int) -> None:
-        """Paused spans are silent even if audio of them arrives (a late chunk from before the pause)."""
-        if end > start:
-            quiet = np.zeros(end - start, dtype=np.int16)
-            for channel in CHANNEL.values():
-                self.wav.write(channel, [(start, quiet)])
+    def paused_spans(self) -> list[tuple[int, int | None]]:
+        """The paused spans (start, end) in samples, end None while paused. Built from the marks in
+        the order the worker made them (their sequence), not the order they came in: a chunk read
+        from the stream and one coming live can swap, and a RESUME seen before its PAUSE must not
+        leave the rest of the call paused."""
+        spans: list[tuple[int, int | None]] = []
+        for _, position, paused in sorted(self.progress.marks):
+            if paused:
+                if not spans or spans[-1][1] is not None:
+                    spans.append((position, None))
+            elif spans and spans[-1][1] is None:
+                spans[-1] = (spans[-1][0], position)
+        return spans
+
+    @property
+    def paused_s(self) -> float:
+        """Seconds of the call spent paused (an open span runs to the audio's end)."""
+        frames = self.wav.frames
+        return round(
+            sum((end if end is not None else frames) - start for start, end in self.paused_spans()) / RATE, 3
+        )
+
+    def _silence_paused(self, until: int | None = None) -> None:
+        """Paused spans are silent even if audio of them arrives (a late chunk from before the pause).
+        Closed spans are silenced as they close (writing zeros again is harmless); ``until`` closes
+        an open one (the call's end)."""
+        for start, end in self.paused_spans():
+            end = end if end is not None else until
+            if end is not None and end > start:
+                quiet = np.zeros(end - start, dtype=np.int16)
+                for channel in CHANNEL.values():
+                    self.wav.write(channel, [(start, quiet)])
 
     def _end(self, mark: EndOfCall) -> None:
         self.progress.end = {
@@ -246,10 +267,7 @@ class CallRecording:
         end = self.progress.end
         if end is not None:
             self.wav.extend_to(end["arrival_us"] * RATE // 1_000_000)
-        pauses = self.progress.pauses
-        if pauses and pauses[-1][1] is None:
-            pauses[-1][1] = self.wav.frames
-            self._silence(pauses[-1][0] or 0, self.wav.frames)
+        self._silence_paused(until=self.wav.frames)
         self.wav.sync()
         self.progress.frames = self.wav.frames
 
@@ -273,8 +291,8 @@ class CallRecording:
             "channels": {"left": LegKind.AGENT.value, "right": LegKind.CUSTOMER.value},
             "codecs": progress.codecs,
             "paused": [
-                {"from_s": round((start or 0) / RATE, 3), "to_s": round((end or 0) / RATE, 3)}
-                for start, end in progress.pauses
+                {"from_s": round(start / RATE, 3), "to_s": round((end or self.wav.frames) / RATE, 3)}
+                for start, end in self.paused_spans()
             ],
             "packets": progress.packets,
             "chunks": progress.chunks,

@@ -120,6 +120,8 @@ class Active:
     ended_at: float | None = None
     #: When signaling's call.ended arrived: a worker that died sends no END mark.
     call_ended_at: float | None = None
+    #: When the stream was last asked whether the call ended (see ``_look_for_call_end``).
+    end_looked_for_at: float = 0.0
     stopping: bool = False
 
 
@@ -406,6 +408,27 @@ class RecorderService:
         if isinstance(event, CallEnded):
             active.call_ended_at = time.monotonic()
 
+    async def _look_for_call_end(self, active: Active) -> None:
+        """The audio stopped without an END mark and no call.ended came live: it may have been
+        published before this recorder held the recording (a claim or a takeover after the call
+        ended). The call's newest event in CALL_EVENTS says (one direct read, only for a stalled
+        recording)."""
+        tenant = active.recording.progress.tenant_id
+        if tenant is None or self._ctx is None:
+            return
+        try:
+            message = await self._ctx.bus.js.get_last_msg(
+                subjects.CALL_EVENTS.name, subjects.call_events(tenant, active.call_id)
+            )
+        except nats.js.errors.NotFoundError:
+            return
+        try:
+            event = parse_event(message.data or b"")
+        except ValidationError:
+            return
+        if isinstance(event, CallEnded) and active.call_ended_at is None:
+            active.call_ended_at = time.monotonic()
+
     # -- checkpoints and leases
 
     async def _checkpoint_loop(self) -> None:
@@ -440,6 +463,15 @@ class RecorderService:
                     self._spawn(self._complete(active), f"recorder-complete:{active.call_id}")
                 elif recording.dirty:
                     due.append(active)
+                if (
+                    not active.stopping
+                    and not recording.ended
+                    and active.call_ended_at is None
+                    and now - max(active.last_chunk_at, active.end_looked_for_at)
+                    > self.settings.end_mark_grace_s
+                ):
+                    active.end_looked_for_at = now
+                    self._spawn(self._look_for_call_end(active), f"recorder-call-end:{active.call_id}")
                 active.gapped = active.gapped + 1 if recording.gaps else 0
                 if not active.reread and not active.stopping:
                     active.reread = True
@@ -630,7 +662,7 @@ class RecorderService:
                 size_bytes=size,
                 sha256=digest,
                 started_at=datetime.fromtimestamp(progress.started_at, UTC),
-                paused_s=round(sum(((end or 0) - (start or 0)) for start, end in progress.pauses) / RATE, 3),
+                paused_s=recording.paused_s,
                 chunks_missing=recording.missing,
             ),
         )

@@ -361,27 +361,35 @@ async def test_a_draining_recorder_hands_its_calls_back_and_another_finishes_the
     assert completed.data.sha256 == expected.data.sha256
 
 
+def _media_lost(call_id: str) -> CallEnded:
+    return CallEnded(
+        tenant_id=TENANT,
+        call_id=call_id,
+        sequence=9,
+        data=CallEndedData(
+            status=CallStatus.FAILED,
+            cause=EndCause.MEDIA_FAILURE,
+            ended_by=Party.SYSTEM,
+            message="Media server lost",
+            duration_s=3.0,
+        ),
+    )
+
+
+@pytest.mark.parametrize("ended", ["after the claim", "before the claim"])
 async def test_a_call_whose_worker_died_is_finished_when_the_call_ends_without_its_end_mark(
-    bus: Bus, start_recorder: StartRecorder, recording_events: RecordingEvents
+    bus: Bus, start_recorder: StartRecorder, recording_events: RecordingEvents, ended: str
 ) -> None:
-    await start_recorder("r1", end_mark_grace_s=0.5)
+    """call.ended comes live, or (published before this recorder held the recording, so never seen
+    live) is read from CALL_EVENTS once the audio has stopped."""
     chunks = two_tones()
+    if ended == "before the claim":
+        await bus.publish_event(_media_lost("call-orphan"))
+    await start_recorder("r1", end_mark_grace_s=0.5)
     await request_recording(bus, "call-orphan")
     await publish_chunks(bus, "call-orphan", chunks[:-1])  # the worker died: no END mark
-    await bus.publish_event(
-        CallEnded(
-            tenant_id=TENANT,
-            call_id="call-orphan",
-            sequence=9,
-            data=CallEndedData(
-                status=CallStatus.FAILED,
-                cause=EndCause.MEDIA_FAILURE,
-                ended_by=Party.SYSTEM,
-                message="Media server lost",
-                duration_s=3.0,
-            ),
-        )
-    )
+    if ended == "after the claim":
+        await bus.publish_event(_media_lost("call-orphan"))
     completed = await recording_events.next("call-orphan", "recording.completed")
     assert isinstance(completed, RecordingCompleted)
     left, right, _ = read_wav(stored_path(completed))
