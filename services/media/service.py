@@ -31,6 +31,7 @@ from typing import Any
 
 import nats.js.errors
 from nats.aio.msg import Msg
+from prometheus_client import Gauge
 from pydantic import BaseModel, ValidationError
 
 from services.media.bridge import Bridge
@@ -66,6 +67,10 @@ log = get_logger("echodesk.media")
 
 #: Events waiting for the bus; beyond this (NATS gone for long) the oldest news is dropped.
 _EVENT_BACKLOG = 10_000
+#: What the media HorizontalPodAutoscaler scales on (deploy/k8s/base/media.yaml, through the
+#: Prometheus adapter): the sessions this worker bridges now, and how many it takes at most.
+ACTIVE_SESSIONS = Gauge("echodesk_media_active_sessions", "Sessions this media worker bridges now")
+CAPACITY = Gauge("echodesk_media_capacity_sessions", "Sessions this media worker takes at most")
 _WILDCARDS = ("0.0.0.0", "::", "")
 
 
@@ -102,6 +107,9 @@ class MediaService:
     async def start(self, ctx: ServiceContext) -> None:
         settings = self.settings
         self._ctx = ctx
+        # Read at scrape time: no bookkeeping on the session path.
+        ACTIVE_SESSIONS.set_function(lambda: len(self.bridges))
+        CAPACITY.set(settings.capacity)
         host = settings.bind_address
         advertised = settings.public_address or (host if host not in _WILDCARDS else "")
         if not advertised:

@@ -18,6 +18,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from services.media.service import ACTIVE_SESSIONS
 from shared.settings import SERVICE_SETTINGS, MediaSettings
 from shared.supervisor import nats_server_binary
 from tests.support.deploy import (
@@ -40,7 +41,8 @@ WORKLOADS = ("Deployment", "StatefulSet", "DaemonSet", "Job")
 FOREIGN_ENV = {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION", "AWS_ENDPOINT_URL_S3"}
 #: The only workload on the host's network, and why: docs/operations.md, "Media networking".
 HOST_NETWORK = {"media"}
-MEDIA_SESSIONS_METRIC = "echodesk_media_active_sessions"
+#: The gauge the media workers really export (tests/media checks it on a running worker).
+MEDIA_SESSIONS_METRIC = ACTIVE_SESSIONS.describe()[0].name
 IMAGE = re.compile(
     r"^(?P<registry>(?:[^/]+/)*)echodesk/(?P<service>[a-z]+)(?::(?P<tag>[\w.-]+))?(?:@sha256:[0-9a-f]{64})?$"
 )

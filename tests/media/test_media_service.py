@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 
-from services.media.service import MediaService
+from services.media.service import ACTIVE_SESSIONS, CAPACITY, MediaService
 from shared import subjects
 from shared.bus import Bus, NoResponders, RemoteError
 from shared.events import LegKind
@@ -40,6 +40,7 @@ from shared.service import PortInUse, ServiceContext
 from shared.settings import MediaSettings
 from shared.supervisor import free_port
 from tests.support.nats import NatsServer
+from tests.support.processes import scrape
 from tests.support.rtp_peer import RtpPeer, analyse
 from tests.support.tools import REPO_ROOT
 
@@ -377,7 +378,8 @@ async def test_sigterm_drains_the_worker_process(bus: Bus, nats_server: NatsServ
         "ECHODESK_MEDIA_RTP_PORT_MIN": str(settings.rtp_port_min),
         "ECHODESK_MEDIA_RTP_PORT_MAX": str(settings.rtp_port_max),
         "ECHODESK_MEDIA_BIND_ADDRESS": HOST,
-        "ECHODESK_MEDIA_HEALTH_PORT": "0",
+        "ECHODESK_MEDIA_HEALTH_PORT": str(free_port()),
+        "ECHODESK_MEDIA_CAPACITY": str(settings.capacity),
         "ECHODESK_DRAIN_TIMEOUT_S": "20",
         "ECHODESK_HEARTBEAT_INTERVAL_S": "0.5",
     }
@@ -404,6 +406,10 @@ async def test_sigterm_drains_the_worker_process(bus: Bus, nats_server: NatsServ
         assert created.worker_id == "wdrain"
         beat = await heartbeats.get()
         assert beat["active"] == 1
+        # What the HorizontalPodAutoscaler scales on (deploy/k8s/base/media.yaml).
+        metrics = await asyncio.to_thread(scrape, str(beat["health_url"]).replace("/healthz", "/metrics"))
+        assert metrics[ACTIVE_SESSIONS.describe()[0].name] == 1
+        assert metrics[CAPACITY.describe()[0].name] == settings.capacity
         process.send_signal(signal.SIGTERM)
         await asyncio.sleep(0.5)
         # Draining: no new sessions, the call in hand goes on.

@@ -11,6 +11,8 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable
 
+from prometheus_client.parser import text_string_to_metric_families
+
 from shared.settings import SERVICE_SETTINGS
 from shared.supervisor import free_port
 
@@ -24,6 +26,18 @@ def get_json(url: str) -> tuple[int, object]:
         return err.code, None
     except OSError:
         return 0, None
+
+
+def scrape(url: str) -> dict[str, float]:
+    """The unlabelled samples of a Prometheus ``/metrics`` page, by name."""
+    with urllib.request.urlopen(url, timeout=2) as response:
+        text = response.read().decode()
+    return {
+        sample.name: sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if not sample.labels
+    }
 
 
 def wait_until(predicate: Callable[[], bool], timeout: float, what: str) -> None:
