@@ -99,6 +99,14 @@ def test_each_service_image(service: str) -> None:
     ports = (entry.partition("/") for entry in only(stage, "EXPOSE").split())
     exposed = {(int(port), protocol.upper()) for port, _, protocol in ports}
     assert exposed == default_ports(service)
+    # A stage that needs root to install something switches back: the image runs as the runtime's user.
+    users = [rest for word, rest in stage if word == "USER"]
+    assert not users or users[-1] == only(all_stages["runtime"][1], "USER")
+
+
+def test_the_media_image_can_speak_the_demo_line() -> None:
+    _, stage = stages()["media"]
+    assert any(word == "RUN" and "espeak-ng" in rest for word, rest in stage)
 
 
 @pytest.mark.parametrize("service", SERVICES)
