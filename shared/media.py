@@ -111,6 +111,36 @@ class SendDtmf(ContractModel):
     duration_ms: int = Field(default=160, ge=40, le=2000)
 
 
+class PrepareLeg(ContractModel):
+    """Verb ``prepare``: a new leg of ``media`` kind to stand in for ``leg`` when the party on it
+    hands the call over (a transfer, RFC 3515): the reply's SDP is our offer for the new party. The
+    current ``leg`` relays on until :class:`ReplaceLeg`; the other leg is untouched. Asked again for the
+    same media, the same offer comes back (several phones of the new party may ring with it, and only
+    the winner's answer is applied). Refused: ``no_leg``, ``unsupported`` (echo and announcement
+    sessions have no one to transfer), ``capacity`` (no RTP port left)."""
+
+    leg: LegKind
+    media: LegMedia
+
+
+class ReplaceLeg(ContractModel):
+    """Verb ``replace``: the leg prepared for ``media`` takes the new party's ``answer`` and becomes
+    ``leg``; the old leg and every other leg prepared for ``leg`` are closed, hold on both legs is
+    cleared and audio flows between the new party and the other leg. Refused (nothing changes):
+    ``not_prepared``, ``bad_sdp``, ``no_common_codec``."""
+
+    leg: LegKind
+    media: LegMedia
+    answer: str
+
+
+class DiscardLegs(ContractModel):
+    """Verb ``discard``: close what was prepared for ``leg`` (the transfer failed or was given up);
+    the session goes on as it was."""
+
+    leg: LegKind
+
+
 class RecordingControl(ContractModel):
     """Pause or resume a recorded session (verb ``record``): paused audio never leaves the worker."""
 
@@ -165,15 +195,18 @@ class MediaEvent(ContractModel):
 __all__ = [
     "CloseSession",
     "CreateSession",
+    "DiscardLegs",
     "Done",
     "Hold",
     "LegMedia",
     "LocalDescription",
     "MediaEvent",
     "MediaEventKind",
+    "PrepareLeg",
     "RecordingControl",
     "ReleaseSessions",
     "RemoteDescription",
+    "ReplaceLeg",
     "SendDtmf",
     "SessionClosed",
     "SessionCreated",

@@ -37,8 +37,11 @@ from shared.events import LegKind, LegQuality
 from shared.media import (
     CreateSession,
     Hold,
+    LegMedia,
     LocalDescription,
+    PrepareLeg,
     RemoteDescription,
+    ReplaceLeg,
     SendDtmf,
     SessionKind,
 )
@@ -142,6 +145,8 @@ class Bridge:
         self._prompt = prompt
         self._on_played = on_played
         self.announcement: Announcement | None = None
+        #: Legs prepared to replace a leg (a transfer), with our offer to the new party.
+        self.prepared: dict[tuple[LegKind, LegMedia], tuple[Leg, str]] = {}
 
     # -- creation
 
@@ -371,6 +376,76 @@ class Bridge:
         except NegotiationError as error:
             raise Rejected(error.code, str(error)) from None
 
+    # -- handing a leg over to a new party (a transfer)
+
+    async def prepare(self, request: PrepareLeg) -> LocalDescription:
+        """Our offer for a new party that will take ``request.leg`` (shared/media.py, ``PrepareLeg``).
+
+        The offer puts the other leg's G.711 law first, so the bridge stays a passthrough.
+        """
+        if self.kind in (SessionKind.ECHO, SessionKind.ANNOUNCEMENT):
+            raise Rejected("unsupported", f"a {self.kind.value} session has no leg to hand over")
+        current = self._leg(request.leg)
+        prepared = self.prepared.get((request.leg, request.media))
+        if prepared is not None:
+            return LocalDescription(sdp=prepared[1])
+        other = self._other(current)
+        prefer = other.codecs[0] if other is not None else None
+        name = prefer.name if prefer is not None else None
+        leg: Leg
+        if request.media is LegMedia.WEBRTC:
+            session = self._mux.create_session()
+            leg = Leg(request.leg, session, OutboundStream(), ReceptionStats())
+            sdp = session.create_offer(g711_offer(name)).serialize()
+        else:
+            rtp = await RtpLeg.open(self._ports, self._rtp_host, self._advertised)
+            leg = Leg(request.leg, rtp, rtp.outbound, rtp.reception)
+            sdp = rtp.offer(prefer=name).serialize()
+        if self.closed:
+            # Closed while the port was being opened: nothing may outlive the session.
+            self._close_leg(leg)
+            raise Rejected("no_session", f"session {self.session_id} closed")
+        self.prepared[(request.leg, request.media)] = (leg, sdp)
+        return LocalDescription(sdp=sdp)
+
+    def replace(self, request: ReplaceLeg) -> None:
+        """The new party answered: its leg takes the old one's place (shared/media.py, ``ReplaceLeg``)."""
+        prepared = self.prepared.get((request.leg, request.media))
+        if prepared is None:
+            raise Rejected(
+                "not_prepared", f"no {request.media.value} leg was prepared for the {request.leg.value} leg"
+            )
+        new, _ = prepared
+        remote = parse_sdp(request.answer)
+        media = new.media
+        try:
+            media.accept_answer(remote)
+        except SdpError as error:
+            raise sdp_error(error) from None
+        except NegotiationError as error:
+            raise Rejected(error.code, str(error)) from None
+        del self.prepared[(request.leg, request.media)]
+        old = self.legs[request.leg]
+        self.legs[request.leg] = new
+        self._close_leg(old)
+        self.discard(request.leg)
+        for leg in self.legs.values():
+            # Whoever held whom before the hand-over, the new party and the other leg talk now.
+            if leg.target is not None:
+                leg.target.held = False
+            if isinstance(leg.media, RtpLeg):
+                leg.media.held = False
+            leg.timed_out = False
+        # The media timeout counts from the new party's answer, not from the call's start.
+        self.negotiated_at = None
+        self._wire()
+
+    def discard(self, kind: LegKind) -> None:
+        """Close every leg prepared for ``kind``."""
+        for key in [key for key in self.prepared if key[0] is kind]:
+            leg, _ = self.prepared.pop(key)
+            self._close_leg(leg)
+
     def hold(self, request: Hold) -> None:
         leg = self._leg(request.leg)
         if isinstance(leg.media, RtpLeg):
@@ -489,13 +564,18 @@ class Bridge:
         if self.fork is not None:
             self.fork.end(self._clock())
         for leg in self.legs.values():
-            for handle in leg.handles:
-                handle.cancel()
-            leg.media.on_rtp = None
-            if isinstance(leg.media, RtpLeg):
-                leg.media.close()
-            else:
-                self._mux.remove(leg.media)
+            self._close_leg(leg)
+        for kind in list(self.legs):
+            self.discard(kind)
+
+    def _close_leg(self, leg: Leg) -> None:
+        for handle in leg.handles:
+            handle.cancel()
+        leg.media.on_rtp = None
+        if isinstance(leg.media, RtpLeg):
+            leg.media.close()
+        else:
+            self._mux.remove(leg.media)
 
 
 __all__ = ["Bridge", "Leg", "parse_sdp", "sdp_error"]

@@ -7,7 +7,8 @@ On the bus (shared/media.py is the contract):
   them, and joins again below capacity. A request that still reaches a full worker gets
   ``capacity``.
 - ``media.worker.<worker>.session.<session>.<verb>``: ``update`` (RemoteDescription ->
-  LocalDescription), ``hold`` and ``dtmf`` (-> Done), ``close`` (-> SessionClosed). One wildcard
+  LocalDescription), ``hold`` and ``dtmf`` (-> Done), ``prepare`` (PrepareLeg -> LocalDescription),
+  ``replace`` and ``discard`` (a transfer's new leg -> Done), ``close`` (-> SessionClosed). One wildcard
   subscription serves them all.
 - ``recordings.audio.<call>``: both legs' audio of recorded sessions (``services/media/recording_fork.py``),
   published by a task of its own from a bounded outbox; KV ``recordings`` gets the call's lease.
@@ -48,13 +49,16 @@ from shared.logging import get_logger
 from shared.media import (
     CloseSession,
     CreateSession,
+    DiscardLegs,
     Done,
     Hold,
     MediaEvent,
     MediaEventKind,
+    PrepareLeg,
     RecordingControl,
     ReleaseSessions,
     RemoteDescription,
+    ReplaceLeg,
     SendDtmf,
     SessionClosed,
     SessionCreated,
@@ -327,10 +331,24 @@ class MediaService:
         if verb == "record":
             bridge.set_recording_paused(RecordingControl.model_validate_json(msg.data).paused)
             return Done()
+        if verb == "prepare":
+            try:
+                return await bridge.prepare(PrepareLeg.model_validate_json(msg.data))
+            except PortsExhausted as exc:
+                raise Rejected("capacity", str(exc)) from None
+        if verb == "replace":
+            bridge.replace(ReplaceLeg.model_validate_json(msg.data))
+            return Done()
+        if verb == "discard":
+            bridge.discard(DiscardLegs.model_validate_json(msg.data).leg)
+            return Done()
         if verb == "close":
             request = CloseSession.model_validate_json(msg.data)
             return self._close(session_id, request.reason)
-        raise Rejected("unknown_verb", f"{verb!r} is not update, hold, dtmf, record or close")
+        raise Rejected(
+            "unknown_verb",
+            f"{verb!r} is not update, hold, dtmf, record, prepare, replace, discard or close",
+        )
 
     async def _release(self, release: ReleaseSessions, _subject: str) -> None:
         """A signaling instance restarted: the sessions it owned bridge calls that no longer exist."""

@@ -24,13 +24,17 @@ from shared.events import LegKind
 from shared.media import (
     CloseSession,
     CreateSession,
+    DiscardLegs,
     Done,
     Hold,
+    LegMedia,
     LocalDescription,
     MediaEvent,
     MediaEventKind,
+    PrepareLeg,
     ReleaseSessions,
     RemoteDescription,
+    ReplaceLeg,
     SendDtmf,
     SessionClosed,
     SessionCreated,
@@ -254,6 +258,88 @@ async def test_hold_stops_media_towards_a_leg_and_a_reoffer_moves_it(
     assert reply.sdp is not None
     assert "a=recvonly" in reply.sdp
     for peer in (agent, customer, moved):
+        peer.close()
+
+
+async def test_a_transfer_hands_the_agent_leg_to_a_new_party_and_the_customer_leg_stays(
+    bus: Bus, start_worker: StartWorker
+) -> None:
+    """A blind transfer (RFC 3515) in the worker: ``prepare`` offers a new leg while the old one still
+    relays, ``replace`` swaps it in after the new party's answer, the customer's leg (its port, its
+    stream) never changes."""
+    worker = await start_worker()
+    created, agent, customer = await _rtp_call(bus)
+    customer_port = customer.remote
+    agent.start_tone(440)
+    customer.start_tone(1000)
+    await asyncio.sleep(0.4)
+    _assert_tone(customer, 440)
+    offer = await bus.request(
+        _verb(created, "prepare"), PrepareLeg(leg=LegKind.AGENT, media=LegMedia.RTP), LocalDescription
+    )
+    assert offer.sdp is not None
+    assert "RTP/AVP 0" in offer.sdp  # the customer's law first: the bridge stays a passthrough
+    again = await bus.request(
+        _verb(created, "prepare"), PrepareLeg(leg=LegKind.AGENT, media=LegMedia.RTP), LocalDescription
+    )
+    assert again.sdp == offer.sdp  # several phones of the new party ring with one offer
+    webrtc = await bus.request(
+        _verb(created, "prepare"), PrepareLeg(leg=LegKind.AGENT, media=LegMedia.WEBRTC), LocalDescription
+    )
+    assert webrtc.sdp is not None
+    assert "UDP/TLS/RTP/SAVPF" in webrtc.sdp
+    # Until the swap the old agent still talks to the customer.
+    await asyncio.sleep(0.3)
+    _assert_tone(agent, 1000)
+    # A garbage answer is refused and changes nothing.
+    with pytest.raises(RemoteError) as refused:
+        await bus.request(
+            _verb(created, "replace"),
+            ReplaceLeg(leg=LegKind.AGENT, media=LegMedia.RTP, answer="v=0\r\nnonsense"),
+            Done,
+        )
+    assert refused.value.code == "bad_sdp"
+    new = await RtpPeer.open(HOST)
+    new.learn(offer.sdp)
+    new.start_tone(600)
+    await bus.request(
+        _verb(created, "replace"),
+        ReplaceLeg(leg=LegKind.AGENT, media=LegMedia.RTP, answer=new.description()),
+        Done,
+    )
+    await asyncio.sleep(0.2)
+    heard_by_old = len(agent.received)
+    await asyncio.sleep(0.6)
+    _assert_tone(customer, 600)
+    _assert_tone(new, 1000)
+    assert len(agent.received) == heard_by_old  # the old leg is closed
+    assert customer.remote == customer_port
+    # The customer sees one stream throughout: one SSRC, consecutive sequence numbers.
+    assert len({r.ssrc for r in customer.received}) == 1
+    with pytest.raises(RemoteError) as gone:
+        await bus.request(
+            _verb(created, "replace"),
+            ReplaceLeg(leg=LegKind.AGENT, media=LegMedia.WEBRTC, answer=new.description()),
+            Done,
+        )
+    assert gone.value.code == "not_prepared"  # the WebRTC candidate was closed with the swap
+    # A prepared leg given up (the transfer failed) is closed; the call goes on.
+    await bus.request(
+        _verb(created, "prepare"), PrepareLeg(leg=LegKind.AGENT, media=LegMedia.RTP), LocalDescription
+    )
+    await bus.request(_verb(created, "discard"), DiscardLegs(leg=LegKind.AGENT), Done)
+    with pytest.raises(RemoteError) as discarded:
+        await bus.request(
+            _verb(created, "replace"),
+            ReplaceLeg(leg=LegKind.AGENT, media=LegMedia.RTP, answer=new.description()),
+            Done,
+        )
+    assert discarded.value.code == "not_prepared"
+    await asyncio.sleep(0.3)
+    _assert_tone(customer, 600)
+    await bus.request(_verb(created, "close"), CloseSession(reason="hangup"), SessionClosed)
+    assert worker.ports.in_use == set()  # every leg's port, prepared ones too, is back
+    for peer in (agent, customer, new):
         peer.close()
 
 
