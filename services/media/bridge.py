@@ -8,9 +8,9 @@ carrier), ``webrtc-webrtc`` (two browser agents), ``echo`` (a browser or a desk 
 without an offer gets ours (a call that rings a browser) and its answer comes through :meth:`Bridge.update`;
 re-offers on any leg are answered there (hold, resume, ICE restart). A relay runs per
 direction once both of its legs have negotiated a codec; until then what arrives is counted and
-dropped. Passthrough needs the same clock on both legs: G.711 mu-law and A-law are translated by table,
-anything else would need transcoding, which this worker does not do yet, so a browser must take PCMU
-or PCMA on bridges towards plain RTP (Chromium always offers both).
+dropped. Browsers are answered with G.711 whenever they offer it (Chromium always does), so the
+common bridge is a passthrough (mu-law and A-law translated by table); a browser that offers only Opus
+gets Opus and that direction goes through a :class:`~services.media.transcode.TranscodingRelay`.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ from services.media.recording_fork import RecordingFork
 from services.media.relay import Relay, Target
 from services.media.rtp import MARKER, OutboundStream, ReceptionStats
 from services.media.rtp_leg import RtpLeg
+from services.media.transcode import TranscodingRelay, transcodes
 from services.media.webrtc import NegotiationError, WebRtcMux, WebRtcSession, g711_offer
 from services.media.webrtc.session import DEFAULT_CODECS, WebRtcState
 from shared.bus import Rejected
@@ -47,8 +48,11 @@ from shared.media import (
 )
 from shared.sdp import Codec, Direction, NoCommonCodec, SdpError, SessionDescription
 
-#: Towards a browser bridged to plain RTP: G.711 only, so the bridge is a passthrough.
+#: Towards a browser that hears only what the worker makes itself (the announcement's G.711 prompt).
 G711_FOR_BROWSERS = ("PCMU/8000", "PCMA/8000", "telephone-event/8000")
+#: Towards a browser bridged to another leg: G.711 first, so the bridge is a passthrough whenever the
+#: browser offers it; Opus (transcoded) only when it offers nothing else.
+FOR_BROWSERS = DEFAULT_CODECS
 #: A gap between digits sent back to back (RFC 4733 section 2.5.1.2 wants events apart).
 _INTER_DIGIT_S = 0.04
 
@@ -182,7 +186,7 @@ class Bridge:
             return agent_sdp, None
         if kind is SessionKind.WEBRTC_RTP:
             if request.agent_offer is not None:
-                agent_sdp = self._open_webrtc(LegKind.AGENT, request.agent_offer, G711_FOR_BROWSERS, None)
+                agent_sdp = self._open_webrtc(LegKind.AGENT, request.agent_offer, FOR_BROWSERS, None)
                 audio, _ = self.legs[LegKind.AGENT].codecs
                 customer_sdp = await self._open_rtp(LegKind.CUSTOMER, request.customer_offer, audio)
             else:
@@ -200,9 +204,9 @@ class Bridge:
                 LegKind.CUSTOMER if request.agent_offer is None and request.customer_offer else LegKind.AGENT
             )
             second = LegKind.CUSTOMER if first is LegKind.AGENT else LegKind.AGENT
-            sdp = {first: self._open_webrtc(first, offers[first], G711_FOR_BROWSERS, None)}
+            sdp = {first: self._open_webrtc(first, offers[first], FOR_BROWSERS, None)}
             audio, _ = self.legs[first].codecs
-            sdp[second] = self._open_webrtc(second, offers[second], G711_FOR_BROWSERS, audio)
+            sdp[second] = self._open_webrtc(second, offers[second], FOR_BROWSERS, audio)
             self._wire()
             return sdp[LegKind.AGENT], sdp[LegKind.CUSTOMER]
         if kind is SessionKind.RTP_RTP:
@@ -257,25 +261,38 @@ class Bridge:
             audio, event = leg.codecs
             if audio is None:
                 continue
+            if isinstance(leg.media, WebRtcSession):
+                # Our stream towards a browser runs at its codec's clock (48 kHz for Opus, RFC 7587).
+                leg.stream.clock_rate = audio.clock_rate
             held = leg.target.held if leg.target is not None else False
             leg.target = Target(leg.media.send_rtp, leg.stream, audio, event)
             leg.target.held = held
+        for leg in self.legs.values():
+            audio, event = leg.codecs
+            if audio is None:
+                continue
+            other = leg if self.kind is SessionKind.ECHO else self._other(leg)
+            other_audio = other.codecs[0] if other is not None else None
+            kind = TranscodingRelay if other_audio is not None and transcodes(audio, other_audio) else Relay
             relay = leg.relay
-            if relay is None or not (relay.audio == audio and relay.event == event):
-                relay = leg.relay = Relay(
+            if (
+                relay is None
+                or type(relay) is not kind
+                or not (relay.audio == audio and relay.event == event)
+            ):
+                relay = leg.relay = kind(
                     audio, event, functools.partial(self._on_digit, leg.kind), stats=leg.stats
                 )
                 leg.media.on_rtp = relay.receive
+            if other is not None and other.target is not None:
+                try:
+                    relay.connect(other.target)
+                except ValueError as error:
+                    raise Rejected("no_common_codec", str(error)) from None
             if self.fork is not None:
-                relay.tap = self.fork.tap(leg.kind, str(audio))
-        for leg in self.legs.values():
-            other = leg if self.kind is SessionKind.ECHO else self._other(leg)
-            if leg.relay is None or other is None or other.target is None:
-                continue
-            try:
-                leg.relay.connect(other.target)
-            except ValueError as error:
-                raise Rejected("no_common_codec", str(error)) from None
+                # A transcoded Opus leg is recorded as the G.711 it was turned into.
+                recorded = relay.recorded_codec if isinstance(relay, TranscodingRelay) else audio
+                relay.tap = self.fork.tap(leg.kind, str(recorded))
         if self.negotiated_at is None and all(leg.codecs[0] is not None for leg in self.legs.values()):
             self.negotiated_at = self._clock()
         self._follow_codec()
@@ -367,7 +384,7 @@ class Bridge:
             if kind == "answer":
                 session.accept_answer(remote)
                 return None
-            codecs = DEFAULT_CODECS if self.kind is SessionKind.ECHO else G711_FOR_BROWSERS
+            codecs = G711_FOR_BROWSERS if self.kind is SessionKind.ANNOUNCEMENT else FOR_BROWSERS
             # While signaling holds this browser we only receive (RFC 3264 section 6.1's narrowing).
             wish = Direction.RECVONLY if leg.target is not None and leg.target.held else Direction.SENDRECV
             return session.accept_offer(remote, codecs=codecs, wish=wish).serialize()

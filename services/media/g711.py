@@ -7,7 +7,11 @@ are built once from the linear conversions below, as Sun's reference g711.c comp
 
 from __future__ import annotations
 
+import functools
 from typing import Final
+
+import numpy as np
+import numpy.typing as npt
 
 _BIAS: Final = 0x84
 _CLIP: Final = 8159
@@ -89,10 +93,29 @@ def translation(source: str, target: str) -> bytes | None:
     raise ValueError(f"{source} -> {target} needs transcoding, which this worker does not do yet")
 
 
+@functools.cache
+def decoding_table(encoding: str) -> npt.NDArray[np.int16]:
+    """Code -> 16-bit sample for PCMU or PCMA: ``table[np.frombuffer(payload, np.uint8)]`` decodes a
+    packet in one lookup (the transcoding path, :mod:`services.media.transcode`)."""
+    decode = ulaw_to_linear if encoding.upper() == "PCMU" else alaw_to_linear
+    return np.array([decode(code) for code in range(256)], dtype=np.int16)
+
+
+@functools.cache
+def encoding_table(encoding: str) -> npt.NDArray[np.uint8]:
+    """16-bit sample (as its unsigned bit pattern) -> code for PCMU or PCMA: every one of the 65536
+    samples is encoded once, so a packet is encoded in one lookup. Built on first use (about 0.1 s)."""
+    encode = linear_to_ulaw if encoding.upper() == "PCMU" else linear_to_alaw
+    samples = range(65536)
+    return np.array([encode(s - 65536 if s > 32767 else s) for s in samples], dtype=np.uint8)
+
+
 __all__ = [
     "ALAW_TO_ULAW",
     "ULAW_TO_ALAW",
     "alaw_to_linear",
+    "decoding_table",
+    "encoding_table",
     "linear_to_alaw",
     "linear_to_ulaw",
     "translation",
