@@ -6,6 +6,8 @@ Scenarios (``--scenario``):
 - ``bridge``: ``media.session.create`` (webrtc-rtp) with aiortc's offer; the RTP peer answers our RTP
   offer through ``update``; aiortc sends 440 Hz and the RTP peer 1 kHz; each side's audio is analysed.
   Then a digit from the RTP peer (an RFC 4733 event -> a MediaEvent), SendDtmf towards it, and close.
+- ``opus``: the same bridge with aiortc's offer restricted to Opus (``setCodecPreferences``, as a
+  browser whose G.711 is switched off): the worker transcodes Opus <-> G.711 on its packet path.
 - ``echo``: an echo session over NATS; aiortc hears its own tone.
 
 One JSON object goes to stdout.
@@ -26,7 +28,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from aiortc import MediaStreamTrack, RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+from aiortc import (
+    MediaStreamTrack,
+    RTCConfiguration,
+    RTCPeerConnection,
+    RTCRtpSender,
+    RTCSessionDescription,
+)
 from aiortc.mediastreams import MediaStreamError
 
 from services.media.service import MediaService
@@ -56,9 +64,13 @@ from tests.support.rtp_peer import analyse as analyse_rtp
 class Browser:
     """aiortc playing the browser: sends a tone, keeps what it hears."""
 
-    def __init__(self, frequency: float) -> None:
+    def __init__(self, frequency: float, *, opus_only: bool = False) -> None:
         self.pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
         self.pc.addTrack(ToneTrack(frequency))
+        if opus_only:
+            [transceiver] = self.pc.getTransceivers()
+            capabilities = RTCRtpSender.getCapabilities("audio").codecs
+            transceiver.setCodecPreferences([c for c in capabilities if c.mimeType.lower() == "audio/opus"])
         self.chunks: list[np.ndarray] = []
         self.rate = 8000
         self.tasks: list[asyncio.Task[None]] = []
@@ -72,7 +84,9 @@ class Browser:
         with contextlib.suppress(MediaStreamError):
             while True:
                 frame = await track.recv()
-                self.chunks.append(frame.to_ndarray().reshape(-1))
+                # Packed samples: Opus decodes to stereo, interleaved; one channel is analysed.
+                channels = len(frame.layout.channels)
+                self.chunks.append(frame.to_ndarray().reshape(-1)[::channels])
                 self.rate = frame.sample_rate
 
     async def offer(self) -> str:
@@ -94,8 +108,10 @@ class Browser:
             task.cancel()
 
 
-async def bridge(bus: Bus, worker: MediaService, seconds: float) -> dict[str, Any]:
-    browser = Browser(440)
+async def bridge(
+    bus: Bus, worker: MediaService, seconds: float, *, opus_only: bool = False
+) -> dict[str, Any]:
+    browser = Browser(440, opus_only=opus_only)
     events: list[MediaEvent] = []
 
     async def on_event(event: MediaEvent, subject: str) -> None:
@@ -130,6 +146,7 @@ async def bridge(bus: Bus, worker: MediaService, seconds: float) -> dict[str, An
     await asyncio.sleep(0.5)
     bridge = worker.bridges[created.session_id]
     counters = bridge.counters()
+    relays = {leg.kind.value: type(leg.relay).__name__ for leg in bridge.legs.values()}
     closed = await bus.request(verb("close"), CloseSession(reason="hangup"), SessionClosed)
     await asyncio.sleep(0.2)
     result = {
@@ -140,6 +157,8 @@ async def bridge(bus: Bus, worker: MediaService, seconds: float) -> dict[str, An
         "carrier_events": carrier.events(101),
         "events": [event.model_dump(mode="json") for event in events],
         "counters": counters,
+        "relays": relays,
+        "browser_offer": browser.pc.localDescription.sdp,
         "quality": [q.model_dump(mode="json") for q in closed.quality],
         "ice_state": browser.pc.iceConnectionState,
     }
@@ -192,8 +211,11 @@ async def main(scenario: str, seconds: float) -> dict[str, Any]:
             await worker.start(ServiceContext(settings=settings, bus=worker_bus))
             started = time.monotonic()
             try:
-                run = bridge if scenario == "bridge" else echo
-                result = await asyncio.wait_for(run(bus, worker, seconds), 30)
+                if scenario == "echo":
+                    run = echo(bus, worker, seconds)
+                else:
+                    run = bridge(bus, worker, seconds, opus_only=scenario == "opus")
+                result = await asyncio.wait_for(run, 30)
             finally:
                 await worker.stop()
                 await worker_bus.close()
@@ -212,7 +234,7 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--scenario", choices=("bridge", "echo"), required=True)
+    parser.add_argument("--scenario", choices=("bridge", "opus", "echo"), required=True)
     parser.add_argument("--seconds", type=float, default=1.0)
     arguments = parser.parse_args()
     report = asyncio.run(main(arguments.scenario, arguments.seconds))

@@ -46,6 +46,26 @@ def test_browser_and_carrier_hear_each_other_through_a_webrtc_rtp_bridge() -> No
     assert quality["customer"]["packets_received"] > 40
 
 
+def test_aiortc_offering_only_opus_is_transcoded_to_the_carriers_g711() -> None:
+    report = run_in_namespace("opus")
+    assert "PCMU" not in report["browser_offer"]
+    assert "opus/48000/2" in report["agent_sdp"]
+    assert "PCMU/8000" not in report["agent_sdp"]
+    assert "RTP/AVP 0 8 101" in report["customer_sdp"]
+    assert report["relays"] == {"agent": "TranscodingRelay", "customer": "TranscodingRelay"}
+    assert_tone(report["browser_heard"], 1000)
+    assert_tone(report["carrier_heard"], 440)
+    # DTMF with the carrier still works: its digit is reported, ours reaches it as RFC 4733 events.
+    digits = [e for e in report["events"] if e["kind"] == "dtmf"]
+    assert [(e["digit"], e["leg"]) for e in digits] == [("7", "customer")]
+    assert {e["event"] for e in report["carrier_events"]} == {3}
+    assert report["counters"]["agent"]["srtp_rejected"] == 0
+    assert report["counters"]["agent"]["relay_malformed"] == 0
+    quality = {q["leg"]: q for q in report["quality"]}
+    assert quality["agent"]["codec"] == "opus/48000/2"
+    assert quality["agent"]["packets_received"] > 40
+
+
 def test_echo_session_over_nats_returns_the_browsers_tone() -> None:
     report = run_in_namespace("echo")
     assert "a=ice-lite" in report["agent_sdp"]
