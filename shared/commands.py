@@ -3,7 +3,8 @@
 Subjects: ``calls.command.<node>.<verb>`` (:func:`shared.subjects.call_command`), where ``node`` is
 the ``source`` of the call's events: the instance that owns the call. Verbs and their bodies:
 ``hangup`` (:class:`HangupCall`), ``hold`` and ``resume`` (:class:`HoldCall`), ``dtmf``
-(:class:`SendDigits`). Every success is a :class:`CommandAccepted`; a refusal is a typed error
+(:class:`SendDigits`), ``recording`` (:class:`ControlRecording`).
+Every success is a :class:`CommandAccepted`; a refusal is a typed error
 (shared.bus RemoteError) with one of :data:`ERROR_CODES`, whose message says why in words an
 administrator reads (the state the call is in, the rule broken).
 """
@@ -21,7 +22,7 @@ from shared.events import CallStatus, ContractModel, LegKind, Token
 #: ``media_unavailable``: the call's media worker did not do it.
 ERROR_CODES = ("call_not_found", "not_allowed", "media_unavailable", "invalid_request")
 
-CommandVerb = Literal["hangup", "hold", "resume", "dtmf"]
+CommandVerb = Literal["hangup", "hold", "resume", "dtmf", "recording"]
 
 
 class CallCommand(ContractModel):
@@ -47,6 +48,14 @@ class SendDigits(CallCommand):
     leg: LegKind = LegKind.CUSTOMER
 
 
+class ControlRecording(CallCommand):
+    """Pause, resume or stop a recorded call's recording (an agent pauses while a customer reads a
+    card number). Paused audio never leaves the media worker; ``stop`` pauses for the rest of the
+    call and cannot be undone; the call's timeline gets ``call.recording``."""
+
+    action: Literal["pause", "resume", "stop"]
+
+
 class CommandAccepted(ContractModel):
     call_id: Token
     #: The call's status once the command was carried out.
@@ -59,6 +68,7 @@ COMMANDS: dict[CommandVerb, type[CallCommand]] = {
     "hold": HoldCall,
     "resume": HoldCall,
     "dtmf": SendDigits,
+    "recording": ControlRecording,
 }
 
 
@@ -68,6 +78,7 @@ __all__ = [
     "CallCommand",
     "CommandAccepted",
     "CommandVerb",
+    "ControlRecording",
     "HangupCall",
     "HoldCall",
     "SendDigits",

@@ -155,6 +155,21 @@ class CallResumedData(ContractModel):
     resumed_by: Party
 
 
+class RecordingState(StrEnum):
+    """Where a call's recording stands after a pause, resume or stop."""
+
+    RECORDING = "recording"
+    PAUSED = "paused"
+    #: Stopped for the rest of the call (it cannot be resumed); what was recorded before is kept.
+    STOPPED = "stopped"
+
+
+class CallRecordingData(ContractModel):
+    state: RecordingState
+    changed_by: Party
+    requested_by: str | None = Field(default=None, description="The API key or user who asked")
+
+
 class TransferKind(StrEnum):
     BLIND = "blind"
     ATTENDED = "attended"
@@ -331,6 +346,14 @@ class CallResumed(CallEventEnvelope):
     data: CallResumedData
 
 
+class CallRecordingChanged(CallEventEnvelope):
+    """The call's recording was paused (a customer reads a card number), resumed or stopped; the
+    paused span is silence in the file and listed in its metadata."""
+
+    type: Literal["call.recording"] = "call.recording"
+    data: CallRecordingData
+
+
 class CallTransferred(CallEventEnvelope):
     """The call was transferred, blind (REFER) or attended (REFER with Replaces)."""
 
@@ -417,6 +440,7 @@ CallEvent = (
     | CallAnswered
     | CallHeld
     | CallResumed
+    | CallRecordingChanged
     | CallTransferred
     | CallDtmf
     | CallQuality
@@ -442,6 +466,7 @@ EVENT_TYPES: dict[str, type[EventEnvelope]] = {
         CallAnswered,
         CallHeld,
         CallResumed,
+        CallRecordingChanged,
         CallTransferred,
         CallDtmf,
         CallQuality,

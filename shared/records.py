@@ -1,5 +1,6 @@
-"""Configuration records the api writes to NATS KV and signaling reads (buckets ``agents``,
-``trunks``). The api owns them; signaling only watches. Keys are built here and nowhere else."""
+"""Configuration records the api writes to NATS KV and the other services read (buckets ``agents``,
+``trunks``, ``tenants``). The api owns them; the others only watch. Keys are built here and nowhere
+else."""
 
 from __future__ import annotations
 
@@ -113,6 +114,17 @@ class TrunkRecord(ContractModel):
     websocket_path: str | None = Field(default=None, max_length=255)
 
 
+class TenantRecord(ContractModel):
+    """A tenant's recording policy: signaling reads whether to record its calls, the recorders how
+    long to keep its recordings. A tenant with no record follows the platform's defaults."""
+
+    tenant_id: Token
+    #: None: the platform's default (signaling's ``ECHODESK_SIGNALING_RECORD_CALLS``).
+    record_calls: bool | None = None
+    #: Recordings are deleted this many days after they were stored; None: kept until deleted on request.
+    recording_retention_days: int | None = Field(default=None, ge=1, le=36500)
+
+
 def _safe(part: str) -> str:
     """KV keys allow ``[-/_=.a-zA-Z0-9]``; escape anything else so every key is valid and unique."""
     return re.sub(r"[^A-Za-z0-9_.\-]", lambda m: f"={ord(m.group()):02X}", part)
@@ -125,3 +137,7 @@ def agent_key(domain: str, sip_username: str) -> str:
 
 def trunk_key(tenant_id: str, trunk_id: str) -> str:
     return f"{_safe(tenant_id)}/{_safe(trunk_id)}"
+
+
+def tenant_key(tenant_id: str) -> str:
+    return _safe(tenant_id)

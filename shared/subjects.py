@@ -185,10 +185,25 @@ STREAMS: tuple[StreamSpec, ...] = (
 
 TRUNKS_KV = BucketSpec("trunks", description="trunk configuration written by the api")
 AGENTS_KV = BucketSpec("agents", description="agent credentials (HA1) written by the api")
+TENANTS_KV = BucketSpec(
+    "tenants", description="tenant policies written by the api: recording on/off, retention"
+)
 CALLS_KV = BucketSpec("calls", description="live call state, so a restarted signaling picks calls up")
 
 RECORDINGS_KV = BucketSpec(
     "recordings", description="recording leases: which recorder records each live call (shared/recording.py)"
 )
 
-BUCKETS: tuple[BucketSpec, ...] = (TRUNKS_KV, AGENTS_KV, CALLS_KV, RECORDINGS_KV)
+#: Jobs that one recorder at a time runs on a schedule (retention): a lease and the last run per job.
+RECORDER_JOBS_KV = BucketSpec(
+    "recorder_jobs", description="scheduled recorder jobs: which recorder runs each, and when it last ran"
+)
+
+BUCKETS: tuple[BucketSpec, ...] = (
+    TRUNKS_KV,
+    AGENTS_KV,
+    TENANTS_KV,
+    CALLS_KV,
+    RECORDINGS_KV,
+    RECORDER_JOBS_KV,
+)

@@ -18,8 +18,18 @@ import pytest
 from services.signaling.sip.message import Request, Response, make_response
 from shared import subjects
 from shared.bus import RemoteError
-from shared.commands import CallCommand, CommandAccepted, HangupCall, HoldCall, SendDigits
-from shared.events import CallStatus, EndCause, LegKind, Party, RecordingCompleted, parse_event
+from shared.commands import CallCommand, CommandAccepted, ControlRecording, HangupCall, HoldCall, SendDigits
+from shared.events import (
+    CallRecordingChanged,
+    CallStatus,
+    EndCause,
+    LegKind,
+    Party,
+    RecordingCompleted,
+    RecordingState,
+    parse_event,
+)
+from shared.records import TenantRecord, tenant_key
 from tests.support.desk_phone import acknowledge, hang_up, in_dialog, place_call
 from tests.support.gateway import Gateway, call_events, gateway_stack
 from tests.support.nats import NatsServer
@@ -306,3 +316,102 @@ async def test_a_recorded_call_yields_a_recording_as_long_as_the_call(
     assert (data.format, data.channels, data.sample_rate) == ("wav", 2, 8000), data
     talk = ended.data.talk_time_s  # type: ignore[attr-defined]
     assert data.duration_s == pytest.approx(talk, abs=0.1), (data.duration_s, talk)
+
+
+async def test_the_tenants_policy_and_the_recording_command_decide_what_is_recorded(
+    nats_server: NatsServer, tmp_path: Path
+) -> None:
+    """A tenant whose policy (KV ``tenants``, written by the api) turns recording off gets no
+    recording of its calls. With it on again, the recording command pauses the next call's recording
+    for a while, resumes it and finally stops it: the paused and stopped spans are silence, counted
+    in recording.completed, the file is still as long as the call, and the call's timeline says who
+    did what; a stopped recording cannot be resumed."""
+    async with gateway_stack(nats_server, tmp_path, recorder=True, carrier_calls=3) as (gateway, carrier):
+        bus = gateway.bus
+        tenants = await bus.bucket(subjects.TENANTS_KV)
+        off = TenantRecord(tenant_id="acme", record_calls=False)
+        await tenants.put(tenant_key("acme"), off.model_dump_json().encode())
+        await asyncio.sleep(0.5)  # signaling's watcher has it
+        phone = await RtpPeer.open("127.0.0.1")
+        try:
+            client, answered, dialog = await asyncio.to_thread(place_call, gateway.sip, phone.description())
+            assert answered.status_code == 200, answered
+            phone.learn(answered.body.decode())
+            target = acknowledge(client, answered)
+            phone.start_tone(1000)
+            await asyncio.sleep(1.0)
+            assert (await asyncio.to_thread(hang_up, client, answered, dialog, target)).status_code == 200
+        finally:
+            phone.close()
+        unrecorded = (await call_events(bus))[0]
+        assert unrecorded.data.recorded is False  # type: ignore[attr-defined]
+
+        await tenants.put(tenant_key("acme"), TenantRecord(tenant_id="acme").model_dump_json().encode())
+        await asyncio.sleep(0.5)
+        phone = await RtpPeer.open("127.0.0.1")
+        try:
+            client, answered, dialog = await asyncio.to_thread(place_call, gateway.sip, phone.description())
+            assert answered.status_code == 200, answered
+            phone.learn(answered.body.decode())
+            target = acknowledge(client, answered)
+            phone.start_tone(1000)
+            created = next(
+                e for e in await call_events(bus, call_count=1, at_least=5) if e.call_id != unrecorded.call_id
+            )
+            assert created.data.recorded is True  # type: ignore[attr-defined]
+            node = created.source
+
+            async def recording(action: str) -> float:
+                body = ControlRecording(tenant_id="acme", call_id=created.call_id, action=action)  # type: ignore[arg-type]
+                await bus.request(subjects.call_command(node, "recording"), body, CommandAccepted)
+                return time.monotonic()
+
+            await asyncio.sleep(1.0)
+            paused_at = await recording("pause")
+            with pytest.raises(RemoteError) as twice:
+                await recording("pause")
+            assert (twice.value.code, twice.value.message) == (
+                "not_allowed",
+                "the call's recording is already paused",
+            )
+            await asyncio.sleep(1.0)
+            resumed_at = await recording("resume")
+            await asyncio.sleep(1.0)
+            stopped_at = await recording("stop")
+            with pytest.raises(RemoteError) as after_stop:
+                await recording("resume")
+            assert after_stop.value.code == "not_allowed"
+            await asyncio.sleep(0.5)
+            ended_at = time.monotonic()
+            assert (await asyncio.to_thread(hang_up, client, answered, dialog, target)).status_code == 200
+        finally:
+            phone.close()
+        (await carrier.wait_async(timeout=20)).assert_success(calls=3)
+        events = [e for e in await call_events(bus, call_count=2) if e.call_id == created.call_id]
+        # Read from the stream's start (an ephemeral consumer made earlier would have expired).
+        recordings = await bus.js.pull_subscribe(
+            subjects.recording_events(), stream=subjects.RECORDING_EVENTS.name
+        )
+        completed = None
+        seen: list[str] = []
+        async with asyncio.timeout(20):
+            while completed is None:
+                with contextlib.suppress(nats.errors.TimeoutError):
+                    for msg in await recordings.fetch(10, timeout=0.5):
+                        event = parse_event(msg.data)
+                        seen.append(event.call_id)  # type: ignore[union-attr]
+                        if isinstance(event, RecordingCompleted):
+                            completed = event
+    assert unrecorded.call_id not in seen
+    changes = [e.data for e in events if isinstance(e, CallRecordingChanged)]
+    assert [(c.state, c.changed_by) for c in changes] == [
+        (RecordingState.PAUSED, Party.API),
+        (RecordingState.RECORDING, Party.API),
+        (RecordingState.STOPPED, Party.API),
+    ]
+    talk = events[-1].data.talk_time_s  # type: ignore[attr-defined]
+    assert completed.data.duration_s == pytest.approx(talk, abs=0.1), (completed.data.duration_s, talk)
+    # Command round trips and the worker's packet clock: a packet's worth (20 ms) either way, plus
+    # the request's own time.
+    paused = (resumed_at - paused_at) + (ended_at - stopped_at)
+    assert completed.data.paused_s == pytest.approx(paused, abs=0.15), (completed.data.paused_s, paused)

@@ -28,6 +28,7 @@ from shared.events import (
     CallEvent,
     CallHeld,
     CallQuality,
+    CallRecordingChanged,
     CallResumed,
     CallRinging,
     CallStatus,
@@ -118,7 +119,7 @@ def apply_call_event(call: Call, event: CallEvent) -> None:
             call.transfer_target = data.target
             call.transferred_to_call_id = data.new_call_id
             _advance(call, CallStatus.TRANSFERRED, event.sequence)
-        case CallDtmf():
+        case CallDtmf() | CallRecordingChanged():
             pass  # on the timeline only
         case CallQuality(data=data):
             if not call.quality_final and event.sequence > call.quality_sequence:

@@ -1,4 +1,4 @@
-"""Trunks and agents from the database to the NATS KV buckets signaling watches.
+"""Trunks, agents and tenants' policies from the database to the NATS KV buckets the services watch.
 
 The database is the truth; KV is a published copy that must never silently fall behind.
 
@@ -35,7 +35,7 @@ from services.api.db import Agent, Database, KvDeletion, Tenant, Trunk
 from shared import subjects
 from shared.bus import Bus
 from shared.logging import get_logger
-from shared.records import AgentRecord, TrunkRecord, trunk_key
+from shared.records import AgentRecord, TenantRecord, TrunkRecord, tenant_key, trunk_key
 
 log = get_logger("echodesk.api.publishing")
 
@@ -99,12 +99,20 @@ def agent_record(agent: Agent, domain: str) -> AgentRecord:
     )
 
 
-def _encode(record: TrunkRecord | AgentRecord) -> bytes:
+def tenant_record(tenant: Tenant) -> TenantRecord:
+    return TenantRecord(
+        tenant_id=tenant.id,
+        record_calls=tenant.record_calls,
+        recording_retention_days=tenant.recording_retention_days,
+    )
+
+
+def _encode(record: TrunkRecord | AgentRecord | TenantRecord) -> bytes:
     # Unset optional fields are left out, so a reader built before a field was added still reads it.
     return record.model_dump_json(exclude_none=True).encode()
 
 
-def _unpublished(model: type[Trunk] | type[Agent]) -> Any:
+def _unpublished(model: type[Trunk] | type[Agent] | type[Tenant]) -> Any:
     return or_(model.kv_published_version.is_(None), model.kv_published_version != model.version)
 
 
@@ -188,6 +196,7 @@ class ConfigPublisher:
             counts = [
                 await session.scalar(select(func.count()).select_from(Trunk).where(_unpublished(Trunk))),
                 await session.scalar(select(func.count()).select_from(Agent).where(_unpublished(Agent))),
+                await session.scalar(select(func.count()).select_from(Tenant).where(_unpublished(Tenant))),
                 await session.scalar(select(func.count()).select_from(KvDeletion)),
             ]
         return sum(count or 0 for count in counts)
@@ -202,7 +211,12 @@ class ConfigPublisher:
         """
         trunks_kv = await self.bus.bucket(subjects.TRUNKS_KV)
         agents_kv = await self.bus.bucket(subjects.AGENTS_KV)
-        buckets = {subjects.TRUNKS_KV.name: trunks_kv, subjects.AGENTS_KV.name: agents_kv}
+        tenants_kv = await self.bus.bucket(subjects.TENANTS_KV)
+        buckets = {
+            subjects.TRUNKS_KV.name: trunks_kv,
+            subjects.AGENTS_KV.name: agents_kv,
+            subjects.TENANTS_KV.name: tenants_kv,
+        }
         last_deletion = 0
         while True:
             async with self.db.sessions() as session:
@@ -257,6 +271,22 @@ class ConfigPublisher:
             if len(agents) < BATCH:
                 break
             after = agents[-1][0].id
+        after = ""
+        while True:
+            async with self.db.sessions() as session:
+                tenants = (
+                    await session.scalars(
+                        select(Tenant)
+                        .where(_unpublished(Tenant), Tenant.id > after)
+                        .order_by(Tenant.id)
+                        .limit(BATCH)
+                    )
+                ).all()
+            rows = [self._encoded(t.id, partial(_tenant_row, t)) for t in tenants]
+            await self._put_rows(tenants_kv, subjects.TENANTS_KV.name, Tenant.__table__, _present(rows))
+            if len(tenants) < BATCH:
+                break
+            after = tenants[-1].id
 
     def _encoded(self, row_id: str, build: Callable[[], _Row]) -> _Row | None:
         """The row as a KV record, or None (logged once) when the record would not validate: a row
@@ -309,11 +339,14 @@ class ConfigPublisher:
         await self._claimed(bucket, key, republish=True)
 
     async def _claimed(self, bucket: str, key: str, *, republish: bool) -> bool:
-        model: type[Trunk] | type[Agent]
+        model: type[Trunk] | type[Agent] | type[Tenant]
         async with self.db.sessions() as session:
             if bucket == subjects.AGENTS_KV.name:
                 model = Agent
                 row_id = await session.scalar(select(Agent.id).where(Agent.kv_key == key))
+            elif bucket == subjects.TENANTS_KV.name:
+                model = Tenant
+                row_id = await session.scalar(select(Tenant.id).where(Tenant.id == key))
             else:
                 model = Trunk
                 tenant_id, _, trunk_id = key.partition("/")
@@ -325,7 +358,7 @@ class ConfigPublisher:
                 await session.execute(
                     update(table)
                     .where(table.c.id == row_id)
-                    .values(kv_published_version=None, updated_at=table.c.updated_at)
+                    .values(kv_published_version=None, **_same(table))
                 )
                 await session.commit()
         return row_id is not None
@@ -342,6 +375,7 @@ class ConfigPublisher:
                     select(Agent, Tenant.sip_domain).join(Tenant, Agent.tenant_id == Tenant.id)
                 )
             ).all()
+            tenants = (await session.scalars(select(Tenant))).all()
         counts = {}
         for spec, table, claimed, rows in (
             (
@@ -355,6 +389,12 @@ class ConfigPublisher:
                 Agent.__table__,
                 {a.kv_key for a, _ in agents},
                 _present([self._encoded(a.id, partial(_agent_row, a, d)) for a, d in agents]),
+            ),
+            (
+                subjects.TENANTS_KV,
+                Tenant.__table__,
+                {tenant_key(t.id) for t in tenants},
+                _present([self._encoded(t.id, partial(_tenant_row, t)) for t in tenants]),
             ),
         ):
             kv = await self.bus.bucket(spec)
@@ -391,6 +431,16 @@ def _agent_row(agent: Agent, domain: str) -> _Row:
     return agent.kv_key, _encode(agent_record(agent, domain)), agent.id, agent.version
 
 
+def _tenant_row(tenant: Tenant) -> _Row:
+    return tenant_key(tenant.id), _encode(tenant_record(tenant)), tenant.id, tenant.version
+
+
+def _same(table: Any) -> dict[str, Any]:
+    """``updated_at`` set to itself where a table has one: being published is not a change of the
+    trunk or agent (without it, the column's ``onupdate`` would move it)."""
+    return {"updated_at": table.c.updated_at} if "updated_at" in table.c else {}
+
+
 async def _mark_published(session: AsyncSession, table: Any, rows: Sequence[tuple[str, int]]) -> None:
     """Record the version each row had when it was read for publishing. A row changed since then
     keeps a newer ``version`` than this, so it stays unpublished and goes out again."""
@@ -399,8 +449,7 @@ async def _mark_published(session: AsyncSession, table: Any, rows: Sequence[tupl
     statement = (
         update(table)
         .where(table.c.id == bindparam("row_id"))
-        # updated_at set to itself: being published is not a change of the trunk or agent.
-        .values(kv_published_version=bindparam("published"), updated_at=table.c.updated_at)
+        .values(kv_published_version=bindparam("published"), **_same(table))
     )
     await session.execute(statement, [{"row_id": row_id, "published": version} for row_id, version in rows])
 

@@ -10,6 +10,7 @@ from functools import partial
 from services.signaling.b2bua.calls import BusMedia, Calls
 from services.signaling.directory import AgentDirectory
 from services.signaling.stack import SipStack
+from services.signaling.tenants import TenantDirectory
 from services.signaling.trunk.trunks import Trunks
 from shared import subjects
 from shared.bus import Bus
@@ -37,6 +38,7 @@ class SignalingService:
     def __init__(self, settings: SignalingSettings) -> None:
         self.settings = settings
         self.directory = AgentDirectory()
+        self.tenants = TenantDirectory()
         self.stack: SipStack | None = None
         self.trunks: Trunks | None = None
         self.calls: Calls | None = None
@@ -53,6 +55,14 @@ class SignalingService:
             async with asyncio.timeout(10):
                 await loaded.wait()
         log.info("agents loaded", count=len(self.directory))
+        # Tenants' policies (whether their calls are recorded) before the first call is routed.
+        tenants_loaded = asyncio.Event()
+        await ctx.bus.watch_bucket(
+            subjects.TENANTS_KV, self.tenants.apply, on_initial_done=tenants_loaded.set
+        )
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(10):
+                await tenants_loaded.wait()
         self._publisher = asyncio.create_task(self._publish_events(ctx))
         await self.stack.start()
         # Trunks register once the transports are bound: their Contact names our listening ports.
@@ -64,7 +74,13 @@ class SignalingService:
             async with asyncio.timeout(10):
                 await trunks_loaded.wait()
         self.calls = Calls(
-            self.stack, self.settings, self.directory, self.trunks, BusMedia(ctx.bus), self._publish
+            self.stack,
+            self.settings,
+            self.directory,
+            self.trunks,
+            BusMedia(ctx.bus),
+            self._publish,
+            self.tenants,
         )
         # Sessions this instance owned before a restart bridge calls that ended with it (calls do not
         # survive a restart yet): the workers close them now.

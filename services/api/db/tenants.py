@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import JSON, ForeignKey, String
+from sqlalchemy import JSON, ForeignKey, String, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from services.api.db.base import Base, new_id, utcnow
@@ -20,7 +20,17 @@ class Tenant(Base):
     name: Mapped[str] = mapped_column(String(128))
     sip_domain: Mapped[str] = mapped_column(String(253), unique=True)
     default_region: Mapped[str] = mapped_column(String(2), default="GE")
+    #: None: the platform's default (signaling's ``record_calls`` setting).
+    record_calls: Mapped[bool | None] = mapped_column(default=None)
+    #: Recordings are deleted this many days after they were stored; None: kept until deleted.
+    recording_retention_days: Mapped[int | None] = mapped_column(default=None)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    #: Bumped by every ORM update; the KV publisher (``publishing.py``) compares it with the next.
+    version: Mapped[int] = mapped_column(server_default=text("1"))
+    #: The ``version`` last written to NATS KV ``tenants``; NULL before the first publish.
+    kv_published_version: Mapped[int | None] = mapped_column()
+
+    __mapper_args__ = {"version_id_col": version}
 
 
 class ApiKey(Base):

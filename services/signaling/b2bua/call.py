@@ -47,6 +47,8 @@ from shared.events import (
     CallHeldData,
     CallQuality,
     CallQualityData,
+    CallRecordingChanged,
+    CallRecordingData,
     CallResumed,
     CallResumedData,
     CallRinging,
@@ -57,6 +59,7 @@ from shared.events import (
     LegKind,
     LegQuality,
     Party,
+    RecordingState,
 )
 from shared.media import CreateSession, RemoteDescription, SessionCreated, SessionKind
 from shared.outcomes import Outcome, for_cause, for_sip_status
@@ -212,6 +215,8 @@ class Call:
     source: str = "echodesk"
     _sequence: int = 0
     _held_by: set[Party] = field(default_factory=set)
+    #: Paused, resumed or stopped by a command (shared/commands.py ControlRecording).
+    recording_state: RecordingState = RecordingState.RECORDING
 
     @property
     def caller_invite(self) -> Request:
@@ -288,6 +293,16 @@ class Call:
             return [Publish(CallHeld(**self._envelope(), data=CallHeldData(held_by=party)))]
         self._held_by.discard(party)
         return [Publish(CallResumed(**self._envelope(), data=CallResumedData(resumed_by=party)))]
+
+    def recording_changed(
+        self, state: RecordingState, by: Party, requested_by: str | None = None
+    ) -> list[Command]:
+        """The recording was paused, resumed or stopped (the worker already does it): the event."""
+        if not self.record or self.phase is not Phase.CONNECTED or state is self.recording_state:
+            return []
+        self.recording_state = state
+        data = CallRecordingData(state=state, changed_by=by, requested_by=requested_by)
+        return [Publish(CallRecordingChanged(**self._envelope(), data=data))]
 
     def dtmf(self, leg: LegKind, digit: str, duration_ms: int, method: str) -> list[Command]:
         """A digit a party pressed (RFC 4733 in the media, or SIP INFO), for the call's timeline."""

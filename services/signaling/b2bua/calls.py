@@ -55,12 +55,13 @@ from services.signaling.sip.message import Request, Response, make_response
 from services.signaling.sip.transaction import ClientTransaction, ServerTransaction, TransactionStateError
 from services.signaling.sip.uri import SipUri
 from services.signaling.stack import SipStack
+from services.signaling.tenants import TenantDirectory
 from services.signaling.transport.flow import Flow, TransportKind
 from services.signaling.transport.layer import TransportUnavailable
 from services.signaling.trunk.trunks import Trunks
 from shared import subjects
 from shared.bus import Bus, BusError, Rejected, RemoteError
-from shared.commands import CallCommand, CommandAccepted, CommandVerb, SendDigits
+from shared.commands import CallCommand, CommandAccepted, CommandVerb, ControlRecording, SendDigits
 from shared.events import (
     CallCreated,
     CallCreatedData,
@@ -71,6 +72,7 @@ from shared.events import (
     Direction,
     EndCause,
     Party,
+    RecordingState,
 )
 from shared.logging import bind_call, get_logger
 from shared.media import (
@@ -81,6 +83,7 @@ from shared.media import (
     LocalDescription,
     MediaEvent,
     MediaEventKind,
+    RecordingControl,
     RemoteDescription,
     SendDtmf,
     SessionClosed,
@@ -111,6 +114,8 @@ class MediaClient(Protocol):
 
     async def hold(self, worker: str, session: str, hold: Hold) -> None: ...
 
+    async def record(self, worker: str, session: str, control: RecordingControl) -> None: ...
+
 
 @dataclass
 class BusMedia:
@@ -138,6 +143,10 @@ class BusMedia:
     async def hold(self, worker: str, session: str, hold: Hold) -> None:
         subject = subjects.media_session(worker, session, "hold")
         await self.bus.request(subject, hold, Done, timeout=MEDIA_TIMEOUT_S)
+
+    async def record(self, worker: str, session: str, control: RecordingControl) -> None:
+        subject = subjects.media_session(worker, session, "record")
+        await self.bus.request(subject, control, Done, timeout=MEDIA_TIMEOUT_S)
 
 
 @dataclass
@@ -168,8 +177,11 @@ class Calls:
         trunks: Trunks,
         media: MediaClient,
         publish: Callable[[CallEventEnvelope], None],
+        tenants: TenantDirectory | None = None,
     ) -> None:
         self.stack = stack
+        #: Tenants' policies (KV ``tenants``): whether their calls are recorded.
+        self.tenants = tenants if tenants is not None else TenantDirectory()
         self.settings = settings
         self.directory = directory
         self.trunks = trunks
@@ -307,7 +319,7 @@ class Calls:
                 else None,
             ),
             webrtc_agent=webrtc,
-            record=self.settings.record_calls,
+            record=self.tenants.records_calls(agent.tenant_id, self.settings.record_calls),
         )
         self._begin(_Leg(call, flow, txn, asyncio.ensure_future(self._connect_carrier(trunk))), now)
 
@@ -399,7 +411,7 @@ class Calls:
             dialed=dialed,
             targets=tuple(targets),
             ring_timeout_s=self.settings.ring_timeout_s,
-            record=self.settings.record_calls,
+            record=self.tenants.records_calls(tenant_id, self.settings.record_calls),
         )
         self._begin(_Leg(call, flow, txn, branch_flows=flows), now)
 
@@ -669,6 +681,12 @@ class Calls:
                 self._execute(leg, call.hold_changed(Party.API, held, _now()))
                 status = CallStatus.HELD if held else CallStatus.IN_PROGRESS
                 return CommandAccepted(call_id=call.call_id, status=status)
+            if isinstance(request, ControlRecording):
+                await self._control_recording(leg, session, request)
+                return CommandAccepted(
+                    call_id=call.call_id,
+                    status=CallStatus.HELD if call.held_by(Party.API) else CallStatus.IN_PROGRESS,
+                )
             assert isinstance(request, SendDigits)
             for digit in request.digits:
                 await self.media.dtmf(
@@ -683,6 +701,29 @@ class Calls:
             call_id=call.call_id,
             status=CallStatus.HELD if call.held_by(Party.API) else CallStatus.IN_PROGRESS,
         )
+
+    async def _control_recording(
+        self, leg: _Leg, session: tuple[str, str], request: ControlRecording
+    ) -> None:
+        """Pause, resume or stop the recording: the worker stops forking audio (the recorder writes
+        the span as silence and lists it), and the call's timeline says who did it."""
+        call = leg.call
+        if not call.record:
+            raise Rejected("not_allowed", "the call is not recorded (the tenant's recording policy)")
+        target = {
+            "pause": RecordingState.PAUSED,
+            "resume": RecordingState.RECORDING,
+            "stop": RecordingState.STOPPED,
+        }[request.action]
+        current = call.recording_state
+        if current is RecordingState.STOPPED:
+            raise Rejected("not_allowed", "the call's recording was stopped and cannot be resumed")
+        if current is target:
+            raise Rejected("not_allowed", f"the call's recording is already {current.value}")
+        paused = target is not RecordingState.RECORDING
+        if paused != (current is RecordingState.PAUSED):
+            await self.media.record(*session, RecordingControl(paused=paused))
+        self._execute(leg, call.recording_changed(target, Party.API, request.requested_by))
 
     # --- commands -----------------------------------------------------------------------------
 
