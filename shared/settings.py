@@ -270,6 +270,21 @@ class ApiSettings(CommonSettings):
         20, ge=1, description="Failed attempts in a row after which a webhook subscription is paused"
     )
     webhook_concurrency: int = Field(32, ge=1, description="Webhook deliveries in flight at once")
+    recordings_dir: Path = Field(
+        Path("data/recordings"),
+        description="The recorder's local recordings directory (its `ECHODESK_RECORDER_RECORDINGS_DIR`): "
+        "downloads of recordings stored there are read from it, and only from it",
+    )
+    s3_bucket: str = Field("recordings", description="The recorder's S3 bucket, read for downloads")
+    s3_endpoint_url: str | None = Field(None, description="S3-compatible endpoint; AWS when unset")
+    s3_region: str = Field("us-east-1", description="S3 region")
+    s3_access_key_id: str | None = Field(
+        None, description="S3 access key (read access is enough); the AWS default chain when unset"
+    )
+    s3_secret_access_key: str | None = Field(None, description="S3 secret key; keep it secret")
+    recording_url_ttl_s: int = Field(
+        300, ge=10, le=86400, description="Default lifetime of a signed recording download URL (s)"
+    )
     live_max_connections: int = Field(
         1000, ge=1, description="Open live-event WebSockets this api instance serves at once"
     )

@@ -183,6 +183,8 @@ class Supervisor:
         env["ECHODESK_NATS_URL"] = f"nats://127.0.0.1:{self.nats_port}"
         env.setdefault("ECHODESK_DATA_DIR", str(data))
         env.setdefault("ECHODESK_RECORDER_RECORDINGS_DIR", str(data / "recordings"))
+        # The api serves downloads from the directory the recorder stores in.
+        env.setdefault("ECHODESK_API_RECORDINGS_DIR", env["ECHODESK_RECORDER_RECORDINGS_DIR"])
         env.setdefault("ECHODESK_API_DATABASE_URL", f"sqlite+aiosqlite:///{data / 'echodesk.db'}")
         env.setdefault("ECHODESK_INSTANCE_ID", "dev")
         env.setdefault("ECHODESK_DRAIN_TIMEOUT_S", "10")
