@@ -2,6 +2,9 @@
 RTCPeerConnection, no SIP. The worker's bridge (webrtc-rtp) joins it to a plain RTP peer playing the
 carrier; Chromium's fake microphone plays 440 Hz and the carrier 1 kHz, each checked by FFT at the
 other end. Then Chromium re-offers hold (sendonly) and resume as SIP.js does in a re-INVITE.
+A second test has Chromium offer with its codecs restricted to Opus (a browser whose G.711 is switched
+off): the bridge answers Opus and transcodes, and Chromium's DTMF (telephone-event at 48 kHz) reaches
+the carrier at 8 kHz.
 
 The test runs in a network namespace of its own with only loopback (tests/support/netns.py), so
 Chromium's only candidate is 127.0.0.1 and nothing can leave; the page is served by Playwright's
@@ -68,6 +71,22 @@ window.answerOffer = async (offer) => {
   await until(() => pc.iceGatheringState === "complete", 5000, "ICE gathering");
   return pc.localDescription.sdp;
 };
+
+// An offer with only the codecs whose MIME types are given (setCodecPreferences, RFC 8829 4.1.8.1).
+window.makeOffer = async (mimeTypes) => {
+  const microphone = await navigator.mediaDevices.getUserMedia({ audio: true });
+  pc = new RTCPeerConnection({ iceServers: [] });
+  pc.ontrack = (event) => remote.addTrack(event.track);
+  const transceiver = pc.addTransceiver(microphone.getAudioTracks()[0], { direction: "sendrecv" });
+  const codecs = RTCRtpReceiver.getCapabilities("audio").codecs;
+  transceiver.setCodecPreferences(codecs.filter((c) => mimeTypes.includes(c.mimeType.toLowerCase())));
+  await pc.setLocalDescription(await pc.createOffer());
+  await until(() => pc.iceGatheringState === "complete", 5000, "ICE gathering");
+  return pc.localDescription.sdp;
+};
+
+// RFC 4733 events from the browser (RTCDTMFSender): SIP.js sends DTMF this way too.
+window.sendDigits = (tones) => pc.getSenders()[0].dtmf.insertDTMF(tones, 120, 70);
 
 window.waitConnected = async () => {
   const settled = () => pc.connectionState === "connected" || pc.connectionState === "failed";
@@ -270,3 +289,91 @@ async def _call(page: Page, bridge: Bridge, session: WebRtcSession, carrier: Rtp
     assert heard["dominantHz"] == pytest.approx(CARRIER_HZ, abs=15), heard
     assert heard["rms"] > 0.05, heard
     assert session.counters.srtp_rejected == 0
+
+
+async def test_chromium_offering_only_opus_is_transcoded_with_its_dtmf(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    if not isolated():
+        await asyncio.to_thread(rerun_isolated, request.node.nodeid)
+        return
+    chromium = require_tool("chromium")
+    tone = write_tone(tmp_path / "tone.wav", BROWSER_HZ)
+    mux = await WebRtcMux.listen(HOST, 0)
+    carrier = await RtpPeer.open(HOST)
+    digits: list[str] = []
+    with tempfile.TemporaryDirectory(prefix="echodesk-chromium-") as profile:
+        async with async_playwright() as playwright:
+            context = await playwright.chromium.launch_persistent_context(
+                profile,
+                executable_path=chromium,
+                headless=True,
+                args=chromium_args(fake_audio=tone, extra_args=(AUTOPLAY,)),
+                timeout=30_000,
+            )
+            bridge: Bridge | None = None
+            try:
+                page = context.pages[0] if context.pages else await context.new_page()
+
+                async def serve(route: Route) -> None:
+                    await route.fulfill(body=PAGE, content_type="text/html")
+
+                await page.route(f"{ORIGIN}/**", serve)
+                await page.goto(f"{ORIGIN}/", wait_until="load", timeout=15_000)
+                offer: str = await page.evaluate(
+                    "m => window.makeOffer(m)", ["audio/opus", "audio/telephone-event"]
+                )
+                assert "PCMU" not in offer
+                low = next(_ports)
+                bridge = Bridge(
+                    "s2",
+                    CreateSession(
+                        tenant_id="t1",
+                        call_id="c2",
+                        kind=SessionKind.WEBRTC_RTP,
+                        agent_offer=offer,
+                        customer_offer=carrier.description(codecs="0"),
+                    ),
+                    mux=mux,
+                    ports=PortRange(low, low + 99),
+                    rtp_host=HOST,
+                    advertised_address=HOST,
+                    on_digit=lambda leg, digit: digits.append(f"{leg.value}:{digit.digit}"),
+                )
+                agent_sdp, customer_sdp = await bridge.open()
+                assert agent_sdp is not None
+                assert customer_sdp is not None
+                assert "opus/48000/2" in agent_sdp
+                assert "telephone-event/48000" in agent_sdp  # the event clock is Opus's (RFC 4733 2.1)
+                carrier.learn(customer_sdp)
+                carrier.start_tone(CARRIER_HZ)
+                await page.evaluate("sdp => window.takeAnswer(sdp)", agent_sdp)
+                assert await page.evaluate("() => window.waitConnected()") == "connected"
+                heard = await page.evaluate("s => window.analyse(s)", 1.5)
+                stats = await page.evaluate("() => window.stats()")
+                await until(lambda: len(carrier.received) > 75, "the browser's audio at the carrier")
+                carrier_heard = analyse(carrier.audio(last_seconds=1.0))
+                session = bridge.legs[LegKind.AGENT].media
+                assert isinstance(session, WebRtcSession)
+                print(f"chromium heard {heard}, carrier heard {carrier_heard}, stats {stats}")
+                assert stats["codec"] == "audio/opus", stats
+                assert heard["dominantHz"] == pytest.approx(CARRIER_HZ, abs=15), heard
+                assert heard["purity"] > 0.8, heard
+                assert heard["rms"] > 0.05, heard
+                assert abs(carrier_heard["dominant_hz"] - BROWSER_HZ) <= 10, carrier_heard
+                assert carrier_heard["purity"] > 0.8, carrier_heard
+                assert session.counters.srtp_rejected == 0
+
+                await page.evaluate("t => window.sendDigits(t)", "5")
+                await until(lambda: digits == ["agent:5"], "the browser's digit")
+                await until(lambda: any(e["end"] for e in carrier.events()), "the digit's end at the carrier")
+                events = carrier.events()
+                assert {e["event"] for e in events} == {5}
+                # 120 ms at the carrier's 8 kHz event clock (Chromium counts it at 48 kHz).
+                assert 700 <= max(e["duration"] for e in events) <= 1300, events
+            finally:
+                if bridge is not None:
+                    bridge.close()
+                await context.close()
+                carrier.close()
+                mux.close()
