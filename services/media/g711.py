@@ -90,7 +90,7 @@ def translation(source: str, target: str) -> bytes | None:
         return ULAW_TO_ALAW
     if names == ("PCMA", "PCMU"):
         return ALAW_TO_ULAW
-    raise ValueError(f"{source} -> {target} needs transcoding, which this worker does not do yet")
+    raise ValueError(f"{source} -> {target} needs transcoding: a table maps only PCMU and PCMA")
 
 
 @functools.cache
