@@ -29,11 +29,20 @@ FROM python-base AS builder
 RUN python -m venv /opt/echodesk
 WORKDIR /src
 
+# The web UI's scripts (SIP.js bundled in by esbuild), built from the npm lock: the api serves them.
+FROM node:20-bookworm-slim AS web
+WORKDIR /src
+COPY package.json package-lock.json ./
+RUN npm ci --no-audit --no-fund --loglevel=error
+COPY services/api/web/ services/api/web/
+RUN npm run build:web
+
 # The project itself, as a wheel, without dependencies: each service stage installs its own.
 FROM builder AS project
 COPY pyproject.toml README.md ./
 COPY shared/ shared/
 COPY services/ services/
+COPY --from=web /src/services/api/web/dist/ services/api/web/dist/
 RUN /opt/echodesk/bin/pip wheel --no-deps --wheel-dir /wheels .
 
 FROM builder AS signaling-venv

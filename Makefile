@@ -5,9 +5,9 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 NODE_STAMP := node_modules/.installed
 
-.PHONY: run test lint typecheck unit install node-install test-tools checkov-install docs clean
+.PHONY: run test lint typecheck unit install node-install web test-tools checkov-install docs clean
 
-run: install
+run: install web
 	$(BIN)/echodesk run
 
 test: install node-install test-tools checkov-install lint typecheck unit
@@ -24,12 +24,24 @@ $(STAMP): requirements/dev.txt pyproject.toml
 	$(BIN)/pip install --quiet --no-deps -e .
 	@touch $@
 
-# The browser tests' JavaScript (SIP.js, esbuild, tsc): reinstalled from the lock whenever it changes.
+# The JavaScript of the web UI and the browser tests (SIP.js, esbuild, tsc): reinstalled from the
+# lock whenever it changes.
 node-install: $(NODE_STAMP)
 
 $(NODE_STAMP): package-lock.json package.json
-	@command -v npm >/dev/null 2>&1 || { echo "npm is needed for the browser tests: apt-get install npm"; exit 1; }
+	@command -v npm >/dev/null 2>&1 || { echo "npm is needed for the web UI and the browser tests: apt-get install npm"; exit 1; }
 	npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+# The web UI's scripts (services/api/web/src, SIP.js bundled in), which the api serves under /ui/.
+# Built, not committed: rebuilt whenever a source or the lock changes.
+WEB_DIST := services/api/web/dist
+WEB_SOURCES := $(wildcard services/api/web/src/*.ts) services/api/web/build.mjs
+
+web: $(WEB_DIST)/.built
+
+$(WEB_DIST)/.built: $(NODE_STAMP) $(WEB_SOURCES)
+	npm run --silent build:web
 	@touch $@
 
 test-tools:
@@ -53,6 +65,7 @@ lint: install
 
 typecheck: install node-install
 	$(BIN)/mypy shared services bench
+	node_modules/.bin/tsc -p services/api/web
 	node_modules/.bin/tsc -p tests/browser
 
 unit: install node-install

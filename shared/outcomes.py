@@ -109,3 +109,13 @@ def for_cause(cause: EndCause, detail: str | None = None) -> Outcome:
     if found is not None:
         return found
     return Outcome(CallStatus.FAILED, cause, cause.value.replace("_", " ").capitalize())
+
+
+def sip_status_outcomes() -> list[tuple[int, Outcome]]:
+    """Every final status with an outcome of its own, in order (the softphone's message table)."""
+    return sorted(_BY_STATUS.items())
+
+
+def sip_class_outcomes() -> list[tuple[int, Outcome]]:
+    """The outcome of each class (3 to 6) for a status not in :func:`sip_status_outcomes`."""
+    return sorted(_BY_CLASS.items())

@@ -288,6 +288,11 @@ class ApiSettings(CommonSettings):
     live_max_connections: int = Field(
         1000, ge=1, description="Open live-event WebSockets this api instance serves at once"
     )
+    web_bundle_dir: str = Field(
+        "",
+        description="Directory of the web UI's built scripts (`make web` builds them); empty: the "
+        "api package's own web/dist",
+    )
 
 
 SERVICE_SETTINGS: dict[str, type[CommonSettings]] = {

@@ -5,9 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from fastapi import FastAPI
-from fastapi.responses import HTMLResponse
 
-from services.api import errors
+from services.api import errors, webui
 from services.api.db import Database
 from services.api.instances import InstanceDirectory
 from services.api.publishing import ConfigPublisher
@@ -19,9 +18,10 @@ from services.api.routers import (
     health,
     keys,
     numbers,
+    outcomes,
     presence,
-    recording_policy,
     recording_audio,
+    recording_policy,
     recordings,
     services,
     tenant,
@@ -36,32 +36,6 @@ from shared.settings import ApiSettings
 DESCRIPTION = """Browser calling for the EchoDesk helpdesk: trunks (carriers), agents and what their
 softphones need. Every `/v1` resource except `/v1/services` needs an API key
 (`Authorization: Bearer edk_...`) and sees only its own tenant. See docs/api.md."""
-
-_STATUS_PAGE = """<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>EchoDesk Voice</title>
-<style>body{font:15px system-ui,sans-serif;margin:2rem;max-width:52rem}
-table{border-collapse:collapse}td,th{padding:.3rem .8rem;border-bottom:1px solid #ddd;text-align:left}
-.up{color:#080}.down{color:#b00}</style></head>
-<body><h1>EchoDesk Voice</h1><p>Service instances, from their heartbeats:</p>
-<table id="s"><thead><tr><th>service</th><th>instance</th><th>state</th><th>load</th></tr></thead>
-<tbody></tbody></table>
-<script>
-async function refresh() {
-  const rows = await (await fetch('/v1/services')).json();
-  document.querySelector('#s tbody').replaceChildren(...rows.map(r => {
-    const tr = document.createElement('tr');
-    const cells = [r.service, r.instance_id, r.alive ? r.state : 'gone',
-                   r.capacity ? `${r.active}/${r.capacity}` : ''];
-    for (const text of cells) {
-      const td = document.createElement('td'); td.textContent = text; tr.append(td);
-    }
-    tr.className = r.alive ? 'up' : 'down';
-    return tr;
-  }));
-}
-refresh(); setInterval(refresh, 2000);
-</script></body></html>
-"""
 
 
 def create_app(
@@ -96,6 +70,7 @@ def create_app(
         trunks,
         agents,
         numbers,
+        outcomes,
         calls,
         call_recording,
         recordings,
@@ -105,11 +80,7 @@ def create_app(
         presence,
     ):
         app.include_router(module.router)
-
-    @app.get("/", include_in_schema=False)
-    async def index() -> HTMLResponse:
-        return HTMLResponse(_STATUS_PAGE)
-
+    webui.install(app, settings)
     return app
 
 

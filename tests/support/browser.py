@@ -41,6 +41,8 @@ from playwright.async_api import BrowserContext, Page, async_playwright
 from tests.support.tools import IN_CI, REPO_ROOT, require_tool
 
 HARNESS_SOURCE = REPO_ROOT / "tests" / "browser" / "harness.ts"
+#: The web UI's build script (``npm run build:web``); :func:`web_ui_bundle` runs it into a directory.
+WEB_UI_BUILD = REPO_ROOT / "services" / "api" / "web" / "build.mjs"
 NODE_MODULES = REPO_ROOT / "node_modules"
 
 #: Flags for every browser. The machine has no route out: nothing may try to reach Google's
@@ -187,6 +189,20 @@ def harness_bundle() -> Path:
         timeout=60,
     )
     (out_dir / "index.html").write_text(_INDEX_HTML)
+    return out_dir
+
+
+@functools.cache
+def web_ui_bundle() -> Path:
+    """The web UI's scripts built once per run by the project's own build script, into a directory
+    of their own (the api serves it when ``ECHODESK_API_WEB_BUNDLE_DIR`` names it), so a test never
+    serves a stale ``services/api/web/dist`` nor writes into the working tree."""
+    if not (NODE_MODULES / "esbuild").exists():
+        _unavailable("node_modules is not installed: run `npm ci` (make test does)")
+    node = require_tool("node")
+    out_dir = Path(tempfile.mkdtemp(prefix="echodesk-web-"))
+    atexit.register(shutil.rmtree, out_dir, ignore_errors=True)
+    subprocess.run([node, str(WEB_UI_BUILD), str(out_dir)], check=True, cwd=REPO_ROOT, timeout=60)
     return out_dir
 
 
@@ -437,6 +453,44 @@ async def browser_agent(
                 except Exception:
                     # pytest shows a failing test's output: the page's view of what went wrong.
                     await agent.print_report()
+                    raise
+            finally:
+                await context.close()
+
+
+@asynccontextmanager
+async def browser_page(
+    *,
+    fake_audio: Path | None = None,
+    extra_args: Sequence[str] = (),
+    ignore_https_errors: bool = False,
+    chromium: str | None = None,
+) -> AsyncIterator[Page]:
+    """Headless Chromium with one empty page, for a test that drives a page the product serves
+    (the web UI) instead of the harness; the page's console is printed if the test fails."""
+    executable = chromium or require_tool("chromium")
+    args = chromium_args(fake_audio=fake_audio, extra_args=extra_args)
+    console: list[str] = []
+    with tempfile.TemporaryDirectory(prefix="echodesk-chromium-") as profile:
+        async with async_playwright() as playwright:
+            context = await playwright.chromium.launch_persistent_context(
+                profile,
+                executable_path=executable,
+                headless=True,
+                args=args,
+                ignore_https_errors=ignore_https_errors,
+                viewport={"width": 1280, "height": 900},
+                timeout=30_000,
+            )
+            try:
+                page = context.pages[0] if context.pages else await context.new_page()
+                page.on("console", lambda message: console.append(f"{message.type}: {message.text}"))
+                page.on("pageerror", lambda error: console.append(f"pageerror: {error}"))
+                try:
+                    yield page
+                except Exception:
+                    print("--- browser console ---")
+                    print("\n".join(console) or "(empty)")
                     raise
             finally:
                 await context.close()

@@ -1,0 +1,398 @@
+/**
+ * The softphone's SIP side: one SIP.js 0.21 UserAgent over the gateway's WebSocket, its
+ * registration, and at most one call. What the old product did in the browser is kept here:
+ * echo cancellation, noise suppression and automatic gain control on the microphone; the STUN and
+ * TURN servers of the agent's webrtc-config; reconnection with backoff when the WebSocket drops
+ * (SIP.js does not reconnect by itself), re-registering as the same instance (RFC 5626 4.1:
+ * +sip.instance and reg-id); and a short ICE gathering wait (the gateway is ICE-lite and answers
+ * with its one candidate, so waiting SIP.js's default 5 s for more candidates is pure delay).
+ */
+
+import {
+  type Invitation,
+  Inviter,
+  Registerer,
+  RegistererState,
+  type Session,
+  SessionState,
+  UserAgent,
+  type UserAgentOptions,
+  Web,
+} from "sip.js";
+
+import { Backoff } from "./backoff";
+
+/** The microphone the way the old product asked for it. */
+export const AUDIO_CONSTRAINTS: MediaStreamConstraints = {
+  audio: { echoCancellation: true, noiseSuppression: true, autoGainControl: true },
+  video: false,
+};
+
+/** ms; Chromium gathers host and server-reflexive candidates well within this on a working network. */
+export const ICE_GATHERING_TIMEOUT_MS = 500;
+/** s; short so that a browser closed without un-REGISTER stops being rung soon. */
+const REGISTER_EXPIRES_S = 300;
+
+export interface PhoneConfig {
+  server: string;
+  uri: string;
+  authorizationUsername: string;
+  password: string;
+  displayName: string | null;
+  iceServers: RTCIceServer[];
+  /** Stable per agent and browser: a reconnected tab is the same phone (RFC 5626 4.1). */
+  instanceId: string;
+}
+
+export type ConnectionState = "connecting" | "connected" | "reconnecting" | "disconnected";
+export type RegistrationState = "unregistered" | "registering" | "registered" | "failed";
+export type CallState = "calling" | "ringing" | "incoming" | "established" | "held" | "ended";
+
+export interface CallView {
+  state: CallState;
+  direction: "outbound" | "inbound";
+  party: string;
+  /** When the call was answered (Date.now()), for the timer. */
+  answeredAt: number | null;
+  muted: boolean;
+  /** Why the call ended or failed, in words; null while it is up. */
+  message: string | null;
+  sipStatus: number | null;
+  sipReason: string | null;
+}
+
+export interface PhoneEvents {
+  connection(state: ConnectionState, detail: string): void;
+  registration(state: RegistrationState, detail: string): void;
+  call(view: CallView | null): void;
+  log(level: string, text: string): void;
+}
+
+export class Phone {
+  private readonly ua: UserAgent;
+  private readonly registerer: Registerer;
+  private readonly backoff = new Backoff();
+  private retryTimer: number | null = null;
+  private stopped = false;
+  private session: Session | null = null;
+  private view: CallView | null = null;
+  /** Whether SIP.js's debug output (every SIP message) goes to the log panel and the console. */
+  debug = false;
+
+  constructor(
+    private readonly config: PhoneConfig,
+    private readonly events: PhoneEvents,
+    private readonly messageFor: (sipStatus: number) => string,
+    private readonly remoteAudio: HTMLAudioElement,
+  ) {
+    const uri = UserAgent.makeURI(config.uri);
+    if (uri === undefined) {
+      throw new Error(`not a SIP URI: ${config.uri}`);
+    }
+    const options: UserAgentOptions = {
+      uri,
+      authorizationUsername: config.authorizationUsername,
+      authorizationPassword: config.password,
+      displayName: config.displayName ?? undefined,
+      instanceId: config.instanceId,
+      transportOptions: { server: config.server, connectionTimeout: 5, traceSip: true },
+      sessionDescriptionHandlerFactoryOptions: {
+        iceGatheringTimeout: ICE_GATHERING_TIMEOUT_MS,
+        peerConnectionConfiguration: { iceServers: config.iceServers },
+      },
+      // Everything reaches the connector; it drops debug output unless the switch is on.
+      logBuiltinEnabled: false,
+      logLevel: "debug",
+      logConfiguration: false,
+      logConnector: (level, category, _label, content) => {
+        if (this.debug || level === "warn" || level === "error") {
+          this.events.log(level, `${category}: ${String(content)}`);
+        }
+      },
+      delegate: {
+        onConnect: () => this.onConnect(),
+        onDisconnect: (error) => this.onDisconnect(error),
+        onInvite: (invitation) => this.onInvite(invitation),
+      },
+    };
+    this.ua = new UserAgent(options);
+    this.registerer = new Registerer(this.ua, {
+      expires: REGISTER_EXPIRES_S,
+      instanceId: config.instanceId,
+      regId: 1,
+      logConfiguration: false,
+    });
+    this.registerer.stateChange.addListener((state) => {
+      if (state === RegistererState.Registered) {
+        this.events.registration("registered", this.registerer.contacts.join(", "));
+      } else if (state === RegistererState.Unregistered || state === RegistererState.Terminated) {
+        this.events.registration("unregistered", "");
+      }
+    });
+    window.addEventListener("online", () => this.retryNow());
+  }
+
+  /** Connect and register; a failed connection is retried with backoff until stop(). */
+  start(): void {
+    this.events.connection("connecting", this.config.server);
+    this.ua.start().catch((error: unknown) => this.scheduleRetry(error));
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    this.clearRetry();
+    if (this.registerer.state === RegistererState.Registered) {
+      await this.registerer.unregister().catch(() => undefined);
+    }
+    await this.ua.stop();
+    this.events.connection("disconnected", "signed out");
+  }
+
+  private onConnect(): void {
+    this.backoff.reset();
+    this.clearRetry();
+    this.events.connection("connected", this.config.server);
+    this.register();
+  }
+
+  private register(): void {
+    this.events.registration("registering", "");
+    const delegate = {
+      // After a reconnect the registerer may still think itself Registered (SIP.js keeps its
+      // state over a lost WebSocket), so the 2xx changes no state: report it from here.
+      onAccept: (): void => this.events.registration("registered", this.registerer.contacts.join(", ")),
+      onReject: (response: { message: { statusCode?: number; reasonPhrase?: string } }): void => {
+        const statusCode = response.message.statusCode ?? 0;
+        const reasonPhrase = response.message.reasonPhrase ?? "";
+        const hint = statusCode === 401 || statusCode === 403 || statusCode === 407
+          ? "check the SIP user and password"
+          : this.messageFor(statusCode);
+        this.events.registration("failed", `${statusCode} ${reasonPhrase}: ${hint}`);
+      },
+    };
+    this.registerer.register({ requestDelegate: delegate }).catch((error: unknown) => {
+      this.events.registration("failed", String(error));
+    });
+  }
+
+  private onDisconnect(error?: Error): void {
+    if (this.stopped) {
+      return;
+    }
+    // SIP.js calls this with an error only when the connection was lost, not closed by us.
+    this.events.registration("unregistered", "connection lost");
+    this.scheduleRetry(error ?? new Error("the WebSocket closed"));
+  }
+
+  private scheduleRetry(error: unknown): void {
+    if (this.stopped) {
+      return;
+    }
+    this.clearRetry();
+    const wait = this.backoff.next();
+    this.events.connection(
+      "reconnecting",
+      `${error instanceof Error ? error.message : String(error)}; attempt ${this.backoff.attempts} in ${(wait / 1000).toFixed(1)} s`,
+    );
+    this.retryTimer = window.setTimeout(() => this.retryNow(), wait);
+  }
+
+  private retryNow(): void {
+    if (this.stopped || this.ua.isConnected()) {
+      return;
+    }
+    this.clearRetry();
+    this.events.connection("connecting", this.config.server);
+    this.ua.reconnect().catch((error: unknown) => this.scheduleRetry(error));
+  }
+
+  private clearRetry(): void {
+    if (this.retryTimer !== null) {
+      window.clearTimeout(this.retryTimer);
+      this.retryTimer = null;
+    }
+  }
+
+  // --- calls ---------------------------------------------------------------------------------
+
+  /** Call `number` (digits as typed: a phone number, an extension or a service code like *43). */
+  call(number: string): void {
+    if (this.busy()) {
+      throw new Error("a call is already up");
+    }
+    const user = number.replace(/[^0-9*#+]/g, "").replace(/#/g, "%23");
+    if (user === "") {
+      throw new Error("type a number first");
+    }
+    const target = UserAgent.makeURI(`sip:${user}@${this.ua.configuration.uri.host}`);
+    if (target === undefined) {
+      throw new Error(`cannot call ${number}`);
+    }
+    const inviter = new Inviter(this.ua, target, {
+      sessionDescriptionHandlerOptions: { constraints: AUDIO_CONSTRAINTS },
+    });
+    this.track(inviter, "outbound", number);
+    inviter
+      .invite({
+        requestDelegate: {
+          onProgress: (response) => {
+            if (response.message.statusCode === 180 || response.message.statusCode === 183) {
+              this.update({ state: "ringing" });
+            }
+          },
+          onReject: (response) => this.failed(response.message.statusCode ?? 0, response.message.reasonPhrase ?? ""),
+        },
+      })
+      .catch((error: unknown) => this.update({ state: "ended", message: `Call failed: ${String(error)}` }));
+  }
+
+  private onInvite(invitation: Invitation): void {
+    if (this.busy()) {
+      // One call at a time: the gateway tries the agent's other phones or the ring group.
+      invitation.reject({ statusCode: 486 }).catch(() => undefined);
+      return;
+    }
+    const identity = invitation.remoteIdentity;
+    const party = identity.displayName ? `${identity.displayName} <${identity.uri.user ?? ""}>` : (identity.uri.user ?? "");
+    this.track(invitation, "inbound", party);
+    this.update({ state: "incoming" });
+    invitation.progress().catch(() => undefined);
+  }
+
+  accept(): void {
+    const session = this.session;
+    if (session === null || this.view?.state !== "incoming") {
+      throw new Error("no call is ringing");
+    }
+    (session as Invitation)
+      .accept({ sessionDescriptionHandlerOptions: { constraints: AUDIO_CONSTRAINTS } })
+      .catch((error: unknown) => this.update({ state: "ended", message: `Could not answer: ${String(error)}` }));
+  }
+
+  /** Decline a ringing call with 486 Busy Here: a 6xx would stop the gateway ringing colleagues. */
+  reject(): void {
+    const session = this.session;
+    if (session === null || this.view?.state !== "incoming") {
+      throw new Error("no call is ringing");
+    }
+    (session as Invitation).reject({ statusCode: 486 }).catch(() => undefined);
+    this.update({ state: "ended", message: "Call declined" });
+  }
+
+  hangup(): void {
+    const session = this.session;
+    if (session === null) {
+      return;
+    }
+    if (session.state === SessionState.Established) {
+      session.bye().catch(() => undefined);
+    } else if (session instanceof Inviter) {
+      session.cancel().catch(() => undefined);
+    } else {
+      (session as Invitation).reject({ statusCode: 486 }).catch(() => undefined);
+    }
+  }
+
+  /** Hold (a sendonly re-INVITE, RFC 3264 8.4) or resume the established call. */
+  async setHold(hold: boolean): Promise<void> {
+    const session = this.requireEstablished();
+    session.sessionDescriptionHandlerOptionsReInvite = { hold } as Web.SessionDescriptionHandlerOptions;
+    await new Promise<void>((resolve, reject) => {
+      session
+        .invite({
+          requestDelegate: {
+            onAccept: () => resolve(),
+            onReject: (response) => reject(new Error(`${response.message.statusCode} ${response.message.reasonPhrase}`)),
+          },
+        })
+        .catch(reject);
+    });
+    this.update({ state: hold ? "held" : "established" });
+  }
+
+  setMuted(muted: boolean): void {
+    const handler = this.requireEstablished().sessionDescriptionHandler as Web.SessionDescriptionHandler | undefined;
+    handler?.enableSenderTracks(!muted);
+    this.update({ muted });
+  }
+
+  /** One digit as SIP INFO (application/dtmf-relay), which the gateway plays as RFC 4733. */
+  sendDigit(digit: string): void {
+    if (!/^[0-9*#A-D]$/.test(digit)) {
+      throw new Error(`not a DTMF digit: ${digit}`);
+    }
+    this.requireEstablished()
+      .info({
+        requestOptions: {
+          body: {
+            contentDisposition: "render",
+            contentType: "application/dtmf-relay",
+            content: `Signal=${digit}\r\nDuration=160`,
+          },
+        },
+      })
+      .catch((error: unknown) => this.events.log("warn", `DTMF ${digit} not sent: ${String(error)}`));
+  }
+
+  private requireEstablished(): Session {
+    const session = this.session;
+    if (session === null || session.state !== SessionState.Established) {
+      throw new Error("no call is up");
+    }
+    return session;
+  }
+
+  private busy(): boolean {
+    return this.session !== null && this.session.state !== SessionState.Terminated;
+  }
+
+  private track(session: Session, direction: "outbound" | "inbound", party: string): void {
+    this.session = session;
+    this.view = {
+      state: direction === "outbound" ? "calling" : "incoming",
+      direction,
+      party,
+      answeredAt: null,
+      muted: false,
+      message: null,
+      sipStatus: null,
+      sipReason: null,
+    };
+    this.events.call({ ...this.view });
+    session.stateChange.addListener((state) => {
+      if (this.session !== session) {
+        return;
+      }
+      if (state === SessionState.Established) {
+        this.attachAudio(session);
+        this.update({ state: "established", answeredAt: Date.now() });
+      } else if (state === SessionState.Terminated) {
+        this.remoteAudio.srcObject = null;
+        if (this.view?.state !== "ended") {
+          this.update({ state: "ended", message: this.view?.answeredAt ? "Call ended" : "Call canceled" });
+        }
+      }
+    });
+  }
+
+  private failed(sipStatus: number, sipReason: string): void {
+    this.update({ state: "ended", sipStatus, sipReason, message: this.messageFor(sipStatus) });
+  }
+
+  private attachAudio(session: Session): void {
+    const handler = session.sessionDescriptionHandler as Web.SessionDescriptionHandler | undefined;
+    if (handler === undefined) {
+      return;
+    }
+    this.remoteAudio.srcObject = handler.remoteMediaStream;
+    this.remoteAudio.play().catch((error: unknown) => this.events.log("warn", `audio: ${String(error)}`));
+  }
+
+  private update(change: Partial<CallView>): void {
+    if (this.view === null) {
+      return;
+    }
+    this.view = { ...this.view, ...change };
+    this.events.call({ ...this.view });
+  }
+}
