@@ -93,6 +93,8 @@ class EndCause(StrEnum):
     AGENT_CONNECTION_LOST = "agent_connection_lost"
     SESSION_TIMER_EXPIRED = "session_timer_expired"
     TRANSFERRED = "transferred"
+    #: The transferring agent left and the transfer did not reach anyone.
+    TRANSFER_FAILED = "transfer_failed"
     SYSTEM_SHUTDOWN = "system_shutdown"
     INTERNAL_ERROR = "internal_error"
 
@@ -176,10 +178,19 @@ class TransferKind(StrEnum):
 
 
 class CallTransferredData(ContractModel):
+    """The call was handed over and the new party answered; the call (its ``call_id``, the customer's
+    leg and its recording) goes on with them."""
+
     status: Literal[CallStatus.TRANSFERRED] = CallStatus.TRANSFERRED
     kind: TransferKind
+    #: What the transferring party asked for: an extension, or a number as the dial plan normalized it.
     target: str
     new_call_id: Token | None = None
+    transferred_by: Party = Party.AGENT
+    #: The agent who transferred the call (the one whose leg sent REFER).
+    from_agent_id: Token | None = None
+    #: The agent who took the call (a transfer to an extension); None for a number.
+    to_agent_id: Token | None = None
 
 
 class CallDtmfData(ContractModel):

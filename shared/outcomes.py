@@ -90,6 +90,9 @@ _BY_CAUSE: dict[EndCause, Outcome] = {
         "Call ended: the other side stopped confirming it",
     ),
     EndCause.TRANSFERRED: Outcome(CallStatus.COMPLETED, EndCause.TRANSFERRED, "Call transferred"),
+    EndCause.TRANSFER_FAILED: Outcome(
+        CallStatus.COMPLETED, EndCause.TRANSFER_FAILED, "Call ended: the transfer reached nobody"
+    ),
     EndCause.SYSTEM_SHUTDOWN: Outcome(
         CallStatus.FAILED, EndCause.SYSTEM_SHUTDOWN, "Call ended: service restarting"
     ),

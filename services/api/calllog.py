@@ -91,7 +91,8 @@ def apply_call_event(call: Call, event: CallEvent) -> None:
             call.direction = data.direction.value
             call.from_number = data.from_number
             call.to_number = data.to_number
-            call.agent_id = data.agent_id
+            # A customer's call names no agent: the one who answered is its agent, whichever came first.
+            call.agent_id = data.agent_id or call.answered_by
             call.trunk_id = data.trunk_id
             call.parent_call_id = data.parent_call_id
             call.recorded = call.recorded or data.recorded

@@ -26,11 +26,14 @@ from shared.events import (
     CallResumedData,
     CallRinging,
     CallStatus,
+    CallTransferred,
+    CallTransferredData,
     Direction,
     EndCause,
     LegKind,
     LegQuality,
     Party,
+    TransferKind,
 )
 
 T0 = datetime(2026, 11, 25, 9, 0, tzinfo=UTC)
@@ -172,3 +175,58 @@ def test_an_answered_call_counts_as_answered_however_it_ended() -> None:
     )
     assert not was_answered(missed)
     assert missed.status == "no-answer"
+
+
+def transferred_call() -> list[CallEvent]:
+    """A customer's call answered by agent a100, who transferred it (RFC 3515) to extension 101."""
+    common: dict[str, Any] = {"tenant_id": "tnt_a", "call_id": "call-2"}
+    return [
+        CallCreated(
+            **common,
+            sequence=0,
+            occurred_at=at(0),
+            data=CallCreatedData(
+                direction=Direction.INBOUND, from_number="+995555123456", to_number="+995322000000"
+            ),
+        ),
+        CallRinging(**common, sequence=1, occurred_at=at(1)),
+        CallAnswered(**common, sequence=2, occurred_at=at(4), data=CallAnsweredData(answered_by="a100")),
+        CallTransferred(
+            **common,
+            sequence=3,
+            occurred_at=at(30),
+            data=CallTransferredData(
+                kind=TransferKind.BLIND, target="101", from_agent_id="a100", to_agent_id="a101"
+            ),
+        ),
+        CallHeld(**common, sequence=4, occurred_at=at(40), data=CallHeldData(held_by=Party.AGENT)),
+        CallEnded(
+            **common,
+            sequence=5,
+            occurred_at=at(90),
+            data=CallEndedData(
+                status=CallStatus.COMPLETED,
+                cause=EndCause.NORMAL_CLEARING,
+                ended_by=Party.CUSTOMER,
+                message="Call ended by the customer",
+                answered_at=at(4),
+                duration_s=90,
+                talk_time_s=86,
+            ),
+        ),
+    ]
+
+
+def test_a_transferred_call_reads_as_answered_transferred_then_completed_in_any_order() -> None:
+    events = transferred_call()
+    created, ringing, answered, transferred, held, _ended = events
+    assert fold([created, ringing, answered, transferred]).status == "transferred"
+    assert fold([created, answered, transferred, held]).status == "held"  # the new agent holds
+    assert fold([created, answered, held, transferred]).status == "held"  # a late transfer event
+    call = fold(events)
+    assert (call.status, call.transfer_target, call.transferred_to_call_id) == ("completed", "101", None)
+    assert (call.agent_id, call.answered_by, call.talk_time_s) == ("a100", "a100", 86)
+    assert was_answered(call)
+    expected = snapshot(call)
+    for order in itertools.permutations(events):
+        assert snapshot(fold(list(order))) == expected, [e.type for e in order]

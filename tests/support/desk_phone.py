@@ -20,6 +20,10 @@ class DeskPhone:
     tag: str = field(default_factory=new_tag)
     #: Every request the gateway sent, in order (retransmissions included).
     received: list[Request] = field(default_factory=list)
+    #: Requests that arrived while we waited for a response (already answered 200), for wait_request.
+    pending: list[Request] = field(default_factory=list)
+    #: Our CSeq in the dialogs of calls we answered (RFC 3261 12.2.1.1: the UAS starts its own).
+    cseq: int = 0
 
     @classmethod
     def registered(cls, server: tuple[str, int], user: str, domain: str, password: str) -> DeskPhone:
@@ -31,6 +35,10 @@ class DeskPhone:
     def wait_request(self, method: str) -> Request:
         """The next request of ``method``; other requests are answered 200 (a BYE after a CANCEL
         race, an OPTIONS), responses ignored."""
+        while self.pending:
+            queued = self.pending.pop(0)
+            if queued.method == method:
+                return queued
         while True:
             message = self.client.receive_message()
             if isinstance(message, Response):
@@ -50,6 +58,38 @@ class DeskPhone:
         tag = self.tag if status > 100 else None
         response = make_response(request, status, to_tag=tag, headers=tuple(headers), body=body)
         self.client.send(response.encode())
+
+    def in_dialog(
+        self, invite: Request, method: str, headers: tuple[str, ...] = (), body: bytes = b""
+    ) -> Response:
+        """A request of ours in the dialog of a call we answered (REFER, BYE): From is the INVITE's To
+        with our tag, To its From, sent to the gateway's Contact. Requests crossing it are answered
+        200 and kept for :meth:`wait_request`; returns our request's final response."""
+        self.cseq += 1
+        target = (invite.headers.get("Contact") or "").strip().strip("<>").split(">")[0]
+        to_value = invite.headers.get("To") or ""
+        lines = [
+            f"From: {to_value};tag={self.tag}",
+            f"To: {invite.headers.get('From')}",
+            f"Call-ID: {invite.call_id}",
+            f"CSeq: {self.cseq} {method}",
+            f"Contact: <sip:{self.user}@127.0.0.1:{self.client.port}>",
+            *headers,
+        ]
+        branch = f"z9hG4bK{secrets.token_hex(8)}"
+        via = f"Via: SIP/2.0/UDP 127.0.0.1:{self.client.port};branch={branch};rport"
+        text = "\r\n".join([f"{method} {target} SIP/2.0", via, "Max-Forwards: 70", *lines])
+        self.client.send(f"{text}\r\nContent-Length: {len(body)}\r\n\r\n".encode() + body)
+        while True:
+            message = self.client.receive_message()
+            if isinstance(message, Request):
+                self.received.append(message)
+                if message.method != "ACK":
+                    self.reply(message, 200)
+                    self.pending.append(message)
+                continue
+            if message.cseq.method == method and message.cseq.seq == self.cseq and message.status_code >= 200:
+                return message
 
     def close(self) -> None:
         self.client.close()

@@ -61,7 +61,16 @@ from shared.events import (
     Party,
     RecordingState,
 )
-from shared.media import CreateSession, RemoteDescription, SessionCreated, SessionKind
+from shared.media import (
+    CreateSession,
+    DiscardLegs,
+    Hold,
+    PrepareLeg,
+    RemoteDescription,
+    ReplaceLeg,
+    SessionCreated,
+    SessionKind,
+)
 from shared.outcomes import Outcome, for_cause, for_sip_status
 
 #: 3xx redirections followed before the call fails (loops between carriers end here).
@@ -153,6 +162,16 @@ class StopMedia:
 
 
 @dataclass(frozen=True, slots=True)
+class HandOverMedia:
+    """A transfer's step on the media session ``key`` (shared/media.py): hold a leg while the new
+    party rings, prepare its leg (our offer comes back as ``transfer_offer``), replace the old leg
+    with it once it answered, or discard what was prepared."""
+
+    request: Hold | PrepareLeg | ReplaceLeg | DiscardLegs
+    key: str = "main"
+
+
+@dataclass(frozen=True, slots=True)
 class StartTimer:
     """Call ``timer_fired(name, now)`` at ``at`` (the call never reads a clock)."""
 
@@ -173,6 +192,7 @@ Command = (
     | StartMedia
     | DescribeMedia
     | StopMedia
+    | HandOverMedia
     | StartTimer
     | Publish
 )
@@ -283,6 +303,11 @@ class Call:
 
     def held_by(self, party: Party) -> bool:
         return party in self._held_by
+
+    def transfer_refusal(self, from_caller: bool) -> tuple[int, str] | None:
+        """Why a REFER from one end (RFC 3515) cannot be carried out, as a status and a reason; None
+        when it can (calls that ring agents: b2bua/ringing.py)."""
+        return (501, "Transferring this kind of call is not supported")
 
     def hold_changed(self, party: Party, held: bool, now: float) -> list[Command]:
         """A re-INVITE put the call on hold or took it off (RFC 3264 8.4): the event, once per change."""
@@ -1000,6 +1025,7 @@ __all__ = [
     "Command",
     "DescribeMedia",
     "EchoCall",
+    "HandOverMedia",
     "LegAddress",
     "OutboundCall",
     "Phase",

@@ -22,6 +22,7 @@ from services.signaling.b2bua.call import (
     Command,
     DescribeMedia,
     EchoCall,
+    HandOverMedia,
     LegAddress,
     OutboundCall,
     Phase,
@@ -47,6 +48,7 @@ from services.signaling.b2bua.dialplan import (
 )
 from services.signaling.b2bua.dtmf_info import dtmf_from_info
 from services.signaling.b2bua.media_watch import WorkerWatch
+from services.signaling.b2bua.referral import ReferError, refer_target
 from services.signaling.b2bua.ringing import Caller, RingCall, RingTarget
 from services.signaling.b2bua.session_timer import MIN_SE_S
 from services.signaling.directory import AgentDirectory
@@ -78,13 +80,17 @@ from shared.logging import bind_call, get_logger
 from shared.media import (
     CloseSession,
     CreateSession,
+    DiscardLegs,
     Done,
     Hold,
+    LegMedia,
     LocalDescription,
     MediaEvent,
     MediaEventKind,
+    PrepareLeg,
     RecordingControl,
     RemoteDescription,
+    ReplaceLeg,
     SendDtmf,
     SessionClosed,
     SessionCreated,
@@ -113,6 +119,12 @@ class MediaClient(Protocol):
     async def dtmf(self, worker: str, session: str, digit: SendDtmf) -> None: ...
 
     async def hold(self, worker: str, session: str, hold: Hold) -> None: ...
+
+    async def prepare(self, worker: str, session: str, request: PrepareLeg) -> LocalDescription: ...
+
+    async def replace(self, worker: str, session: str, request: ReplaceLeg) -> None: ...
+
+    async def discard(self, worker: str, session: str, request: DiscardLegs) -> None: ...
 
     async def record(self, worker: str, session: str, control: RecordingControl) -> None: ...
 
@@ -143,6 +155,18 @@ class BusMedia:
     async def hold(self, worker: str, session: str, hold: Hold) -> None:
         subject = subjects.media_session(worker, session, "hold")
         await self.bus.request(subject, hold, Done, timeout=MEDIA_TIMEOUT_S)
+
+    async def prepare(self, worker: str, session: str, request: PrepareLeg) -> LocalDescription:
+        subject = subjects.media_session(worker, session, "prepare")
+        return await self.bus.request(subject, request, LocalDescription, timeout=MEDIA_TIMEOUT_S)
+
+    async def replace(self, worker: str, session: str, request: ReplaceLeg) -> None:
+        subject = subjects.media_session(worker, session, "replace")
+        await self.bus.request(subject, request, Done, timeout=MEDIA_TIMEOUT_S)
+
+    async def discard(self, worker: str, session: str, request: DiscardLegs) -> None:
+        subject = subjects.media_session(worker, session, "discard")
+        await self.bus.request(subject, request, Done, timeout=MEDIA_TIMEOUT_S)
 
     async def record(self, worker: str, session: str, control: RecordingControl) -> None:
         subject = subjects.media_session(worker, session, "record")
@@ -202,6 +226,7 @@ class Calls:
         stack.handle("ACK", self._on_ack)
         stack.handle("INFO", self._on_info)
         stack.handle("UPDATE", self._on_update)
+        stack.handle("REFER", self._on_refer)
         stack.on_stray_response(self._on_stray_response)
         stack.on_flow_closed(self._on_flow_closed)
 
@@ -392,16 +417,7 @@ class Calls:
             if counts.by_agent.get(agent.agent_id, 0) >= agent.max_concurrent_calls:
                 continue
             for binding in self.stack.bindings_of(agent, now):
-                targets.append(
-                    RingTarget(
-                        agent_id=agent.agent_id,
-                        extension=agent.extension,
-                        domain=agent.domain,
-                        contact=str(binding.contact.uri),
-                        address=self._address(binding.flow),
-                        webrtc=_webrtc(binding.flow),
-                    )
-                )
+                targets.append(self._ring_target(agent, str(binding.contact.uri), binding.flow))
                 flows.append(binding.flow)
         call = RingCall(
             call_id=call_id,
@@ -414,6 +430,16 @@ class Calls:
             record=self.tenants.records_calls(tenant_id, self.settings.record_calls),
         )
         self._begin(_Leg(call, flow, txn, branch_flows=flows), now)
+
+    def _ring_target(self, agent: AgentRecord, contact: str, flow: Flow) -> RingTarget:
+        return RingTarget(
+            agent_id=agent.agent_id,
+            extension=agent.extension,
+            domain=agent.domain,
+            contact=contact,
+            address=self._address(flow),
+            webrtc=_webrtc(flow),
+        )
 
     def _begin(self, leg: _Leg, now: float) -> None:
         call = leg.call
@@ -441,6 +467,10 @@ class Calls:
         side = leg.call.side(from_caller=request.call_id == leg.call.caller_invite.call_id)
         if side is None:
             self.stack.respond(txn, make_response(request, 491, "Request Pending"))
+            return None
+        if side.dialog.call_id != request.call_id:
+            # A leg the call no longer has (its agent transferred the call and got our BYE).
+            self.stack.respond(txn, make_response(request, 481, "Call/Transaction Does Not Exist"))
             return None
         try:
             side.dialog.accept_request(request)
@@ -540,6 +570,81 @@ class Calls:
             )
         self._execute(leg, leg.call.dtmf(side.media_leg, digit, duration, "sip-info"))
 
+    def _on_refer(self, txn: ServerTransaction | None, request: Request, flow: Flow, now: float) -> None:
+        """A blind transfer (RFC 3515): the agent on a call names a colleague's extension. Answered 202
+        and carried out by the call (b2bua/ringing.py), which reports by NOTIFY; refused at once with
+        a 4xx and its reason when it cannot be (outside a call, a bad Refer-To, one already running)."""
+        if txn is None:
+            return
+        if request.to.tag is None:
+            # RFC 3515 allows REFER outside a dialog; a helpdesk gateway transfers only calls.
+            self._respond(txn, request, 403, "REFER is accepted only within a call")
+            return
+        found = self._in_dialog(txn, request)
+        if found is None:
+            return
+        leg, _side = found
+        call = leg.call
+        refusal = call.transfer_refusal(from_caller=request.call_id == call.caller_invite.call_id)
+        if refusal is not None:
+            self._respond(txn, request, *refusal)
+            return
+        try:
+            target = refer_target(request)
+        except ReferError as exc:
+            self._respond(txn, request, exc.status, exc.reason)
+            return
+        assert isinstance(call, RingCall)
+        assert call.winner is not None
+        transferor = next(
+            (a for a in self.directory.agents() if a.agent_id == call.winner.target.agent_id), None
+        )
+        if transferor is None:
+            self._respond(txn, request, 403, "The transferring agent is no longer configured")
+            return
+        # The transfer is routed as the transferor's own call would be (toll-fraud rules, limits),
+        # with this call's slot counted as free: it moves, it does not add a call.
+        decision = route(
+            target.dialed,
+            transferor,
+            self.directory.agents(),
+            self.trunks.active(),
+            self._counts(without=call.call_id),
+            self._policy,
+        )
+        log.info(
+            "transfer asked", target=target.dialed, by=transferor.agent_id, route=type(decision).__name__
+        )
+        self._respond(txn, request, 202, "Accepted")
+        targets: list[RingTarget] = []
+        flows: list[Flow] = []
+        refusal = None
+        to_agent: str | None = None
+        if isinstance(decision, Refused):
+            refusal = (decision.sip_status, decision.reason)
+        elif isinstance(decision, ToService):
+            refusal = (403, f"{target.dialed} is a service line: it cannot take a transfer")
+        elif isinstance(decision, ToTrunk):
+            refusal = (501, "Transfer to an outside number is not supported yet")
+        else:
+            agent = decision.agent
+            to_agent = agent.agent_id
+            if self._counts().by_agent.get(agent.agent_id, 0) >= agent.max_concurrent_calls:
+                refusal = (486, f"extension {agent.extension} is busy")
+            else:
+                for binding in self.stack.bindings_of(agent, now):
+                    targets.append(self._ring_target(agent, str(binding.contact.uri), binding.flow))
+                    flows.append(binding.flow)
+                if not targets:
+                    refusal = (480, f"nobody is registered at extension {agent.extension}")
+        leg.branch_flows.extend(flows)
+        self._execute(
+            leg,
+            call.start_transfer(
+                request, target.dialed, tuple(targets), now, to_agent_id=to_agent, refusal=refusal
+            ),
+        )
+
     async def _play_digit(self, session: tuple[str, str], digit: SendDtmf) -> None:
         try:
             await self.media.dtmf(*session, digit)
@@ -573,6 +678,9 @@ class Calls:
         if leg is None:
             return
         from_caller = request.call_id == leg.call.caller_invite.call_id
+        side = leg.call.side(from_caller)
+        if side is not None and side.dialog.call_id != request.call_id:
+            return  # our BYE to a transferred agent crossed theirs: that leg is already gone
         self._execute(leg, leg.call.bye(from_caller=from_caller, now=now))
 
     def _on_cancel(self, txn: ServerTransaction | None, request: Request, flow: Flow, now: float) -> None:
@@ -747,6 +855,8 @@ class Calls:
                 self._spawn(self._describe_media(leg, command.description, command.key))
             elif isinstance(command, StopMedia):
                 self._spawn(self._stop_media(leg, command.reason, command.key))
+            elif isinstance(command, HandOverMedia):
+                self._spawn(self._hand_over(leg, command.request, command.key))
             elif isinstance(command, StartTimer):
                 self._start_timer(leg, command.name, command.at)
             elif isinstance(command, Publish):
@@ -830,6 +940,35 @@ class Calls:
             log.warning("media update failed", error=str(exc))
             self._execute(leg, leg.call.hang_up(EndCause.MEDIA_FAILURE, _now()))
 
+    async def _hand_over(
+        self, leg: _Leg, request: Hold | PrepareLeg | ReplaceLeg | DiscardLegs, key: str
+    ) -> None:
+        """A transfer's media step (b2bua/ringing.py); what fails is fed back to the call."""
+        call = leg.call
+        session = leg.sessions.get(key)
+        try:
+            if session is None:
+                raise BusError("the call has no media session")
+            if isinstance(request, Hold):
+                await self.media.hold(*session, request)
+            elif isinstance(request, PrepareLeg):
+                offer = await self.media.prepare(*session, request)
+                if isinstance(call, RingCall) and offer.sdp is not None:
+                    webrtc = request.media is LegMedia.WEBRTC
+                    self._execute(leg, call.transfer_offer(webrtc, offer.sdp, _now()))
+            elif isinstance(request, ReplaceLeg):
+                await self.media.replace(*session, request)
+            else:
+                await self.media.discard(*session, request)
+        except BusError as exc:
+            log.warning("transfer media step failed", step=type(request).__name__, error=str(exc))
+            if isinstance(request, PrepareLeg) and isinstance(call, RingCall):
+                webrtc = request.media is LegMedia.WEBRTC
+                self._execute(leg, call.transfer_media_failed(webrtc, str(exc), _now()))
+            elif isinstance(request, ReplaceLeg):
+                # The new party answered but cannot be heard: nothing good is left of the call.
+                self._execute(leg, call.hang_up(EndCause.MEDIA_FAILURE, _now()))
+
     async def _stop_media(self, leg: _Leg, reason: str, key: str) -> None:
         session = leg.sessions.pop(key, None)
         if session is None:
@@ -857,12 +996,14 @@ class Calls:
             self._by_dialog.pop(dialog, None)
         self._by_invite.pop(id(leg.caller_txn), None)
 
-    def _counts(self) -> CallCounts:
+    def _counts(self, without: str | None = None) -> CallCounts:
         by_trunk: dict[str, int] = {}
         by_agent: dict[str, int] = {}
         by_tenant: dict[str, int] = {}
         for leg in self._calls.values():
             call = leg.call
+            if call.call_id == without:
+                continue
             if call.trunk_id is not None:
                 by_trunk[call.trunk_id] = by_trunk.get(call.trunk_id, 0) + 1
             for agent_id in call.agent_ids:

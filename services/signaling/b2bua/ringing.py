@@ -11,6 +11,14 @@ answers the caller 480 at once; nobody answering within the ring timeout is a no
 Media: the caller's offer goes to a worker, which answers it and makes our offer for the agents.
 A browser needs a WebRTC offer and a desk phone a plain RTP one, so a call that rings both asks for
 one session of each kind (``key``) and releases the loser's when someone answers.
+
+Blind transfer (RFC 3515): the agent who answered sends REFER naming a colleague's extension. We
+answer 202, NOTIFY ``100 Trying``, hold both legs in the worker (the customer hears silence) and ring
+every contact of the new agent like the first time, with an offer for a new leg the worker prepared
+while the customer's leg stays where it is. The first to answer takes the transferor's place in the
+media session and in this call (it becomes the ``winner``); the transferor gets ``NOTIFY 200`` and
+BYE. If nobody answers (busy, declined, nobody registered, the ring timeout), the transferor gets the
+failure as a sipfrag and the customer back; if the transferor already hung up, the call ends.
 """
 
 from __future__ import annotations
@@ -24,6 +32,7 @@ from services.signaling.b2bua.call import (
     Call,
     Command,
     DescribeMedia,
+    HandOverMedia,
     LegAddress,
     Phase,
     Publish,
@@ -36,7 +45,8 @@ from services.signaling.b2bua.call import (
     cancel_for,
     sdp_text,
 )
-from services.signaling.sip.dialog import Dialog, DialogError
+from services.signaling.b2bua.referral import notify
+from services.signaling.sip.dialog import Dialog, DialogError, DialogState
 from services.signaling.sip.errors import SipParseError
 from services.signaling.sip.message import Request, Response, make_response, new_tag
 from services.signaling.sip.transaction import new_branch
@@ -48,18 +58,41 @@ from shared.events import (
     CallRinging,
     CallRingingData,
     CallStatus,
+    CallTransferred,
+    CallTransferredData,
     Direction,
     EndCause,
     LegKind,
     Party,
+    TransferKind,
 )
-from shared.media import CreateSession, RemoteDescription, SessionCreated, SessionKind
+from shared.media import (
+    CreateSession,
+    DiscardLegs,
+    Hold,
+    LegMedia,
+    PrepareLeg,
+    RemoteDescription,
+    ReplaceLeg,
+    SessionCreated,
+    SessionKind,
+)
 from shared.outcomes import Outcome, for_cause, for_sip_status
 
 SDP = "application/sdp"
 #: RFC 3326 2 with the text SIP.js and desk phones show as "answered elsewhere" (not a missed call).
 COMPLETED_ELSEWHERE = 'SIP;cause=200;text="Call completed elsewhere"'
 RING_TIMER = "ring"
+TRANSFER_TIMER = "transfer"
+#: What the transferor reads in the sipfrag when the new party's phones all failed (RFC 3261 21).
+_PHRASES = {
+    408: "Request Timeout",
+    480: "Temporarily Unavailable",
+    486: "Busy Here",
+    487: "Request Terminated",
+    503: "Service Unavailable",
+    603: "Decline",
+}
 DEFAULT_RING_TIMEOUT_S = 30.0
 
 
@@ -116,6 +149,8 @@ class Branch:
     cancel_pending: bool = False
     tag: str = field(default_factory=new_tag)
     sip_call_id: str = field(default_factory=lambda: new_tag() + new_tag())
+    #: A branch ringing the new party of a transfer (its ``key`` is the session it joins).
+    transfer: bool = False
 
     @property
     def open(self) -> bool:
@@ -143,6 +178,25 @@ def _key(target: RingTarget) -> str:
     return "webrtc" if target.webrtc else "rtp"
 
 
+@dataclass(slots=True)
+class Transfer:
+    """A blind transfer under way (RFC 3515): who asked, in which REFER, for what, and the legs."""
+
+    by: Branch
+    refer: Request
+    #: What the Refer-To named (the extension).
+    target: str
+    to_agent_id: str | None
+    #: The transferor's leg of the media session (the new party takes it) and the other one.
+    leg: LegKind
+    other_leg: LegKind
+    key: str
+    #: The transferor hung up while the new party rang: a failure then ends the call.
+    transferor_gone: bool = False
+    #: When the new party has rung long enough (a timer of an earlier transfer is not this one's).
+    deadline: float = 0.0
+
+
 @dataclass(kw_only=True)
 class RingCall(Call):
     caller: Caller
@@ -157,6 +211,7 @@ class RingCall(Call):
     #: Media sessions by key, while they are ours.
     sessions: dict[str, SessionCreated] = field(default_factory=dict)
     winner: Branch | None = None
+    transfer: Transfer | None = None
     _ringing_published: bool = False
 
     def __post_init__(self) -> None:
@@ -195,7 +250,7 @@ class RingCall(Call):
         winner = self.winner
         if self.phase is not Phase.CONNECTED or winner is None:
             return None
-        _, caller_leg, callee_leg = media_plan(self.caller.webrtc, winner.key == "webrtc")
+        _, caller_leg, callee_leg = media_plan(self.caller.webrtc, winner.target.webrtc)
         if from_caller:
             if self.caller_dialog is None:
                 return None
@@ -260,7 +315,7 @@ class RingCall(Call):
             self.phase = Phase.DIALING
         commands: list[Command] = []
         for branch in self.branches:
-            if branch.key == key and branch.state is BranchState.WAITING:
+            if branch.key == key and branch.state is BranchState.WAITING and not branch.transfer:
                 branch.invite = self._branch_invite(branch, ours_for_callee.encode())
                 branch.state = BranchState.CALLING
                 commands.append(SendToBranch(branch.index, branch.invite))
@@ -293,6 +348,11 @@ class RingCall(Call):
     def branch_failed(self, index: int, *, timed_out: bool, now: float) -> list[Command]:
         """The branch's INVITE transaction ended without a final response (Timer B, a closed flow)."""
         branch = self.branches[index]
+        transfer = self.transfer
+        if transfer is not None and branch is transfer.by:
+            # The transferor's connection went while the new party rings: it had left anyway.
+            transfer.transferor_gone = True
+            return []
         if branch.state is BranchState.ANSWERED:
             return self.hang_up(EndCause.AGENT_CONNECTION_LOST, now) if branch is self.winner else []
         if not branch.open and branch.state is not BranchState.CANCELLING:
@@ -308,6 +368,12 @@ class RingCall(Call):
         return self.branch_response(branch.index, response, now)
 
     def timer_fired(self, name: str, now: float) -> list[Command]:
+        if name == TRANSFER_TIMER:
+            transfer = self.transfer
+            if transfer is None or self.phase is not Phase.CONNECTED or now < transfer.deadline - 0.001:
+                return []
+            # RFC 3261 9.1: the new party's phones are cancelled; the transferor reads why.
+            return self._transfer_failed(408, "No answer", now)
         if name != RING_TIMER or self.phase in (Phase.CONNECTED, Phase.ENDED):
             return []
         commands = self._cancel_open_branches(None)
@@ -324,7 +390,17 @@ class RingCall(Call):
     def bye(self, from_caller: bool, now: float) -> list[Command]:
         if self.phase is not Phase.CONNECTED or self.winner is None:
             return []
+        transfer = self.transfer
+        if transfer is not None and not from_caller:
+            # The transferor leaves once it asked (what a blind transfer is): the call waits for the
+            # new party. Its dialog is over: no NOTIFY can reach it any more (RFC 3515 2.4.7).
+            transfer.transferor_gone = True
+            if self.winner.dialog is not None:
+                self.winner.dialog.terminate()
+            return []
         commands: list[Command] = []
+        if transfer is not None:
+            commands.extend(self._abandon_transfer(487, "Request Terminated"))
         if from_caller:
             dialog, address = self.winner.dialog, self.winner.target.address
             if dialog is not None:
@@ -345,12 +421,195 @@ class RingCall(Call):
             status = {EndCause.MEDIA_FAILURE: 480, EndCause.CANCELED: 487}.get(cause, 500)
             return commands + self._fail(outcome, status, None, now, ended_by=by)
         commands = self._bye_caller()
+        if self.transfer is not None:
+            commands.extend(self._abandon_transfer(487, "Request Terminated"))
         winner = self.winner
-        if winner.dialog is not None:
+        if winner.dialog is not None and winner.dialog.state is not DialogState.TERMINATED:
             address = winner.target.address
             bye = winner.dialog.request("BYE", via_host=address.via_host, transport=address.transport)
             commands.append(SendToBranch(winner.index, bye))
         return commands + self._end(outcome, by, now)
+
+    # --- blind transfer (RFC 3515) -------------------------------------------------------------
+
+    def transfer_refusal(self, from_caller: bool) -> tuple[int, str] | None:
+        if self.phase is not Phase.CONNECTED or self.winner is None:
+            return (491, "The call is not answered yet")
+        if from_caller:
+            # The customer's carrier (or the agent who called a colleague) hands nothing over here.
+            return (403, "Only the agent who answered can transfer this call")
+        if self.transfer is not None:
+            return (491, "A transfer of this call is already in progress")
+        return None
+
+    def start_transfer(
+        self,
+        refer: Request,
+        target: str,
+        targets: tuple[RingTarget, ...],
+        now: float,
+        *,
+        to_agent_id: str | None = None,
+        refusal: tuple[int, str] | None = None,
+    ) -> list[Command]:
+        """The REFER from the agent who answered was accepted (202): ring ``targets`` (every contact
+        of the new agent that has room), or report ``refusal`` (the dial plan's status and reason)."""
+        winner = self.winner
+        assert winner is not None
+        assert self.transfer is None
+        _, caller_leg, callee_leg = media_plan(self.caller.webrtc, winner.target.webrtc)
+        self.transfer = Transfer(
+            by=winner,
+            refer=refer,
+            target=target,
+            to_agent_id=to_agent_id,
+            leg=callee_leg,
+            other_leg=caller_leg,
+            key=winner.key,
+        )
+        # RFC 3515 2.4.4: the first NOTIFY goes at once.
+        commands = self._notify_transferor(100, "Trying")
+        if refusal is not None or not targets:
+            status, reason = refusal or (480, "Temporarily Unavailable")
+            commands += self._notify_transferor(status, reason)
+            self.transfer = None
+            return commands
+        start = len(self.branches)
+        for offset, ring in enumerate(targets):
+            self.branches.append(Branch(start + offset, ring, winner.key, transfer=True))
+        # Nobody hears anybody while the new party rings (the transferor is leaving; the customer
+        # waits in silence rather than hearing what the transferor says to someone else).
+        commands += [
+            HandOverMedia(Hold(leg=callee_leg, held=True), winner.key),
+            HandOverMedia(Hold(leg=caller_leg, held=True), winner.key),
+        ]
+        for webrtc in dict.fromkeys(ring.webrtc for ring in targets):
+            media = LegMedia.WEBRTC if webrtc else LegMedia.RTP
+            commands.append(HandOverMedia(PrepareLeg(leg=callee_leg, media=media), winner.key))
+        self.transfer.deadline = now + self.ring_timeout_s
+        commands.append(StartTimer(TRANSFER_TIMER, self.transfer.deadline))
+        return commands
+
+    def transfer_offer(self, webrtc: bool, sdp: str, now: float) -> list[Command]:
+        """The worker prepared the new party's leg: ring the contacts that speak its media."""
+        if self.transfer is None or self.phase is not Phase.CONNECTED:
+            return []
+        commands: list[Command] = []
+        for branch in self.branches:
+            if branch.transfer and branch.state is BranchState.WAITING and branch.target.webrtc == webrtc:
+                branch.invite = self._branch_invite(branch, sdp.encode())
+                branch.state = BranchState.CALLING
+                commands.append(SendToBranch(branch.index, branch.invite))
+        return commands
+
+    def transfer_media_failed(self, webrtc: bool, reason: str, now: float) -> list[Command]:
+        """The worker could not prepare a leg: the contacts that needed it cannot be rung."""
+        if self.transfer is None or self.phase is not Phase.CONNECTED:
+            return []
+        for branch in self.branches:
+            if branch.transfer and branch.state is BranchState.WAITING and branch.target.webrtc == webrtc:
+                branch.state = BranchState.DONE
+                branch.final_status = 503
+        return self._after_branch_ended(now)
+
+    def _transfer_answered(self, branch: Branch, response: Response, now: float) -> list[Command]:
+        """The new party answered: it takes the transferor's place in the media and in the call."""
+        invite = branch.invite
+        transfer = self.transfer
+        old = self.winner
+        assert invite is not None
+        address = branch.target.address
+        try:
+            dialog = Dialog.as_uac(invite, response, address.contact)
+        except (DialogError, SipParseError):
+            branch.state = BranchState.DONE
+            branch.final_status = 502
+            return self._after_branch_ended(now)
+        ack = SendToBranch(branch.index, dialog.ack(via_host=address.via_host, transport=address.transport))
+        if transfer is None or old is None or self.phase is not Phase.CONNECTED or not response.body:
+            # Another contact answered first, the transfer is over, or an answer without SDP to our
+            # offer (RFC 3264 5): acknowledge and release (RFC 3261 15).
+            branch.state = BranchState.DONE
+            branch.final_status = 488 if not response.body else None
+            bye = dialog.request("BYE", via_host=address.via_host, transport=address.transport)
+            commands: list[Command] = [ack, SendToBranch(branch.index, bye)]
+            return commands + (self._after_branch_ended(now) if transfer is not None else [])
+        branch.state = BranchState.ANSWERED
+        branch.dialog = dialog
+        media = LegMedia.WEBRTC if branch.target.webrtc else LegMedia.RTP
+        replace = ReplaceLeg(leg=transfer.leg, media=media, answer=sdp_text(response))
+        commands = [ack, HandOverMedia(replace, transfer.key)]
+        commands.extend(self._cancel_open_branches(COMPLETED_ELSEWHERE))
+        # RFC 3515 2.4.5: the final NOTIFY, then the transferor's leg ends (RFC 5589 6.1).
+        commands.extend(self._notify_transferor(200, "OK"))
+        if not transfer.transferor_gone and old.dialog is not None:
+            old_address = old.target.address
+            bye = old.dialog.request("BYE", via_host=old_address.via_host, transport=old_address.transport)
+            commands.append(SendToBranch(old.index, bye))
+            old.dialog.terminate()
+        old.state = BranchState.DONE
+        self.winner = branch
+        self.transfer = None
+        self._held_by.clear()
+        data = CallTransferredData(
+            kind=TransferKind.BLIND,
+            target=transfer.target,
+            transferred_by=Party.AGENT,
+            from_agent_id=old.target.agent_id,
+            to_agent_id=branch.target.agent_id,
+        )
+        commands.append(Publish(CallTransferred(**self._envelope(), data=data)))
+        return commands
+
+    def _transfer_failed(self, status: int, reason: str, now: float) -> list[Command]:
+        """Nobody took the transfer: the customer goes back to the transferor, or the call ends."""
+        transfer = self.transfer
+        assert transfer is not None
+        commands = self._abandon_transfer(status, reason)
+        if not transfer.transferor_gone:
+            # The transferor hears the customer again (and the reason, on a phone that shows it).
+            return [
+                *commands,
+                HandOverMedia(Hold(leg=transfer.leg, held=False), transfer.key),
+                HandOverMedia(Hold(leg=transfer.other_leg, held=False), transfer.key),
+            ]
+        commands.extend(self._bye_caller())
+        outcome = Outcome(
+            CallStatus.COMPLETED,
+            EndCause.TRANSFER_FAILED,
+            f"Call ended: the transfer to {transfer.target} failed ({status} {reason})",
+        )
+        return commands + self._end(outcome, Party.SYSTEM, now, sip_status=status, sip_reason=reason)
+
+    def _abandon_transfer(self, status: int, reason: str) -> list[Command]:
+        """Stop ringing the new party, release its prepared legs, tell the transferor why."""
+        transfer = self.transfer
+        assert transfer is not None
+        commands = self._notify_transferor(status, reason)
+        self.transfer = None
+        commands.extend(self._cancel_open_branches(None))
+        commands.append(HandOverMedia(DiscardLegs(leg=transfer.leg), transfer.key))
+        return commands
+
+    def _notify_transferor(self, status: int, reason: str) -> list[Command]:
+        """A NOTIFY in the transferor's dialog, while it lasts; a final status ends the subscription."""
+        current = self.transfer
+        if current is None or current.transferor_gone:
+            return []
+        branch = current.by
+        dialog = branch.dialog
+        if dialog is None or dialog.state is DialogState.TERMINATED:
+            return []
+        address = branch.target.address
+        request = notify(
+            dialog,
+            current.refer,
+            status,
+            reason,
+            via_host=address.via_host,
+            transport=address.transport,
+        )
+        return [SendToBranch(branch.index, request)]
 
     # --- steps ---------------------------------------------------------------------------------
 
@@ -388,6 +647,8 @@ class RingCall(Call):
                     branch.index, branch.dialog.ack(via_host=address.via_host, transport=address.transport)
                 )
             ]
+        if branch.transfer:
+            return self._transfer_answered(branch, response, now)
         try:
             dialog = Dialog.as_uac(invite, response, address.contact)
         except (DialogError, SipParseError):
@@ -414,7 +675,7 @@ class RingCall(Call):
         branch.dialog = dialog
         self.winner = branch
         self.media_session, self.media_worker = session.session_id, session.worker_id
-        _, caller_leg, callee_leg = media_plan(self.caller.webrtc, branch.key == "webrtc")
+        _, caller_leg, callee_leg = media_plan(self.caller.webrtc, branch.target.webrtc)
         commands: list[Command] = [ack]
         if response.body:
             answer = RemoteDescription(leg=callee_leg, sdp=sdp_text(response), type="answer")
@@ -437,6 +698,13 @@ class RingCall(Call):
 
     def _after_branch_ended(self, now: float) -> list[Command]:
         """A branch failed: when none is left, the caller gets the best of their answers."""
+        transfer = self.transfer
+        if transfer is not None and self.phase is Phase.CONNECTED:
+            ringing = [b for b in self.branches if b.transfer]
+            if any(b.open for b in ringing):
+                return []
+            status = _best_failure([b.final_status or 480 for b in ringing])
+            return self._transfer_failed(status, _PHRASES.get(status, "Temporarily Unavailable"), now)
         if self.phase in (Phase.CONNECTED, Phase.ENDED) or any(b.open for b in self.branches):
             return []
         status = _best_failure([b.final_status or 480 for b in self.branches])
@@ -541,10 +809,12 @@ def _best_failure(statuses: list[int]) -> int:
 
 __all__ = [
     "COMPLETED_ELSEWHERE",
+    "TRANSFER_TIMER",
     "Branch",
     "BranchState",
     "Caller",
     "RingCall",
     "RingTarget",
+    "Transfer",
     "media_plan",
 ]
