@@ -253,6 +253,16 @@ class RecordingLease(ContractModel):
     )
 
 
+class RecorderJob(ContractModel):
+    """Value of a scheduled job's entry in KV ``recorder_jobs`` (``retention``): which recorder runs
+    it until when, and when it last ran (Unix seconds), so one recorder at a time runs it."""
+
+    owner: Token | None = Field(default=None, description="Instance id of the recorder running it now")
+    expires_at: float = Field(default=0.0, ge=0, description="After this a runner that died is replaced")
+    last_run_at: float | None = Field(default=None, description="When the last run finished")
+    runs: int = Field(default=0, ge=0, description="Runs finished so far")
+
+
 class DeleteRecording(ContractModel):
     """Ask the recorders (``recordings.command.delete``, queue group ``recorder``) to delete a stored
     recording with its metadata and compressed copy: a customer's erasure request, a legal order."""
@@ -279,6 +289,7 @@ __all__ = [
     "Frame",
     "MalformedChunk",
     "PauseMark",
+    "RecorderJob",
     "RecordingDeletion",
     "RecordingLease",
     "decode",

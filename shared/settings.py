@@ -235,6 +235,11 @@ class RecorderSettings(CommonSettings):
     compressed_format: Literal["opus", "none"] = Field(
         "opus", description="A compressed copy made after the call: `opus` (Ogg) or `none`"
     )
+    retention_interval_s: float = Field(
+        3600.0,
+        gt=0,
+        description="How often one of the recorders deletes recordings past their tenant's retention (s)",
+    )
 
 
 class ApiSettings(CommonSettings):

@@ -36,6 +36,7 @@ import random
 import shutil
 import time
 import uuid
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -50,6 +51,7 @@ from pydantic import ValidationError
 
 from services.recorder.call_recording import RATE, CallRecording, UnsupportedCodec
 from services.recorder.leases import LeaseBook, LeaseLost
+from services.recorder.retention import Listing, RetentionJob, expired, group_keys, listing_for
 from services.recorder.storage import Storage, StorageError, object_key, storage_for
 from shared import subjects
 from shared.bus import Rejected
@@ -70,6 +72,7 @@ from shared.events import (
 )
 from shared.logging import get_logger
 from shared.recording import DeleteRecording, MalformedChunk, RecordingDeletion, RecordingLease
+from shared.records import TenantRecord
 from shared.service import ServiceContext, StartFailed
 from shared.settings import RecorderSettings
 
@@ -126,8 +129,20 @@ class Active:
 
 
 class RecorderService:
-    def __init__(self, settings: RecorderSettings, *, storage: Storage | None = None) -> None:
+    def __init__(
+        self,
+        settings: RecorderSettings,
+        *,
+        storage: Storage | None = None,
+        listing: Listing | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.settings = settings
+        #: Wall clock of the retention schedule (tests pass a virtual one).
+        self.clock = clock
+        #: Each tenant's ``retention_days`` (KV ``tenants``); a tenant not here keeps its recordings.
+        self.retention: dict[str, int] = {}
+        self._listing = listing
         self.active: dict[str, Active] = {}
         self.storage = storage or storage_for(settings)
         self.spool = settings.recordings_dir / _SPOOL
@@ -166,6 +181,8 @@ class RecorderService:
         self._spawn(self._renew_loop(), "recorder-renewals")
         self._spawn(self._checkpoint_loop(), "recorder-checkpoints")
         self._spawn(self._discover_loop(), "recorder-discovery")
+        await ctx.bus.watch_bucket(subjects.TENANTS_KV, self._tenant_changed)
+        self._spawn(self._retention_loop(), "recorder-retention")
         await ctx.bus.nc.subscribe(subjects.call_events(), cb=self._on_call_event)
         await ctx.bus.serve(
             subjects.recording_command("delete"), DeleteRecording, self._delete, queue=subjects.RECORDER_QUEUE
@@ -188,6 +205,8 @@ class RecorderService:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         await self.storage.close()
+        if self._listing is not None:
+            await self._listing.close()
         if self._encoder is not None:
             self._encoder.shutdown(wait=False, cancel_futures=True)
 
@@ -596,27 +615,93 @@ class RecorderService:
                 "bad_location", f"{request.location} is not this tenant's recording {request.recording_id}"
             )
         stem = key.removesuffix(".wav")
-        deleted = []
-        for candidate in (f"{stem}.wav", f"{stem}.json", f"{stem}.ogg"):
-            try:
-                if await self.storage.delete(candidate):
-                    deleted.append(candidate)
-            except StorageError as exc:
-                raise Rejected("storage", str(exc)) from exc
+        try:
+            deleted = await self._remove(
+                request.tenant_id,
+                request.call_id,
+                request.recording_id,
+                [f"{stem}.wav", f"{stem}.json", f"{stem}.ogg"],
+                request.reason,
+            )
+        except StorageError as exc:
+            raise Rejected("storage", str(exc)) from exc
+        return RecordingDeletion(deleted=deleted)
+
+    async def _remove(
+        self, tenant_id: str, call_id: str, recording_id: str, keys: list[str], reason: str
+    ) -> list[str]:
+        """Delete ``keys`` (what is already gone is skipped) and publish ``recording.deleted``."""
+        deleted = [key for key in keys if await self.storage.delete(key)]
         await self._publish(
             RecordingDeleted(
-                id=_event_id(request.recording_id, "deleted"),
-                tenant_id=request.tenant_id,
-                call_id=request.call_id,
+                id=_event_id(recording_id, "deleted"),
+                tenant_id=tenant_id,
+                call_id=call_id,
                 sequence=3,
                 source=self._source(),
-                data=RecordingDeletedData(
-                    recording_id=request.recording_id, locations=deleted, reason=request.reason
-                ),
+                data=RecordingDeletedData(recording_id=recording_id, locations=deleted, reason=reason),
             )
         )
-        log.info("recording_deleted", call=request.call_id, objects=len(deleted), reason=request.reason)
-        return RecordingDeletion(deleted=deleted)
+        log.info("recording_deleted", call=call_id, objects=len(deleted), reason=reason)
+        return deleted
+
+    # -- retention
+
+    def _tenant_changed(self, key: str, value: bytes | None) -> None:
+        record = None
+        if value is not None:
+            try:
+                record = TenantRecord.model_validate_json(value)
+            except ValidationError:
+                log.error("tenant_record_unreadable", key=key)
+                return
+        if record is None or record.recording_retention_days is None:
+            self.retention.pop(key, None)
+        else:
+            self.retention[record.tenant_id] = record.recording_retention_days
+
+    async def _retention_loop(self) -> None:
+        """Look every so often whether the retention sweep is due; one recorder of all runs it."""
+        assert self._ctx is not None
+        settings = self.settings
+        if self._listing is None:
+            self._listing = listing_for(settings)
+        job = RetentionJob(
+            self._ctx.bus,
+            subjects.token(settings.instance_id),
+            settings.retention_interval_s,
+            clock=self.clock,
+        )
+        period = min(60.0, max(0.05, settings.retention_interval_s / 4))
+        while True:
+            await asyncio.sleep(period)
+            try:
+                claimed = await job.claim()
+                if claimed is None:
+                    continue
+                revision, runs = claimed
+                deleted = await self._sweep(self._listing)
+                await job.finish(revision, runs + 1)
+                if deleted:
+                    log.info("retention_sweep", deleted=deleted)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                # The job's lease runs out and the next due check (here or elsewhere) tries again.
+                log.warning("retention_sweep_failed", error=str(exc) or type(exc).__name__)
+
+    async def _sweep(self, listing: Listing) -> int:
+        """Delete every recording past its tenant's retention; how many."""
+        now = self.clock()
+        deleted = 0
+        for tenant_id, days in sorted(self.retention.items()):
+            for stored in group_keys(await listing.keys(f"{tenant_id}/")):
+                if stored.tenant_id == tenant_id and expired(stored.day, days, now):
+                    await self._remove(
+                        tenant_id, stored.call_id, stored.recording_id, sorted(stored.keys), "retention"
+                    )
+                    deleted += 1
+        return deleted
 
     # -- finishing
 

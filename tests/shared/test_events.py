@@ -29,6 +29,8 @@ from shared.events import (
     CallHeldData,
     CallQuality,
     CallQualityData,
+    CallRecordingChanged,
+    CallRecordingData,
     CallResumed,
     CallResumedData,
     CallRinging,
@@ -52,6 +54,7 @@ from shared.events import (
     RecordingFailedData,
     RecordingStarted,
     RecordingStartedData,
+    RecordingState,
     TransferKind,
     TrunkRegistration,
     TrunkRegistrationData,
@@ -90,6 +93,9 @@ def one_of_each() -> list[EventEnvelope]:
         CallAnswered(**CALL, sequence=3),
         CallHeld(**CALL, sequence=4, data=CallHeldData(held_by=Party.AGENT)),
         CallResumed(**CALL, sequence=5, data=CallResumedData(resumed_by=Party.AGENT)),
+        CallRecordingChanged(
+            **CALL, sequence=5, data=CallRecordingData(state=RecordingState.PAUSED, changed_by=Party.API)
+        ),
         CallDtmf(
             **CALL,
             sequence=6,
