@@ -44,6 +44,8 @@ from tests.support.sipp import Sipp, require_sipp
 pytestmark = [pytest.mark.needs_chromium, pytest.mark.needs_sipp, pytest.mark.needs_nats, pytest.mark.slow]
 
 TONE_HZ = 440
+#: Where the run inside the namespace writes the screenshots (set by the run outside it).
+SCREENSHOTS_ENV = "ECHODESK_TEST_SCREENSHOTS"
 
 #: WebAudio FFT of the page's remote audio (the <audio> element the softphone plays the call into).
 ANALYSE_REMOTE_AUDIO = """async (seconds) => {
@@ -174,14 +176,19 @@ async def whole_stack(tmp_path: Path) -> AsyncIterator[Stack]:
         reader.join(5)
 
 
-async def test_web_ui_softphone_trunks_and_call_log(request: pytest.FixtureRequest, tmp_path: Path) -> None:
+async def test_web_ui_softphone_trunks_and_call_log(
+    request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     if not isolated():
+        # The screenshots go to this (outer) run's tmp_path, which outlives the namespace's run.
+        shots = tmp_path / "screenshots"
+        monkeypatch.setenv(SCREENSHOTS_ENV, str(shots))
         await asyncio.to_thread(rerun_isolated, request.node.nodeid, 420)
+        print(f"screenshots of each page: {shots}")
         return
     require_sipp()
-    shots = tmp_path / "screenshots"
-    shots.mkdir()
-    print(f"screenshots: {shots}")
+    shots = Path(os.environ.get(SCREENSHOTS_ENV) or tmp_path / "screenshots")
+    shots.mkdir(parents=True, exist_ok=True)
     tone = write_tone(tmp_path / "tone-440.wav", TONE_HZ)
     carrier = Sipp("carrier_registrar_uas", tmp_path, injection=[["trunk1", "s3cret"]], calls=20, timeout=300)
     await carrier.start_async()
@@ -201,10 +208,12 @@ async def test_web_ui_softphone_trunks_and_call_log(request: pytest.FixtureReque
     finally:
         await carrier.stop_async()
     assert sorted(p.name for p in shots.iterdir()) == [
+        "calls-recording.png",
         "calls.png",
         "sign-in.png",
         "softphone-call-failed.png",
         "softphone-in-call.png",
+        "softphone-incoming.png",
         "softphone-reconnecting.png",
         "softphone.png",
         "status.png",
@@ -213,27 +222,33 @@ async def test_web_ui_softphone_trunks_and_call_log(request: pytest.FixtureReque
     ]
 
 
-async def sign_in(page: Page, stack: Stack, shots: Path) -> None:
+async def sign_in(page: Page, stack: Stack, shots: Path | None = None) -> None:
     await page.goto(f"{stack.api_url}/")
-    # A wrong key is refused in words and the form stays.
-    await page.fill("#api-key", "edk_not-a-key")
-    await page.click("#sign-in-form button[type=submit]")
-    await expect(page.locator("#api-key-error")).to_contain_text("invalid API key")
-    await page.screenshot(path=shots / "sign-in.png", full_page=True)
+    if shots is not None:
+        # A wrong key is refused in words and the form stays.
+        await page.fill("#api-key", "edk_not-a-key")
+        await page.click("#sign-in-form button[type=submit]")
+        await expect(page.locator("#api-key-error")).to_contain_text("invalid API key")
+        await page.screenshot(path=shots / "sign-in.png", full_page=True)
     await page.fill("#api-key", stack.credentials["api_key"])
     await page.click("#sign-in-form button[type=submit]")
     await expect(page.locator("#setup")).to_be_visible()
 
 
-async def softphone(page: Page, stack: Stack, shots: Path) -> None:
+async def register(page: Page, stack: Stack, extension: str, *, debug: bool = False) -> None:
     agent = await page.eval_on_selector(
-        "#agent", "s => [...s.options].find(o => o.text.startsWith('100')).value"
+        "#agent", "(s, ext) => [...s.options].find(o => o.text.startsWith(ext)).value", extension
     )
     await page.select_option("#agent", agent)
-    await page.fill("#sip-password", stack.credentials["agent 100"])
-    await page.check("#debug")
+    await page.fill("#sip-password", stack.credentials[f"agent {extension}"])
+    if debug:
+        await page.check("#debug")
     await page.click("#register")
     await expect(page.locator("#registration-state")).to_have_attribute("data-state", "registered")
+
+
+async def softphone(page: Page, stack: Stack, shots: Path) -> None:
+    await register(page, stack, "100", debug=True)
     await expect(page.locator("#connection-state")).to_have_attribute("data-state", "connected")
     # RFC 5626: the REGISTER names this browser's instance and flow, so a reconnect is the same phone.
     log = page.locator("#log")
@@ -275,6 +290,30 @@ async def softphone(page: Page, stack: Stack, shots: Path) -> None:
     await page.click("#hangup")
     await expect(page.locator("#call-state")).to_have_attribute("data-state", "ended")
     await expect(page.locator("#call-message")).to_have_text("Call ended")
+
+    # Agent 101 in a second tab: rings when 100 dials it, rejects once, then accepts.
+    colleague = await page.context.new_page()
+    await sign_in(colleague, stack)
+    await register(colleague, stack, "101")
+    await page.fill("#number", "101")
+    await page.click("#call")
+    await expect(colleague.locator("#call-state")).to_have_attribute("data-state", "incoming")
+    await expect(colleague.locator("#accept")).to_be_visible()
+    await colleague.click("#reject")
+    await expect(page.locator("#call-state")).to_have_attribute("data-state", "ended")
+    status = int(await page.get_attribute("#call-sip", "data-status") or 0)
+    await expect(page.locator("#call-message")).to_have_text(for_sip_status(status).message)
+    await page.click("#call")
+    await expect(colleague.locator("#call-state")).to_have_attribute("data-state", "incoming")
+    await colleague.screenshot(path=shots / "softphone-incoming.png", full_page=True)
+    await colleague.click("#accept")
+    await expect(colleague.locator("#call-state")).to_have_attribute("data-state", "established")
+    await expect(page.locator("#call-state")).to_have_attribute("data-state", "established")
+    heard = await colleague.evaluate(ANALYSE_REMOTE_AUDIO, 1.5)
+    assert heard == pytest.approx(TONE_HZ, abs=15), heard
+    await page.click("#hangup")
+    await expect(colleague.locator("#call-state")).to_have_attribute("data-state", "ended")
+    await colleague.close()
 
     # The WebSocket drops (signaling dies; the supervisor starts it again): the page backs off,
     # reconnects and registers again without anybody touching it.
@@ -321,3 +360,26 @@ async def call_log(page: Page, shots: Path) -> None:
     assert types[0] == "call.created", types
     assert "call.answered" in types, types
     await page.screenshot(path=shots / "calls.png", full_page=True)
+
+    # The call between the agents was recorded: once the recorder has finished, its detail plays it
+    # through a signed link (no API key in the <audio> element's request).
+    answered = page.locator("#calls tbody tr.row").filter(has_text="101").filter(has_text="completed")
+    await expect(answered).to_have_count(1)
+    audio = page.locator("#recordings li[data-status=completed] audio")
+    for _ in range(60):
+        await answered.click()
+        await expect(page.locator("#detail-facts")).to_contain_text("101")
+        if await audio.count() == 1:
+            break
+        await asyncio.sleep(1)
+    await expect(audio).to_have_count(1)
+    assert "/v1/signed/" in (await audio.get_attribute("src") or "")
+    duration = await audio.evaluate(
+        """a => new Promise((resolve, reject) => {
+            if (a.readyState >= 1) return resolve(a.duration);
+            a.addEventListener("loadedmetadata", () => resolve(a.duration));
+            a.addEventListener("error", () => reject(new Error(`audio error ${a.error?.code}`)));
+        })"""
+    )
+    assert duration > 1.0, duration
+    await page.screenshot(path=shots / "calls-recording.png", full_page=True)

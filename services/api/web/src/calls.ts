@@ -49,6 +49,7 @@ interface Recording {
   paused_s: number | null;
   failure_reason: string | null;
   deletion_reason: string | null;
+  compressed: { format: string } | null;
 }
 
 interface CallDetail extends Call {
@@ -207,14 +208,35 @@ function qualityChart(legs: LegQuality[]): Node {
   return el("div", {}, chart, table);
 }
 
-function recordings(items: Recording[]): Node {
+/**
+ * A player for a finished recording: the api signs a short-lived link (/audio-url), which an
+ * <audio> element can fetch without the API key, with HTTP Range for seeking.
+ */
+async function player(recording: Recording): Promise<Node> {
+  const format = recording.compressed !== null ? "ogg" : "wav";
+  const link = await api<{ path: string; expires_at: string }>(
+    `/v1/recordings/${encodeURIComponent(recording.id)}/audio-url?format=${format}`,
+  );
+  const audio = el("audio", { controls: "", preload: "metadata", src: link.path, "data-recording-id": recording.id });
+  const download = el("a", { href: link.path, download: `${recording.id}.${format}` }, `Download (${format})`);
+  return el("div", { class: "player" }, audio, " ", download);
+}
+
+async function recordings(items: Recording[]): Promise<Node> {
   if (items.length === 0) {
     return el("p", { class: "hint" }, "Not recorded.");
   }
+  const players = await Promise.all(
+    items.map((r) =>
+      r.status === "completed"
+        ? player(r).catch((error: unknown) => el("p", { class: "error" }, `No audio: ${String(error)}`))
+        : Promise.resolve(null),
+    ),
+  );
   return el(
     "ul",
-    {},
-    ...items.map((r) => {
+    { class: "recordings" },
+    ...items.map((r, index) => {
       const parts = [
         r.status,
         r.format ?? "",
@@ -225,7 +247,12 @@ function recordings(items: Recording[]): Node {
         r.failure_reason ?? "",
         r.deletion_reason ? `deleted: ${r.deletion_reason}` : "",
       ].filter(Boolean);
-      return el("li", { "data-recording-id": r.id }, `${r.id}: ${parts.join(", ")}`);
+      const item = el("li", { "data-recording-id": r.id, "data-status": r.status }, `${r.id}: ${parts.join(", ")}`);
+      const audio = players[index];
+      if (audio !== null && audio !== undefined) {
+        item.append(audio);
+      }
+      return item;
     }),
   );
 }
@@ -236,14 +263,14 @@ async function showCall(id: string): Promise<void> {
   byId("detail-id").textContent = call.id;
   byId("detail-facts").replaceChildren(...facts(call));
   byId("quality").replaceChildren(qualityChart(call.quality.legs));
-  byId("recordings").replaceChildren(recordings(call.recordings));
+  byId("recordings").replaceChildren(await recordings(call.recordings));
   const start = new Date(call.started_at).getTime();
   byId("timeline").replaceChildren(
     ...call.timeline.map((entry) => {
       const offset = (new Date(entry.occurred_at).getTime() - start) / 1000;
       const data = Object.entries(entry.data)
         .filter(([, v]) => v !== null && typeof v !== "object")
-        .map(([k, v]) => `${k}=${String(v)}`)
+        .map(([k, v]) => `${k}=${typeof v === "number" && !Number.isInteger(v) ? Number(v.toFixed(3)) : String(v)}`)
         .join(" ");
       return el(
         "li",

@@ -124,7 +124,7 @@ export class Phone {
     });
     this.registerer.stateChange.addListener((state) => {
       if (state === RegistererState.Registered) {
-        this.events.registration("registered", this.registerer.contacts.join(", "));
+        this.events.registration("registered", "");
       } else if (state === RegistererState.Unregistered || state === RegistererState.Terminated) {
         this.events.registration("unregistered", "");
       }
@@ -160,7 +160,7 @@ export class Phone {
     const delegate = {
       // After a reconnect the registerer may still think itself Registered (SIP.js keeps its
       // state over a lost WebSocket), so the 2xx changes no state: report it from here.
-      onAccept: (): void => this.events.registration("registered", this.registerer.contacts.join(", ")),
+      onAccept: (): void => this.events.registration("registered", ""),
       onReject: (response: { message: { statusCode?: number; reasonPhrase?: string } }): void => {
         const statusCode = response.message.statusCode ?? 0;
         const reasonPhrase = response.message.reasonPhrase ?? "";

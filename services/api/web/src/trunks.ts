@@ -145,7 +145,12 @@ function fill(trunk: Trunk | null): void {
 
 async function list(): Promise<void> {
   const trunks = await api<Trunk[]>("/v1/trunks");
-  byId<HTMLTableElement>("trunks").tBodies[0]?.replaceChildren(
+  const body = byId<HTMLTableElement>("trunks").tBodies[0];
+  if (trunks.length === 0) {
+    body?.replaceChildren(el("tr", {}, el("td", { colspan: "6", class: "hint" }, "No trunk yet: calls can reach only agents and the test numbers.")));
+    return;
+  }
+  body?.replaceChildren(
     ...trunks.map((trunk) => {
       const makeDefault = el("button", { type: "button" }, "Make default");
       makeDefault.hidden = trunk.is_default;
