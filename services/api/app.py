@@ -12,6 +12,7 @@ from services.api.instances import InstanceDirectory
 from services.api.publishing import ConfigPublisher
 from services.api.routers import (
     agents,
+    call_control,
     call_recording,
     calls,
     events,
@@ -73,6 +74,7 @@ def create_app(
         outcomes,
         calls,
         call_recording,
+        call_control,
         recordings,
         recording_audio,
         webhook_routes,

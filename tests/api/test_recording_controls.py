@@ -154,13 +154,17 @@ async def test_the_api_pauses_resumes_and_stops_a_calls_recording(
     assert bad.status_code == 422
     assert bad.json()["detail"][0]["field"] == "action"
     assert (await acme.client.post("/v1/calls/c!1/recording", json={"action": "pause"})).status_code == 422
-    # No such call, another tenant's call, a call that ended: 404, and signaling is not asked.
+    # No such call, another tenant's call: 404; a call that ended: 409; signaling is not asked.
     asked.clear()
     other = await commanding_api.tenant("Other", "other.example")
     await _publish_call(bus, acme.tenant_id, "c2", ended=True)
-    for client, call_id in ((acme.client, "nope"), (other.client, "c1"), (acme.client, "c2")):
-        missing = await client.post(f"/v1/calls/{call_id}/recording", json={"action": "pause"})
-        assert missing.status_code == 404, missing.text
+    for client, call_id, code in (
+        (acme.client, "nope", 404),
+        (other.client, "c1", 404),
+        (acme.client, "c2", 409),
+    ):
+        refused = await client.post(f"/v1/calls/{call_id}/recording", json={"action": "pause"})
+        assert refused.status_code == code, refused.text
     assert asked == []
 
 
