@@ -589,6 +589,8 @@ class Bridge:
         for handle in leg.handles:
             handle.cancel()
         leg.media.on_rtp = None
+        if isinstance(leg.relay, TranscodingRelay):
+            leg.relay.close()
         if isinstance(leg.media, RtpLeg):
             leg.media.close()
         else:

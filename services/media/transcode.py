@@ -7,10 +7,12 @@ a target in the other family:
 
 - Opus -> G.711: libopus decodes at 8 kHz mono (no resampling: RFC 6716 section 4.3), the samples
   are encoded to mu-law or A-law by one table lookup and leave as 20 ms packets (RFC 3551 section
-  4.5.14's default). A lost Opus packet (a gap in sequence numbers) is rebuilt from the next
-  packet's in-band FEC when it carries some and by the decoder's concealment otherwise (RFC 6716
-  sections 4.2.5 and 4.4), so the carrier hears a continuous stream; a late or duplicated packet
-  (behind the last one decoded) is dropped, since its time has been played already.
+  4.5.14's default). After a gap in sequence numbers the packets that came wait up to a packet's
+  time for the missing one (reordering: the jitter buffer of this path, which delays nothing
+  else); a packet still missing then is rebuilt from the next packet's in-band FEC when it carries
+  some and by the decoder's concealment otherwise (RFC 6716 sections 4.2.5 and 4.4), so the
+  carrier hears a continuous stream. A packet behind the last one played is dropped: its time has
+  passed.
 - G.711 -> Opus: a table lookup decodes, libopus (complexity 5, VoIP mode, in-band FEC when the
   browser asks for it) encodes
   20 ms frames fed at 8 kHz mono; RTP timestamps run at 48 kHz whatever the input rate (RFC 7587
@@ -25,9 +27,10 @@ are counted here (one input packet can make several output packets), then
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable
-from typing import Final
+from typing import Final, Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -49,6 +52,21 @@ MAX_CONCEALED: Final = 5
 #: libopus's complexity for our encoder: 5 of 10 is the usual VoIP trade of CPU against quality.
 COMPLEXITY: Final = 5
 _MASK: Final = 0xFFFFFFFF
+#: How long packets after a gap in the browser's Opus wait for the missing one before it is
+#: concealed: one packet's time. Only a gap delays anything (the jitter buffer of this path).
+REORDER_WAIT: Final = 0.02
+
+
+class Cancellable(Protocol):
+    def cancel(self) -> None: ...
+
+
+#: ``schedule(delay, callback)``: the event loop's ``call_later``, or a virtual clock's in tests.
+Schedule = Callable[[float, Callable[[], None]], Cancellable]
+
+
+def _call_later(delay: float, callback: Callable[[], None]) -> Cancellable:
+    return asyncio.get_running_loop().call_later(delay, callback)
 
 
 def is_opus(codec: Codec) -> bool:
@@ -109,8 +127,11 @@ class TranscodingRelay(Relay):
         "_last_source",
         "_next_timestamp",
         "_out_sequence",
+        "_schedule",
         "_timeline",
         "_to_law",
+        "_wait_timer",
+        "_waiting",
         "recorded_codec",
     )
 
@@ -122,8 +143,13 @@ class TranscodingRelay(Relay):
         *,
         stats: ReceptionStats | None = None,
         clock: Callable[[], float] = time.monotonic,
+        schedule: Schedule | None = None,
     ) -> None:
         super().__init__(audio, event, on_digit, stats=stats, clock=clock)
+        self._schedule: Schedule = schedule if schedule is not None else _call_later
+        #: Packets after a gap, by sequence number, waiting for the missing one (at most a packet's time).
+        self._waiting: dict[int, tuple[int, int, bytes, float]] = {}
+        self._wait_timer: Cancellable | None = None
         self._decoder: OpusDecoder | None = None
         self._encoder: OpusEncoder | None = None
         self._to_law: npt.NDArray[np.uint8] | None = None
@@ -224,19 +250,70 @@ class TranscodingRelay(Relay):
         payload: bytes,
         now: float,
     ) -> None:
-        decoder = self._decoder
-        assert decoder is not None
         last = self._last_sequence
         gap = 1 if last is None else (sequence - last) & 0xFFFF
-        if gap == 0 or gap >= 0x8000:
+        if gap == 0 or gap >= 0x8000 or sequence in self._waiting:
             self.counters.not_relayed += 1  # late or duplicated: its time has passed
             return
+        if 1 < gap <= MAX_CONCEALED + 1:
+            # A gap: the missing packet may only be late (reordered on the browser's path), so this
+            # one waits for it a packet's time before the gap is concealed.
+            self._waiting[sequence] = (marker, timestamp, payload, now)
+            if self._wait_timer is None:
+                self._wait_timer = self._schedule(REORDER_WAIT, self._give_up)
+            return
+        if gap > 1:
+            # An outage, not loss: what waited is played, then the stream goes on from here.
+            self._give_up()
+        self._play(target, marker, sequence, timestamp, source, payload, now, 0)
+        self._drain(target, source)
+
+    def _drain(self, target: Target | None, source: int) -> None:
+        """Play the waiting packets that now follow on without a gap."""
+        waiting = self._waiting
+        while waiting and self._last_sequence is not None:
+            following = (self._last_sequence + 1) & 0xFFFF
+            held = waiting.pop(following, None)
+            if held is None:
+                return
+            marker, timestamp, payload, now = held
+            self._play(target, marker, following, timestamp, source, payload, now, 0)
+        if not waiting and self._wait_timer is not None:
+            self._wait_timer.cancel()
+            self._wait_timer = None
+
+    def _give_up(self) -> None:
+        """The wait is over: the gaps before the waiting packets are concealed and they are played."""
+        self._wait_timer = None
+        target, source = self._target, self._last_source
+        waiting = self._waiting
+        while waiting:
+            last = self._last_sequence if self._last_sequence is not None else 0
+            sequence = min(waiting, key=lambda waited: (waited - last) & 0xFFFF)
+            marker, timestamp, payload, now = waiting.pop(sequence)
+            lost = ((sequence - last) & 0xFFFF) - 1
+            self._play(target, marker, sequence, timestamp, source or 0, payload, now, lost)
+            self._drain(target, source or 0)
+
+    def _play(
+        self,
+        target: Target | None,
+        marker: int,
+        sequence: int,
+        timestamp: int,
+        source: int,
+        payload: bytes,
+        now: float,
+        lost: int,
+    ) -> None:
+        """Decode one packet (and conceal the ``lost`` before it) and send it as 20 ms of G.711."""
+        decoder = self._decoder
+        assert decoder is not None
         self._last_sequence = sequence
         pcm: list[bytes] = []
         concealed = 0
         try:
-            if 1 < gap <= MAX_CONCEALED + 1:
-                lost = gap - 1
+            if 0 < lost <= MAX_CONCEALED:
                 for _ in range(lost - 1):
                     pcm.append(decoder.conceal(self._frame_samples))
                 pcm.append(decoder.conceal(self._frame_samples, payload))
@@ -307,8 +384,17 @@ class TranscodingRelay(Relay):
 
     # -- helpers
 
+    def close(self) -> None:
+        """The bridge is closing: nothing waits any longer."""
+        if self._wait_timer is not None:
+            self._wait_timer.cancel()
+            self._wait_timer = None
+        self._waiting.clear()
+
     def _restart(self, source: int) -> None:
         """A new source (SSRC) on this leg: its numbering and timing start afresh."""
+        if self._waiting:
+            self._give_up()  # the old source's last packets, before the new one's
         self._last_source = source
         self._last_sequence = None
         self._next_timestamp = None
@@ -326,4 +412,13 @@ class TranscodingRelay(Relay):
         self._send_numbered(target, second, timestamp, source, payload)
 
 
-__all__ = ["COMPLEXITY", "FRAME", "MAX_CONCEALED", "TranscodingRelay", "is_opus", "transcodes"]
+__all__ = [
+    "COMPLEXITY",
+    "FRAME",
+    "MAX_CONCEALED",
+    "REORDER_WAIT",
+    "Schedule",
+    "TranscodingRelay",
+    "is_opus",
+    "transcodes",
+]

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import struct
+from collections.abc import Callable
 
 import numpy as np
 import pytest
@@ -17,7 +18,7 @@ from services.media.opus import OpusDecoder, OpusEncoder
 from services.media.ports import PortRange
 from services.media.relay import Relay, Target
 from services.media.rtp import OutboundStream
-from services.media.transcode import TranscodingRelay, transcodes
+from services.media.transcode import REORDER_WAIT, TranscodingRelay, transcodes
 from services.media.webrtc import Address, DtlsCertificate, WebRtcMux, WebRtcSession
 from shared.bus import Rejected
 from shared.events import LegKind
@@ -62,6 +63,35 @@ def capture(audio: Codec, event: Codec | None) -> tuple[Target, list[bytes]]:
     return Target(send, OutboundStream(audio.clock_rate), audio, event), sent
 
 
+class Timer:
+    def __init__(self, callback: Callable[[], None]) -> None:
+        self.callback = callback
+        self.cancelled = False
+
+    def cancel(self) -> None:
+        self.cancelled = True
+
+
+class Timers:
+    """A virtual clock's timers for the relay's reordering wait, fired when the test lets time pass."""
+
+    def __init__(self) -> None:
+        self.pending: list[Timer] = []
+
+    def schedule(self, delay: float, callback: Callable[[], None]) -> Timer:
+        assert delay == REORDER_WAIT
+        timer = Timer(callback)
+        self.pending.append(timer)
+        return timer
+
+    def fire(self) -> int:
+        due, self.pending = self.pending, []
+        live = [timer for timer in due if not timer.cancelled]
+        for timer in live:
+            timer.callback()
+        return len(live)
+
+
 def test_only_opus_against_g711_transcodes() -> None:
     assert transcodes(OPUS, PCMU)
     assert transcodes(PCMA, OPUS)
@@ -76,14 +106,19 @@ def test_only_opus_against_g711_transcodes() -> None:
 
 def test_opus_to_pcmu_is_a_clean_20_ms_stream_with_losses_concealed() -> None:
     encoder = OpusEncoder(8000)
-    relay = TranscodingRelay(OPUS, OPUS_EVENT, lambda digit: None)
+    timers = Timers()
+    relay = TranscodingRelay(OPUS, OPUS_EVENT, lambda digit: None, schedule=timers.schedule)
     target, sent = capture(PCMU, EVENT)
     relay.connect(target)
     lost = {20, 40, 41, 42}
+    waits = 0
     for index in range(100):
         packet = encoder.encode(pcm(440, index * 160, 160))
         if index not in lost:
             relay.receive(rtp(111, 5000 + index, 7_000_000 + index * 960, packet))
+        waits += timers.fire()  # 20 ms pass before the next packet
+    # The packet after each gap waited a packet's time for the missing ones, then they were concealed.
+    assert waits == 2
     # Every 20 ms of the 100 reached the carrier: three gaps were filled by FEC and concealment.
     assert len(sent) == 100
     assert relay.counters.relayed == 100
@@ -105,6 +140,30 @@ def test_opus_to_pcmu_is_a_clean_20_ms_stream_with_losses_concealed() -> None:
     # A corrupt Opus packet is counted, and the stream goes on.
     relay.receive(rtp(111, 5000 + 100, 7_000_000 + 100 * 960, b"\xff\xff\xff"))
     assert relay.counters.malformed == 1
+
+
+def test_reordered_opus_is_played_in_order_and_nothing_is_concealed() -> None:
+    encoder = OpusEncoder(8000)
+    timers = Timers()
+    relay = TranscodingRelay(OPUS, None, lambda digit: None, schedule=timers.schedule)
+    target, sent = capture(PCMU, None)
+    relay.connect(target)
+    packets = [encoder.encode(pcm(440, index * 160, 160)) for index in range(30)]
+    order = [*range(10), 11, 10, 12, 14, 15, 13, *range(16, 30)]
+    for index in order:
+        relay.receive(rtp(111, 100 + index, index * 960, packets[index]))
+    assert len(sent) == 30
+    assert relay.counters.not_relayed == 0  # none dropped as late
+    assert timers.pending
+    assert all(timer.cancelled for timer in timers.pending)  # the missing packets came in time
+    assert timers.fire() == 0
+    # Each packet was decoded in its turn: what the carrier hears is what a decoder fed in order makes.
+    decoder = OpusDecoder(8000)
+    expected = b"".join(decoder.decode(packet) for packet in packets)
+    codes = encoding_table("PCMU")[np.frombuffer(expected, np.uint16)].tobytes()
+    assert b"".join(packet[12:] for packet in sent) == codes
+    timestamps = [fields(packet)[2] for packet in sent]
+    assert all((b - a) & 0xFFFFFFFF == 160 for a, b in itertools.pairwise(timestamps))
 
 
 def test_opus_with_a_timestamp_wrap_keeps_pcmu_continuous() -> None:
