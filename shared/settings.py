@@ -156,6 +156,15 @@ class SignalingSettings(CommonSettings):
     ring_timeout_s: float = Field(
         30.0, gt=0, le=600, description="How long agents ring for an inbound or internal call (s)"
     )
+    agent_reconnect_grace_s: float = Field(
+        30.0,
+        ge=0,
+        le=600,
+        description=(
+            "How long a call waits for an agent whose connection dropped to register again (same "
+            "RFC 5626 instance) while its audio goes on; then it ends as agent_connection_lost (0: at once)"
+        ),
+    )
 
 
 class MediaSettings(CommonSettings):

@@ -145,7 +145,8 @@ class SipStack:
         self._requests: dict[tuple[str, int], Any] = {}
         self._handlers: dict[str, RequestHandler] = {}
         self._stray: StrayResponseHandler | None = None
-        self._flow_handlers: list[Callable[[Flow], None]] = []
+        self._flow_handlers: list[Callable[[Flow, list[Binding]], None]] = []
+        self._binding_handlers: list[Callable[[Binding, Binding | None], None]] = []
         self._methods: tuple[str, ...] = METHODS
         self._capabilities_headers: tuple[tuple[str, str], ...] = CAPABILITIES
         self.server_header = f"EchoDesk-Voice/{package_version()}"
@@ -203,13 +204,20 @@ class SipStack:
         self._run(self.transactions.receive_request(message, _response_flow(message, flow), now), now)
 
     def flow_closed(self, flow: Flow) -> None:
-        self._bindings_gone(self.registrar.flow_closed(flow))
+        gone = self.registrar.flow_closed(flow)
+        self._bindings_gone(gone)
         for handler in self._flow_handlers:
-            handler(flow)
+            handler(flow, gone)
 
-    def on_flow_closed(self, handler: Callable[[Flow], None]) -> None:
-        """Be told when a connection closes (the calls on it must end, not leak)."""
+    def on_flow_closed(self, handler: Callable[[Flow, list[Binding]], None]) -> None:
+        """Be told when a connection closes, with the registrations it carried (the calls on it
+        must end or wait for the agent to come back, never leak)."""
         self._flow_handlers.append(handler)
+
+    def on_binding_added(self, handler: Callable[[Binding, Binding | None], None]) -> None:
+        """Be told of every new registration, with the one of the same RFC 5626 instance it
+        replaced (an agent back on a new connection while the old one is not known closed yet)."""
+        self._binding_handlers.append(handler)
 
     # --- extension points (calls) ---------------------------------------------------------------
 
@@ -430,6 +438,10 @@ class SipStack:
         self._respond(txn, request, 200, headers=tuple(headers))
         if outcome.added or outcome.removed:
             self._presence(aor, agent, outcome.bindings)
+        for binding in outcome.added:
+            replaced = next((old for old in outcome.removed if old.key == binding.key), None)
+            for handler in self._binding_handlers:
+                handler(binding, replaced)
 
     def _challenge(
         self,

@@ -157,6 +157,8 @@ class Harness {
   private incoming: Invitation[] = [];
   private entries: LogEntry[] = [];
   private seq = 0;
+  /** What start() was given: reconnect() registers again with it. */
+  private options: AgentOptions | null = null;
 
   /** Create the user agent and open its WebSocket; a second call with the agent up does nothing. */
   async start(options: AgentOptions): Promise<HarnessState> {
@@ -201,6 +203,7 @@ class Harness {
       },
     };
     const ua = new UserAgent(uaOptions);
+    this.options = options;
     this.tap(ua.transport);
     ua.stateChange.addListener((state) => this.record("state", `userAgent ${state}`));
     ua.transport.stateChange.addListener((state) => this.record("state", `transport ${state}`));
@@ -267,6 +270,25 @@ class Harness {
         })
         .catch((error: unknown) => finish(() => reject(error)));
     });
+  }
+
+  /**
+   * Drop the WebSocket as a failing network would, leaving the call (its media is not on the
+   * socket) and the registerer as they are: what a café's Wi-Fi does to a softphone.
+   */
+  async disconnect(): Promise<HarnessState> {
+    await this.requireAgent().transport.disconnect();
+    return this.state();
+  }
+
+  /** Open a new WebSocket and REGISTER again over it: what the softphone does after a drop. */
+  async reconnect(): Promise<RegistrationResult> {
+    const options = this.options;
+    if (options === null) {
+      throw new Error("not started: call register() first");
+    }
+    await this.requireAgent().reconnect();
+    return this.register(options);
   }
 
   /** REGISTER with expires 0 for our Contact; resolves with the registerer's state after the answer. */

@@ -299,6 +299,15 @@ class BrowserAgent:
         value = await self._call("register", options)
         return Registration(state=str(value["state"]), contacts=tuple(str(c) for c in value["contacts"]))
 
+    async def disconnect(self) -> AgentState:
+        """Drop the WebSocket as a failing network would; the call and the registerer stay."""
+        return _state(await self._call("disconnect"))
+
+    async def reconnect(self) -> Registration:
+        """Open a new WebSocket and register again over it, with the options of ``register``."""
+        value = await self._call("reconnect")
+        return Registration(state=str(value["state"]), contacts=tuple(str(c) for c in value["contacts"]))
+
     async def invite(self, target: str, *, extra_headers: Sequence[str] = ()) -> Call:
         """INVITE ``target`` (a SIP URI, or a user in the AOR's domain) with the microphone's audio;
         waits until the call is established and raises :class:`AgentError` with the final status

@@ -48,10 +48,12 @@ from services.signaling.b2bua.dialplan import (
 )
 from services.signaling.b2bua.dtmf_info import dtmf_from_info
 from services.signaling.b2bua.media_watch import WorkerWatch
+from services.signaling.b2bua.reconnect import Reconnections, Slot
 from services.signaling.b2bua.referral import ReferError, refer_target
 from services.signaling.b2bua.ringing import Caller, RingCall, RingTarget
 from services.signaling.b2bua.session_timer import MIN_SE_S
 from services.signaling.directory import AgentDirectory
+from services.signaling.registrar import Binding
 from services.signaling.sip.dialog import DialogError
 from services.signaling.sip.message import Request, Response, make_response
 from services.signaling.sip.transaction import ClientTransaction, ServerTransaction, TransactionStateError
@@ -229,6 +231,13 @@ class Calls:
         stack.handle("REFER", self._on_refer)
         stack.on_stray_response(self._on_stray_response)
         stack.on_flow_closed(self._on_flow_closed)
+        stack.on_binding_added(self._on_binding_added)
+        #: Agents' ends of connected calls whose connection dropped (services/signaling/b2bua/reconnect.py).
+        self.reconnections = Reconnections(settings.agent_reconnect_grace_s)
+        self._reconnect_timer: asyncio.TimerHandle | None = None
+        #: BYEs for agents whose grace ran out, by (AOR, instance), sent when they register again
+        #: (until the deadline beside each): their browser still shows a call that ended.
+        self._undelivered: dict[tuple[str, str], list[tuple[Request, float]]] = {}
 
     @property
     def active(self) -> int:
@@ -705,22 +714,97 @@ class Calls:
                 self._execute(leg, leg.call.stray_response(response, now))
                 return
 
-    def _on_flow_closed(self, flow: Flow) -> None:
-        """A connection closed: calls whose caller it carried end on both legs, and an agent rung
-        over it stops being rung (a grace period for a reconnecting browser comes with the
-        calls-that-survive work)."""
+    def _on_flow_closed(self, flow: Flow, gone: list[Binding]) -> None:
+        """A connection closed. A connected call whose agent it carried waits for the agent to
+        register again (its audio does not use the connection); other calls whose caller it carried
+        end on both legs, and an agent rung over it stops being rung."""
         now = _now()
+        agent = next((binding for binding in gone if binding.instance is not None), None)
         for leg in list(self._calls.values()):
             call = leg.call
-            if leg.caller_flow == flow:
+            slot = _slot_of(leg, flow)
+            if slot is _NOT_ON_IT:
+                continue
+            if agent is not None and self._agent_end(leg, slot):
+                away = self.reconnections.lost(call.call_id, slot, agent.aor, agent.instance, now)
+                if away is not None:
+                    log.info("agent connection lost, waiting", call=call.call_id, grace_s=away.deadline - now)
+                    self._arm_reconnections()
+                    continue
+            if slot is None:
                 if call.phase is Phase.CONNECTED:
                     self._execute(leg, call.hang_up(EndCause.AGENT_CONNECTION_LOST, now))
                 else:
                     self._execute(leg, call.caller_cancelled(now))
             elif isinstance(call, RingCall):
-                for index, branch_flow in enumerate(leg.branch_flows):
-                    if branch_flow == flow:
-                        self._execute(leg, call.branch_failed(index, timed_out=False, now=now))
+                self._execute(leg, call.branch_failed(slot, timed_out=False, now=now))
+
+    @staticmethod
+    def _agent_end(leg: _Leg, slot: Slot) -> bool:
+        """Whether this flow of a connected call is its agent's end: the caller (an agent's own
+        call: a carrier never registers) or the branch that answered."""
+        call = leg.call
+        if call.phase is not Phase.CONNECTED:
+            return False
+        if slot is None:
+            return True
+        return isinstance(call, RingCall) and call.winner is not None and call.winner.index == slot
+
+    def _on_binding_added(self, binding: Binding, replaced: Binding | None) -> None:
+        """An agent registered: the calls it left behind on a dropped connection (or on the one its
+        new registration replaces) are reached over the new flow from now on (RFC 5626 4.1)."""
+        if binding.instance is not None:
+            now = _now()
+            for request, until in self._undelivered.pop((binding.aor, binding.instance), []):
+                if until > now:
+                    self.stack.send_request(request, binding.flow, _ignore)
+        moves: list[tuple[_Leg, Slot]] = []
+        for away in self.reconnections.returned(binding.aor, binding.instance):
+            leg = self._calls.get(away.call_id)
+            if leg is not None:
+                moves.append((leg, away.slot))
+        if replaced is not None:
+            for leg in self._calls.values():
+                slot = _slot_of(leg, replaced.flow)
+                if slot is not _NOT_ON_IT and self._agent_end(leg, slot):
+                    moves.append((leg, slot))
+        for leg, slot in moves:
+            if slot is None:
+                leg.caller_flow = binding.flow
+            else:
+                leg.branch_flows[slot] = binding.flow
+            log.info("agent reconnected", call=leg.call.call_id, flow=str(binding.flow))
+
+    def _arm_reconnections(self) -> None:
+        if self._reconnect_timer is not None:
+            self._reconnect_timer.cancel()
+            self._reconnect_timer = None
+        deadline = self.reconnections.next_deadline()
+        if deadline is not None:
+            delay = max(0.0, deadline - _now())
+            self._reconnect_timer = asyncio.get_running_loop().call_later(delay, self._reconnections_due)
+
+    def _reconnections_due(self) -> None:
+        self._reconnect_timer = None
+        now = _now()
+        for away in self.reconnections.due(now):
+            leg = self._calls.get(away.call_id)
+            if leg is None:
+                continue
+            log.info("agent did not come back", call=away.call_id)
+            commands = leg.call.hang_up(EndCause.AGENT_CONNECTION_LOST, now)
+            to_agent = [c for c in commands if _to_slot(c, away.slot)]
+            self._execute(leg, [c for c in commands if not _to_slot(c, away.slot)])
+            # The agent's BYE has no connection to go on: it waits for the agent's next
+            # registration, as long as a registration would have lasted.
+            until = now + self.settings.sip_max_expires
+            waiting = self._undelivered.setdefault((away.aor, away.instance), [])
+            waiting += [(c.request, until) for c in to_agent if isinstance(c, SendToCaller | SendToBranch)]
+        for key, waiting in list(self._undelivered.items()):
+            waiting[:] = [(request, until) for request, until in waiting if until > now]
+            if not waiting:
+                del self._undelivered[key]
+        self._arm_reconnections()
 
     # --- the media workers ------------------------------------------------------------------
 
@@ -989,6 +1073,8 @@ class Calls:
         leg = self._calls.pop(call.call_id, None)
         if leg is None:
             return
+        if self.reconnections:
+            self.reconnections.forget(call.call_id)
         for timer in leg.timers:
             timer.cancel()
         # Each call's own keys, not a scan of every call's: ending calls under load stays O(1).
@@ -1106,6 +1192,27 @@ def _holds(offer: str) -> bool:
         return False
     audio = next((m for m in description.media if m.kind == "audio"), None)
     return audio is not None and description.is_on_hold(audio)
+
+
+def _to_slot(command: Command, slot: Slot) -> bool:
+    """Whether ``command`` sends a request over the flow ``slot`` of its call."""
+    if slot is None:
+        return isinstance(command, SendToCaller)
+    return isinstance(command, SendToBranch) and command.branch == slot
+
+
+#: ``_slot_of`` for a flow that is none of a call's.
+_NOT_ON_IT: Slot = -1
+
+
+def _slot_of(leg: _Leg, flow: Flow) -> Slot:
+    """Which of a call's flows ``flow`` is: the caller's (None), a branch's (its index), or -1."""
+    if leg.caller_flow == flow:
+        return None
+    for index, branch_flow in enumerate(leg.branch_flows):
+        if branch_flow == flow:
+            return index
+    return _NOT_ON_IT
 
 
 def _webrtc(flow: Flow) -> bool:
