@@ -40,9 +40,13 @@ from shared.events import EventEnvelope
 from shared.logging import configure_logging
 from shared.media import (
     CreateSession,
+    DiscardLegs,
     Hold,
     LocalDescription,
+    PrepareLeg,
+    RecordingControl,
     RemoteDescription,
+    ReplaceLeg,
     SendDtmf,
     SessionCreated,
 )
@@ -75,6 +79,18 @@ class StubMedia:
         return None
 
     async def hold(self, worker: str, session: str, hold: Hold) -> None:
+        return None
+
+    async def prepare(self, worker: str, session: str, request: PrepareLeg) -> LocalDescription:
+        return LocalDescription(sdp=SDP)
+
+    async def replace(self, worker: str, session: str, request: ReplaceLeg) -> None:
+        return None
+
+    async def discard(self, worker: str, session: str, request: DiscardLegs) -> None:
+        return None
+
+    async def record(self, worker: str, session: str, control: RecordingControl) -> None:
         return None
 
 
