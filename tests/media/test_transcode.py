@@ -13,16 +13,18 @@ import numpy as np
 import pytest
 
 from services.media.bridge import Bridge
+from services.media.chunk_outbox import ChunkOutbox
 from services.media.g711 import decoding_table, encoding_table
 from services.media.opus import OpusDecoder, OpusEncoder
 from services.media.ports import PortRange
+from services.media.recording_fork import RecordingFork
 from services.media.relay import Relay, Target
 from services.media.rtp import OutboundStream
 from services.media.transcode import REORDER_WAIT, TranscodingRelay, transcodes
 from services.media.webrtc import Address, DtlsCertificate, WebRtcMux, WebRtcSession
 from shared.bus import Rejected
 from shared.events import LegKind
-from shared.media import CreateSession, SessionKind
+from shared.media import CreateSession, RemoteDescription, SessionKind
 from shared.sdp import Codec, SessionDescription
 from tests.media.test_bridge_webrtc import heard_by, join, until
 from tests.support.rtp_peer import RtpPeer, analyse
@@ -36,6 +38,7 @@ EVENT = Codec(101, "telephone-event", 8000)
 _RTP = struct.Struct("!BBHII")
 HOST = "127.0.0.1"
 BROWSER: Address = ("192.0.2.77", 50000)
+CALLEE: Address = ("192.0.2.88", 50010)
 _ports = itertools.count(33000, 100)
 
 
@@ -234,7 +237,7 @@ async def mux(certificate: DtlsCertificate) -> tuple[WebRtcMux, FakeTransport]:
     return fake_mux(certificate)
 
 
-def make_bridge(mux: WebRtcMux, request: CreateSession) -> Bridge:
+def make_bridge(mux: WebRtcMux, request: CreateSession, fork: RecordingFork | None = None) -> Bridge:
     low = next(_ports)
     return Bridge(
         "s1",
@@ -244,7 +247,19 @@ def make_bridge(mux: WebRtcMux, request: CreateSession) -> Bridge:
         rtp_host=HOST,
         advertised_address=HOST,
         on_digit=lambda leg, digit: None,
+        fork=fork,
     )
+
+
+def send_opus(mux: WebRtcMux, browser: PacketPeer, source: Address, frequency: float, count: int) -> None:
+    """``count`` packets of 20 ms Opus from ``browser``: 960 apart at the 48 kHz RTP clock (RFC 7587 4.1)."""
+    encoder = OpusEncoder(8000)
+    assert browser.srtp is not None
+    for index in range(count):
+        header = _RTP.pack(0x80, 111, (browser.sequence + index) & 0xFFFF, index * 960, browser.ssrc)
+        mux.datagram_received(
+            browser.srtp.protect(header + encoder.encode(pcm(frequency, index * 160, 160))), source
+        )
 
 
 async def test_browser_offering_only_opus_is_transcoded_to_the_carriers_g711(
@@ -259,8 +274,10 @@ async def test_browser_offering_only_opus_is_transcoded_to_the_carriers_g711(
         kind=SessionKind.WEBRTC_RTP,
         agent_offer=browser.offer().serialize(),
         customer_offer=carrier.description(codecs="0"),
+        record=True,
     )
-    bridge = make_bridge(mux_, request)
+    fork = RecordingFork("t1", "c1", ChunkOutbox())
+    bridge = make_bridge(mux_, request, fork)
     try:
         agent_sdp, customer_sdp = await bridge.open()
         assert agent_sdp is not None
@@ -277,18 +294,15 @@ async def test_browser_offering_only_opus_is_transcoded_to_the_carriers_g711(
         assert isinstance(bridge.legs[LegKind.AGENT].relay, TranscodingRelay)
         assert isinstance(bridge.legs[LegKind.CUSTOMER].relay, TranscodingRelay)
 
-        encoder = OpusEncoder(8000)
-        assert browser.srtp is not None
-        for index in range(50):
-            # 20 ms of Opus a packet: 960 at the 48 kHz RTP clock (RFC 7587 section 4.1).
-            header = _RTP.pack(0x80, 111, (browser.sequence + index) & 0xFFFF, index * 960, browser.ssrc)
-            packet = header + encoder.encode(pcm(440, index * 160, 160))
-            mux_.datagram_received(browser.srtp.protect(packet), BROWSER)
+        send_opus(mux_, browser, BROWSER, 440, 50)
         carrier.start_tone(1000)
         await until(lambda: len(carrier.received) >= 45, "browser -> carrier")
         heard = analyse(carrier.audio(0).astype(np.int16)[800:])
         assert abs(heard["dominant_hz"] - 440) < 10
         assert heard["purity"] > 0.8
+        # The recorder stores G.711: the browser's leg is recorded as the PCMU it was turned into.
+        assert fork.taps[LegKind.AGENT].codec == "PCMU/8000"
+        assert fork.taps[LegKind.CUSTOMER].codec == "PCMU/8000"
         await until(lambda: session.counters.rtp_sent >= 30, "carrier -> browser")
         packets = heard_by(browser, transport, BROWSER)
         assert {packet[1] & 0x7F for packet in packets} == {111}
@@ -300,6 +314,49 @@ async def test_browser_offering_only_opus_is_transcoded_to_the_carriers_g711(
     finally:
         bridge.close()
         carrier.close()
+
+
+async def test_agent_to_agent_between_an_opus_only_browser_and_a_g711_browser(
+    mux: tuple[WebRtcMux, FakeTransport],
+) -> None:
+    mux_, transport = mux
+    caller, callee = PacketPeer(codecs="111 101"), PacketPeer()
+    request = CreateSession(
+        tenant_id="t1", call_id="c4", kind=SessionKind.WEBRTC_WEBRTC, agent_offer=caller.offer().serialize()
+    )
+    bridge = make_bridge(mux_, request)
+    try:
+        agent_sdp, customer_sdp = await bridge.open()
+        assert agent_sdp is not None
+        assert customer_sdp is not None
+        caller.accept_answer(SessionDescription.parse(agent_sdp))
+        # The callee is offered G.711 (an offer of ours to a browser always is) and answers PCMU.
+        answer = callee.answer(SessionDescription.parse(customer_sdp), formats="0 101")
+        bridge.update(RemoteDescription(leg=LegKind.CUSTOMER, sdp=answer, type="answer"))
+        agent, customer = bridge.legs[LegKind.AGENT].media, bridge.legs[LegKind.CUSTOMER].media
+        assert isinstance(agent, WebRtcSession)
+        assert isinstance(customer, WebRtcSession)
+        join(mux_, transport, caller, agent, BROWSER)
+        join(mux_, transport, callee, customer, CALLEE)
+        assert isinstance(bridge.legs[LegKind.AGENT].relay, TranscodingRelay)
+        send_opus(mux_, caller, BROWSER, 440, 30)
+        packets = heard_by(callee, transport, CALLEE)
+        assert len(packets) == 30
+        assert {packet[1] & 0x7F for packet in packets} == {0}
+        samples = decoding_table("PCMU")[np.frombuffer(b"".join(p[12:] for p in packets), np.uint8)]
+        assert abs(analyse(samples[800:])["dominant_hz"] - 440) < 10
+        law = encoding_table("PCMU")
+        for index in range(30):
+            payload = law[np.frombuffer(pcm(1000, index * 160, 160), np.uint16)].tobytes()
+            mux_.datagram_received(callee.srtp_packet(payload, payload_type=0), CALLEE)
+        packets = heard_by(caller, transport, BROWSER)
+        assert len(packets) == 30
+        assert {packet[1] & 0x7F for packet in packets} == {111}
+        decoder = OpusDecoder(8000)
+        decoded = np.frombuffer(b"".join(decoder.decode(p[12:]) for p in packets), np.int16)
+        assert abs(analyse(decoded[800:])["dominant_hz"] - 1000) < 10
+    finally:
+        bridge.close()
 
 
 async def test_browser_offering_pcmu_and_opus_stays_a_passthrough(
