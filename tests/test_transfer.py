@@ -35,15 +35,23 @@ DID = "+995322000000"
 
 
 @pytest.fixture
-async def stack(nats_server: NatsServer, tmp_path: Path) -> AsyncIterator[tuple[Gateway, int]]:
+async def carrier_stack(nats_server: NatsServer, tmp_path: Path) -> AsyncIterator[tuple[Gateway, int, Sipp]]:
+    """The gateway, the port its inbound carrier calls from, and sipp as the outbound trunk's carrier
+    (it answers one call and echoes its audio)."""
     settings = {
         "ECHODESK_SIGNALING_SIP_DIGEST_ALGORITHMS": "MD5",
         "ECHODESK_SIGNALING_RING_TIMEOUT_S": "5",
     }
-    async with gateway_stack(nats_server, tmp_path, signaling_settings=settings) as (gateway, _outbound):
+    async with gateway_stack(nats_server, tmp_path, signaling_settings=settings) as (gateway, outbound):
         await add_agent(gateway.bus, "101", "pw-101")
         port = await add_inbound_trunk(gateway.bus, (DID,))
-        yield gateway, port
+        yield gateway, port, outbound
+
+
+@pytest.fixture
+def stack(carrier_stack: tuple[Gateway, int, Sipp]) -> tuple[Gateway, int]:
+    gateway, port, _outbound = carrier_stack
+    return gateway, port
 
 
 def customer(tmp_path: Path, gateway: Gateway, port: int, talk_ms: int) -> Sipp:
@@ -283,3 +291,45 @@ async def test_a_transfer_the_dial_plan_refuses_and_bad_refers_change_nothing(
         first.close()
     events = await call_events(gateway.bus)
     assert [e.type for e in events] == ["call.created", "call.ringing", "call.answered", "call.ended"]
+
+
+async def test_a_transfer_to_an_outside_number_goes_out_through_the_trunk_the_dial_plan_chose(
+    carrier_stack: tuple[Gateway, int, Sipp], tmp_path: Path
+) -> None:
+    gateway, port, outbound = carrier_stack
+    first = await phone(gateway, "100", AGENT_PASSWORD)
+    audio = await RtpPeer.open("127.0.0.1")
+    try:
+        carrier = await customer(tmp_path, gateway, port, talk_ms=6000).start_async()
+        invite = await answer(first, audio)
+        await hears(audio, 1000, seconds=1.0)
+        # A national number, normalized with the trunk's region like the agent's own call would be.
+        accepted = await asyncio.to_thread(
+            first.in_dialog, invite, "REFER", ("Refer-To: <sip:555000111@acme.test>",)
+        )
+        assert accepted.status_code == 202
+        assert (await sipfrag(first))[0] == "SIP/2.0 100 Trying"
+        assert await sipfrag(first) == ("SIP/2.0 200 OK", "terminated;reason=noresource")
+        bye = await asyncio.to_thread(first.wait_request, "BYE")
+        first.reply(bye, 200)
+        # The customer hangs up: the gateway's BYE reaches the outside party, and both sipps end clean.
+        (await carrier.wait_async(timeout=30)).assert_success(1)
+        (await outbound.wait_async(timeout=30)).assert_success(2)
+    finally:
+        audio.close()
+        first.close()
+    events = await call_events(gateway.bus)
+    assert [e.type for e in events] == [
+        "call.created",
+        "call.ringing",
+        "call.answered",
+        "call.transferred",
+        "call.ended",
+    ]
+    transferred = events[3]
+    assert isinstance(transferred, CallTransferred)
+    assert (transferred.data.target, transferred.data.from_agent_id, transferred.data.to_agent_id) == (
+        "+995555000111",
+        "a100",
+        None,
+    )

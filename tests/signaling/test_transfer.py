@@ -8,11 +8,12 @@ import pytest
 
 from services.signaling.b2bua.call import HandOverMedia, Phase, SendToBranch, SendToCaller, StartTimer
 from services.signaling.b2bua.referral import SIPFRAG, ReferError, notify, refer_target
-from services.signaling.b2bua.ringing import COMPLETED_ELSEWHERE, TRANSFER_TIMER, RingCall
+from services.signaling.b2bua.ringing import COMPLETED_ELSEWHERE, TRANSFER_TIMER, RingCall, RingTarget
+from services.signaling.sip.auth import DigestClient
 from services.signaling.sip.message import Request, parse_message
 from shared.events import CallEnded, CallStatus, CallTransferred, EndCause, LegKind, Party
 from shared.media import DiscardLegs, Hold, LegMedia, PrepareLeg, ReplaceLeg
-from tests.signaling.test_ringing_call import events, new_call, only, ringing, says, target
+from tests.signaling.test_ringing_call import UDP, events, new_call, only, ringing, says, target
 
 A = "sip:a@a.invalid;transport=ws"
 
@@ -267,3 +268,48 @@ def test_notify_carries_the_status_as_a_sipfrag_in_the_dialog() -> None:
     assert request.body == b"SIP/2.0 180 Ringing X: y\r\n"  # one status line, never injected headers
     assert request.headers.get("Subscription-State") == "active;expires=60"
     assert request.call_id == winner.dialog.call_id
+
+
+def test_a_transfer_out_calls_the_number_as_the_trunk_and_answers_its_challenge() -> None:
+    call = connected()
+    out = RingTarget(
+        agent_id=None,
+        extension="+995555000111",
+        domain="carrier.test",
+        contact="sip:+995555000111@carrier.test",
+        address=UDP,
+        webrtc=False,
+        trunk_id="geo",
+        caller_id="995322000000",
+        credentials=DigestClient("geo-user", password="trunk-secret"),
+    )
+    started = call.start_transfer(refer(call), "+995555000111", (out,), 10.0)
+    assert [c.request for c in only(started, HandOverMedia)][-1] == PrepareLeg(
+        leg=LegKind.AGENT, media=LegMedia.RTP
+    )
+    (invite,) = [c.request for c in only(call.transfer_offer(False, "v=0 rtp", 10.1), SendToBranch)]
+    assert str(invite.uri) == "sip:+995555000111@carrier.test"
+    assert (invite.headers.get("From") or "").startswith("<sip:995322000000@carrier.test>;tag=")
+    challenge = says(invite, 401)
+    challenge.headers.add("WWW-Authenticate", 'Digest realm="carrier.test", nonce="n1", algorithm=MD5')
+    (retry,) = [c.request for c in only(call.branch_response(1, challenge, 10.2), SendToBranch)]
+    assert (retry.call_id, retry.from_.tag, retry.cseq.seq) == (invite.call_id, invite.from_.tag, 2)
+    assert 'username="geo-user"' in (retry.headers.get("Authorization") or "")
+    # The same challenge again: the credentials are wrong, the transfer fails with the carrier's words.
+    failed = call.branch_response(1, says(retry, 401), 10.3)
+    assert sipfrags(failed) == [("SIP/2.0 401 Unauthorized", "terminated;reason=noresource")]
+    answered = call.start_transfer(refer(call, cseq=3), "+995555000111", (out,), 20.0)
+    assert only(answered, StartTimer)
+    (invite,) = [c.request for c in only(call.transfer_offer(False, "v=0 rtp", 20.1), SendToBranch)]
+    done = call.branch_response(2, says(invite, 200, tag="far", body=b"v=0 far"), 22.0)
+    (transferred,) = events(done)
+    assert isinstance(transferred, CallTransferred)
+    assert (transferred.data.target, transferred.data.to_agent_id) == ("+995555000111", None)
+    assert call.transfer_refusal(from_caller=False) == (
+        403,
+        "Only the agent who answered can transfer this call",
+    )
+    ended = call.bye(from_caller=False, now=30.0)
+    end = events(ended)[0]
+    assert isinstance(end, CallEnded)
+    assert end.data.ended_by is Party.CUSTOMER  # the outside party is no agent

@@ -192,6 +192,8 @@ class _Leg:
     timers: list[asyncio.TimerHandle] = field(default_factory=list)
     #: The (Call-ID, our tag) keys of its dialogs in ``Calls._by_dialog``.
     dialog_keys: list[tuple[str, str]] = field(default_factory=list)
+    #: A REFER to an outside number waits for the flow to its trunk (a second one gets 491).
+    refer_pending: bool = False
 
 
 class Calls:
@@ -595,6 +597,8 @@ class Calls:
         leg, _side = found
         call = leg.call
         refusal = call.transfer_refusal(from_caller=request.call_id == call.caller_invite.call_id)
+        if refusal is None and leg.refer_pending:
+            refusal = (491, "A transfer of this call is already in progress")
         if refusal is not None:
             self._respond(txn, request, *refusal)
             return
@@ -634,7 +638,9 @@ class Calls:
         elif isinstance(decision, ToService):
             refusal = (403, f"{target.dialed} is a service line: it cannot take a transfer")
         elif isinstance(decision, ToTrunk):
-            refusal = (501, "Transfer to an outside number is not supported yet")
+            leg.refer_pending = True
+            self._spawn(self._transfer_out(leg, call, request, target.dialed, decision))
+            return
         else:
             agent = decision.agent
             to_agent = agent.agent_id
@@ -653,6 +659,37 @@ class Calls:
                 request, target.dialed, tuple(targets), now, to_agent_id=to_agent, refusal=refusal
             ),
         )
+
+    async def _transfer_out(
+        self, leg: _Leg, call: RingCall, refer: Request, dialed: str, decision: ToTrunk
+    ) -> None:
+        """A transfer to a number: called through the trunk the dial plan chose, as the agent's own
+        call to it would be (its caller id and credentials)."""
+        trunk = decision.trunk
+        flow = await self._connect_carrier(trunk)
+        leg.refer_pending = False
+        if self._calls.get(call.call_id) is not leg or call.transfer_refusal(from_caller=False) is not None:
+            return  # the call ended (or changed hands) while the trunk's flow was being opened
+        if flow is None:
+            commands = call.start_transfer(
+                refer, dialed, (), _now(), refusal=(503, "The carrier is unreachable")
+            )
+            self._execute(leg, commands)
+            return
+        domain = trunk.domain or trunk.sip_server
+        target = RingTarget(
+            agent_id=None,
+            extension=decision.number,
+            domain=domain,
+            contact=f"sip:{decision.number}@{domain}",
+            address=self._address_for(trunk.transport.value, self.trunks.contact_host(trunk.sip_server)),
+            webrtc=False,
+            trunk_id=trunk.trunk_id,
+            caller_id=trunk.username or (trunk.dids[0].lstrip("+") if trunk.dids else "echodesk"),
+            credentials=self.trunks.credentials(trunk),
+        )
+        leg.branch_flows.append(flow)
+        self._execute(leg, call.start_transfer(refer, decision.number, (target,), _now()))
 
     async def _play_digit(self, session: tuple[str, str], digit: SendDtmf) -> None:
         try:

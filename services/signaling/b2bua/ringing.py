@@ -46,6 +46,7 @@ from services.signaling.b2bua.call import (
     sdp_text,
 )
 from services.signaling.b2bua.referral import notify
+from services.signaling.sip.auth import ChallengeOutcome, DigestClient, DigestError
 from services.signaling.sip.dialog import Dialog, DialogError, DialogState
 from services.signaling.sip.errors import SipParseError
 from services.signaling.sip.message import Request, Response, make_response, new_tag
@@ -114,16 +115,22 @@ class Caller:
 
 @dataclass(frozen=True, slots=True)
 class RingTarget:
-    """One registered contact of an agent we ring (one registrar binding)."""
+    """One registered contact of an agent we ring (one registrar binding), or a number we call through
+    a trunk (a transfer to an outside number: ``agent_id`` None, ``trunk_id`` set)."""
 
-    agent_id: str
+    agent_id: str | None
+    #: The agent's extension, or the E.164 number the carrier is asked for.
     extension: str
     domain: str
     #: The binding's Contact URI: the Request-URI of our INVITE (RFC 3261 10.2.1 / 16.5).
     contact: str
-    #: How we appear on the flow the binding registered over.
+    #: How we appear on the flow the binding registered over (or towards the carrier).
     address: LegAddress
     webrtc: bool
+    trunk_id: str | None = None
+    #: Who we are to the carrier (the trunk's caller id) and how we answer its 401/407.
+    caller_id: str | None = None
+    credentials: DigestClient | None = None
 
 
 class BranchState(Enum):
@@ -144,6 +151,7 @@ class Branch:
     invite: Request | None = None
     dialog: Dialog | None = None
     final_status: int | None = None
+    final_reason: str | None = None
     #: A CANCEL to send as soon as a provisional response allows it (RFC 3261 9.1).
     cancel_reason: str | None = None
     cancel_pending: bool = False
@@ -151,6 +159,8 @@ class Branch:
     sip_call_id: str = field(default_factory=lambda: new_tag() + new_tag())
     #: A branch ringing the new party of a transfer (its ``key`` is the session it joins).
     transfer: bool = False
+    #: Our INVITE's CSeq: a carrier's challenge is answered with the next (RFC 3261 22.2).
+    cseq: int = 1
 
     @property
     def open(self) -> bool:
@@ -233,11 +243,10 @@ class RingCall(Call):
 
     @property
     def agent_ids(self) -> tuple[str, ...]:
-        callees = (
-            (self.winner.target.agent_id,)
-            if self.winner is not None
-            else tuple({b.target.agent_id for b in self.branches if b.open})
+        targets = (
+            (self.winner.target,) if self.winner is not None else [b.target for b in self.branches if b.open]
         )
+        callees = tuple(dict.fromkeys(t.agent_id for t in targets if t.agent_id is not None))
         return ((self.caller.agent_id,) if self.caller.agent_id else ()) + callees
 
     def branch_of(self, sip_call_id: str) -> Branch | None:
@@ -341,9 +350,38 @@ class RingCall(Call):
             return self._branch_answered(branch, response, now)
         if branch.state is BranchState.ANSWERED:
             return []
+        if code in (401, 407) and branch.target.credentials is not None and branch.open:
+            retry = self._branch_challenged(branch, response)
+            if retry is not None:
+                return [SendToBranch(branch.index, retry)]
         branch.state = BranchState.DONE
         branch.final_status = code
+        branch.final_reason = response.reason
         return self._after_branch_ended(now)
+
+    def _branch_challenged(self, branch: Branch, response: Response) -> Request | None:
+        """The carrier's 401/407 to a transfer out, answered with the trunk's credentials once per
+        challenge (RFC 3261 22.2: same Call-ID and From tag, the next CSeq); None: give up."""
+        invite, credentials = branch.invite, branch.target.credentials
+        if invite is None or credentials is None or branch.cancel_pending:
+            return None
+        header = "WWW-Authenticate" if response.status_code == 401 else "Proxy-Authenticate"
+        answer_header = "Authorization" if response.status_code == 401 else "Proxy-Authorization"
+        try:
+            answer = credentials.answer(
+                response.headers.get_all(header),
+                "INVITE",
+                str(invite.uri),
+                sent=invite.headers.get_all(answer_header),
+            )
+        except DigestError:
+            return None
+        if answer.outcome is ChallengeOutcome.REJECTED or answer.value is None:
+            return None
+        branch.cseq += 1
+        branch.invite = self._branch_invite(branch, invite.body, auth=(answer_header, answer.value))
+        branch.state = BranchState.CALLING
+        return branch.invite
 
     def branch_failed(self, index: int, *, timed_out: bool, now: float) -> list[Command]:
         """The branch's INVITE transaction ended without a final response (Timer B, a closed flow)."""
@@ -409,7 +447,8 @@ class RingCall(Call):
             party = self.caller.party
         else:
             commands.extend(self._bye_caller())
-            party = Party.AGENT
+            # After a transfer to an outside number, the far end is a customer too.
+            party = Party.AGENT if self.winner.target.agent_id is not None else Party.CUSTOMER
         return commands + self._end(for_cause(EndCause.NORMAL_CLEARING), party, now)
 
     def hang_up(self, cause: EndCause, now: float, by: Party = Party.SYSTEM) -> list[Command]:
@@ -435,7 +474,7 @@ class RingCall(Call):
     def transfer_refusal(self, from_caller: bool) -> tuple[int, str] | None:
         if self.phase is not Phase.CONNECTED or self.winner is None:
             return (491, "The call is not answered yet")
-        if from_caller:
+        if from_caller or self.winner.target.agent_id is None:
             # The customer's carrier (or the agent who called a colleague) hands nothing over here.
             return (403, "Only the agent who answered can transfer this call")
         if self.transfer is not None:
@@ -703,6 +742,10 @@ class RingCall(Call):
             ringing = [b for b in self.branches if b.transfer]
             if any(b.open for b in ringing):
                 return []
+            carrier = ringing[0].final_status if len(ringing) == 1 and ringing[0].target.trunk_id else None
+            if carrier is not None:
+                # A number through a carrier: the transferor reads the carrier's own answer.
+                return self._transfer_failed(carrier, ringing[0].final_reason or "Call failed", now)
             status = _best_failure([b.final_status or 480 for b in ringing])
             return self._transfer_failed(status, _PHRASES.get(status, "Temporarily Unavailable"), now)
         if self.phase in (Phase.CONNECTED, Phase.ENDED) or any(b.open for b in self.branches):
@@ -772,24 +815,31 @@ class RingCall(Call):
             self.caller.invite, status, reason, to_tag=self.tag, headers=tuple(headers), body=body
         )
 
-    def _branch_invite(self, branch: Branch, body: bytes) -> Request:
+    def _branch_invite(self, branch: Branch, body: bytes, *, auth: tuple[str, str] | None = None) -> Request:
         target = branch.target
         address = target.address
         caller = self.caller
-        # The agent's screen shows who calls: the customer's E.164 (or the colleague's extension),
-        # with the name where there is one (RFC 3261 20.20).
-        name = (caller.display_name or caller.number).replace('"', "")
+        if target.caller_id is not None:
+            # Towards a carrier we are the trunk's subscriber: its caller id, as an outbound call.
+            from_value = f"<sip:{target.caller_id}@{target.domain}>;tag={branch.tag}"
+        else:
+            # The agent's screen shows who calls: the customer's E.164 (or the colleague's
+            # extension), with the name where there is one (RFC 3261 20.20).
+            name = (caller.display_name or caller.number).replace('"', "")
+            from_value = f'"{name}" <sip:{caller.number}@{target.domain}>;tag={branch.tag}'
         headers = [
             ("Via", f"SIP/2.0/{address.transport.upper()} {address.via_host};branch={new_branch()};rport"),
             ("Max-Forwards", "70"),
-            ("From", f'"{name}" <sip:{caller.number}@{target.domain}>;tag={branch.tag}'),
+            ("From", from_value),
             ("To", f"<sip:{target.extension}@{target.domain}>"),
             ("Call-ID", branch.sip_call_id),
-            ("CSeq", "1 INVITE"),
+            ("CSeq", f"{branch.cseq} INVITE"),
             ("Contact", address.contact),
             ("Allow", "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, REFER, UPDATE"),
             ("Content-Type", SDP),
         ]
+        if auth is not None:
+            headers.append(auth)
         return Request("INVITE", target.contact, headers, body)
 
 
