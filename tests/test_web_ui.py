@@ -215,6 +215,7 @@ async def test_web_ui_softphone_trunks_and_call_log(
         "softphone-in-call.png",
         "softphone-incoming.png",
         "softphone-reconnecting.png",
+        "softphone-transferred.png",
         "softphone.png",
         "status.png",
         "trunk-field-error.png",
@@ -311,9 +312,35 @@ async def softphone(page: Page, stack: Stack, shots: Path) -> None:
     await expect(page.locator("#call-state")).to_have_attribute("data-state", "established")
     heard = await colleague.evaluate(ANALYSE_REMOTE_AUDIO, 1.5)
     assert heard == pytest.approx(TONE_HZ, abs=15), heard
-    await page.click("#hangup")
+
+    # 101 hands the call over to 102 (a blind transfer, RFC 3515 REFER): 102 rings in a third tab
+    # and answers; 101's call ends as transferred, 100 talks to 102.
+    created = await page.request.post(
+        f"{stack.api_url}/v1/agents",
+        data={"extension": "102", "password": "pw-102-transfer", "display_name": "Agent 102"},
+        headers={"Authorization": f"Bearer {stack.credentials['api_key']}"},
+    )
+    assert created.status == 201, await created.text()
+    stack.credentials["agent 102"] = "pw-102-transfer"
+    third = await page.context.new_page()
+    await sign_in(third, stack)
+    await register(third, stack, "102")
+    await colleague.fill("#transfer-target", "102")
+    await colleague.click("#transfer")
+    await expect(third.locator("#call-state")).to_have_attribute("data-state", "incoming")
+    await third.click("#accept")
+    await expect(third.locator("#call-state")).to_have_attribute("data-state", "established")
     await expect(colleague.locator("#call-state")).to_have_attribute("data-state", "ended")
+    await expect(colleague.locator("#call-message")).to_have_text("Call transferred")
+    await expect(colleague.locator("#transfer-state")).to_have_text("Transferred to 102")
+    await colleague.screenshot(path=shots / "softphone-transferred.png", full_page=True)
+    await expect(page.locator("#call-state")).to_have_attribute("data-state", "established")
+    heard = await third.evaluate(ANALYSE_REMOTE_AUDIO, 1.5)
+    assert heard == pytest.approx(TONE_HZ, abs=15), heard
+    await page.click("#hangup")
+    await expect(third.locator("#call-state")).to_have_attribute("data-state", "ended")
     await colleague.close()
+    await third.close()
 
     # The WebSocket drops (signaling dies; the supervisor starts it again): the page backs off,
     # reconnects and registers again without anybody touching it.

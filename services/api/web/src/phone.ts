@@ -33,6 +33,11 @@ export const ICE_GATHERING_TIMEOUT_MS = 500;
 /** s; short so that a browser closed without un-REGISTER stops being rung soon. */
 const REGISTER_EXPIRES_S = 300;
 
+/** The user part of a dialed number: digits, *, # (escaped, RFC 3261 25.1) and a leading +. */
+function dialable(typed: string): string {
+  return typed.replace(/[^0-9*#+]/g, "").replace(/#/g, "%23");
+}
+
 export interface PhoneConfig {
   server: string;
   uri: string;
@@ -59,6 +64,8 @@ export interface CallView {
   message: string | null;
   sipStatus: number | null;
   sipReason: string | null;
+  /** How a transfer of this call is going, in words; null when none was asked for. */
+  transfer: string | null;
 }
 
 export interface PhoneEvents {
@@ -76,6 +83,8 @@ export class Phone {
   private stopped = false;
   private session: Session | null = null;
   private view: CallView | null = null;
+  /** Whether the current call was handed over by a transfer (its BYE then means "transferred"). */
+  private transferred = false;
   /** Whether SIP.js's debug output (every SIP message) goes to the log panel and the console. */
   debug = false;
 
@@ -220,7 +229,7 @@ export class Phone {
     if (this.busy()) {
       throw new Error("a call is already up");
     }
-    const user = number.replace(/[^0-9*#+]/g, "").replace(/#/g, "%23");
+    const user = dialable(number);
     if (user === "") {
       throw new Error("type a number first");
     }
@@ -334,6 +343,45 @@ export class Phone {
       .catch((error: unknown) => this.events.log("warn", `DTMF ${digit} not sent: ${String(error)}`));
   }
 
+  /**
+   * Blind transfer (RFC 3515): REFER the other party to `target` (an extension or a number). The
+   * gateway answers 202 and reports progress in NOTIFYs carrying a sipfrag (RFC 3420): a 2xx is
+   * followed by its BYE, and a failure leaves the call with this phone.
+   */
+  transfer(target: string): void {
+    const session = this.requireEstablished();
+    const user = dialable(target);
+    const uri = UserAgent.makeURI(`sip:${user}@${this.ua.configuration.uri.host}`);
+    if (user === "" || uri === undefined) {
+      throw new Error("type who to transfer to");
+    }
+    this.update({ transfer: `Transferring to ${target}…` });
+    session
+      .refer(uri, {
+        requestDelegate: {
+          onReject: (response) =>
+            this.update({
+              transfer: `Transfer refused: ${response.message.statusCode ?? ""} ${response.message.reasonPhrase ?? ""}`,
+            }),
+        },
+        onNotify: (notification) => {
+          notification.accept().catch(() => undefined);
+          const frag = /^SIP\/2\.0 (\d{3}) ?(.*)$/m.exec(notification.request.body ?? "");
+          if (frag === null) {
+            return;
+          }
+          const status = Number(frag[1]);
+          if (status >= 200 && status < 300) {
+            this.transferred = true;
+            this.update({ transfer: `Transferred to ${target}` });
+          } else if (status >= 300) {
+            this.update({ transfer: `Transfer to ${target} failed: ${this.messageFor(status)} (${status} ${frag[2] ?? ""})` });
+          }
+        },
+      })
+      .catch((error: unknown) => this.update({ transfer: `Transfer failed: ${String(error)}` }));
+  }
+
   private requireEstablished(): Session {
     const session = this.session;
     if (session === null || session.state !== SessionState.Established) {
@@ -348,6 +396,7 @@ export class Phone {
 
   private track(session: Session, direction: "outbound" | "inbound", party: string): void {
     this.session = session;
+    this.transferred = false;
     this.view = {
       state: direction === "outbound" ? "calling" : "incoming",
       direction,
@@ -357,6 +406,7 @@ export class Phone {
       message: null,
       sipStatus: null,
       sipReason: null,
+      transfer: null,
     };
     this.events.call({ ...this.view });
     session.stateChange.addListener((state) => {
@@ -369,7 +419,8 @@ export class Phone {
       } else if (state === SessionState.Terminated) {
         this.remoteAudio.srcObject = null;
         if (this.view?.state !== "ended") {
-          this.update({ state: "ended", message: this.view?.answeredAt ? "Call ended" : "Call canceled" });
+          const message = this.transferred ? "Call transferred" : this.view?.answeredAt ? "Call ended" : "Call canceled";
+          this.update({ state: "ended", message });
         }
       }
     });

@@ -98,6 +98,8 @@ function renderCall(view: CallView | null): void {
   byId<HTMLButtonElement>("hold").disabled = !up;
   byId<HTMLButtonElement>("hold").textContent = state === "held" ? "Resume" : "Hold";
   byId<HTMLButtonElement>("mute").disabled = !up;
+  byId<HTMLButtonElement>("transfer").disabled = state !== "established";
+  byId("transfer-state").textContent = view?.transfer ?? "";
   byId<HTMLButtonElement>("mute").textContent = view?.muted ? "Unmute" : "Mute";
   if (timer !== null && !up) {
     window.clearInterval(timer);
@@ -279,6 +281,9 @@ async function render(): Promise<void> {
   byId("reject").addEventListener("click", () => guard(() => phone?.reject()));
   byId("hold").addEventListener("click", () =>
     guard(async () => phone?.setHold(byId("call-state").dataset.state !== "held")),
+  );
+  byId("transfer").addEventListener("click", () =>
+    guard(() => phone?.transfer(byId<HTMLInputElement>("transfer-target").value)),
   );
   byId("mute").addEventListener("click", () => guard(() => phone?.setMuted(byId("mute").textContent === "Mute")));
   byId("unregister").addEventListener("click", () =>
