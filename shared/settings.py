@@ -244,6 +244,12 @@ class RecorderSettings(CommonSettings):
     compressed_format: Literal["opus", "none"] = Field(
         "opus", description="A compressed copy made after the call: `opus` (Ogg) or `none`"
     )
+    disk_retry_s: float = Field(
+        30.0,
+        gt=0,
+        description="How long writes to a full or failing recordings disk are retried before the call is "
+        "handed to another recorder with `recording.failed` naming the disk (s)",
+    )
     retention_interval_s: float = Field(
         3600.0,
         gt=0,

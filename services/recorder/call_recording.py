@@ -154,6 +154,7 @@ class CallRecording:
         next_position = None
         place = timeline.place
         ssrc = chunk.ssrc
+        saved = timeline.saved()
         for frame in frames:
             position = place(ssrc, frame.timestamp, frame.arrival_us)
             if position != next_position:
@@ -163,7 +164,13 @@ class CallRecording:
             at += len(frame.payload)
             next_position = position + len(frame.payload)
         spans.append((span_start, samples[span_at:at]))
-        progress.samples_before_start += self.wav.write(CHANNEL[chunk.leg], spans)
+        try:
+            progress.samples_before_start += self.wav.write(CHANNEL[chunk.leg], spans)
+        except OSError:
+            # Not applied (a full disk): the timeline goes back to before it, so applying it again
+            # later places it exactly where it would have gone.
+            timeline.restore_from(saved)
+            raise
         progress.chunks += 1
         progress.packets += len(frames)
 

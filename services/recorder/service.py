@@ -126,6 +126,11 @@ class Active:
     #: When the stream was last asked whether the call ended (see ``_look_for_call_end``).
     end_looked_for_at: float = 0.0
     stopping: bool = False
+    #: Writing to the spool failed (a full disk): since when, why, and how often in all. The writes
+    #: are retried (the stream is read again) for ``disk_retry_s``, then the call is handed on.
+    disk_error_since: float | None = None
+    disk_error: str = ""
+    write_failures: int = 0
 
 
 class RecorderService:
@@ -152,6 +157,9 @@ class RecorderService:
         self._nudge = asyncio.Event()
         self._encoder: ProcessPoolExecutor | None = None
         self._draining = False
+        #: After a full disk made this recorder hand a call on, it claims nothing until then
+        #: (monotonic): a recorder with space takes the call meanwhile.
+        self._claims_paused_until = 0.0
         self._claiming: set[str] = set()
         #: Claims set up at once (two KV requests each).
         self._setting_up = asyncio.Semaphore(64)
@@ -222,7 +230,7 @@ class RecorderService:
                 async with asyncio.timeout(period):
                     await self._nudge.wait()
             self._nudge.clear()
-            if self._draining:
+            if self._draining or time.monotonic() < self._claims_paused_until:
                 continue
             assert self._leases is not None
             for key in self._leases.candidates():
@@ -292,7 +300,11 @@ class RecorderService:
         try:
             while True:
                 active.catch_up_again = False
+                failures, whole = active.write_failures, active.read_from == 1
                 await self._read_stream(active)
+                if whole and active.write_failures == failures and active.disk_error_since is not None:
+                    log.info("recording_disk_writable_again", call=active.call_id)
+                    active.disk_error_since = None
                 if not active.catch_up_again or active.stopping:
                     break
         except (TimeoutError, nats.errors.Error, RuntimeError) as exc:
@@ -378,10 +390,15 @@ class RecorderService:
             self._spawn(self._fail(active, str(exc)), f"recorder-fail:{active.call_id}")
             return
         except OSError as exc:
-            # A full or failing disk: the chunk is not marked applied, so the gap is read again from
-            # the stream later; if the disk never recovers, finishing fails with the reason.
+            # A full or failing disk: the chunk is not marked applied (it stays in the stream) and
+            # is read again at the next checkpoints, until ``disk_retry_s`` runs out.
             CHUNKS.labels("write_failed").inc()
-            log.error("recording_write_failed", call=active.call_id, error=exc.strerror or str(exc))
+            active.write_failures += 1
+            active.read_from = 1
+            if active.disk_error_since is None:
+                active.disk_error_since = time.monotonic()
+                active.disk_error = exc.strerror or str(exc)
+                log.error("recording_write_failed", call=active.call_id, error=active.disk_error)
             return
         active.last_chunk_at = time.monotonic()
         progress = recording.progress
@@ -459,6 +476,14 @@ class RecorderService:
                 if active.stopping:
                     continue
                 recording = active.recording
+                if active.disk_error_since is not None:
+                    # Nothing is finished while writes fail: the file would have holes.
+                    if now - active.disk_error_since > self.settings.disk_retry_s:
+                        active.stopping = True
+                        self._spawn(self._hand_on(active), f"recorder-disk-full:{active.call_id}")
+                    else:
+                        self._spawn(self._catch_up(active), f"recorder-retry:{active.call_id}")
+                    continue
                 if (
                     recording.ended
                     and active.ended_at is not None
@@ -713,7 +738,8 @@ class RecorderService:
         try:
             await asyncio.to_thread(recording.finish)
         except OSError as exc:
-            await self._fail(active, f"cannot finish the file: {exc.strerror or exc}", keep=True)
+            active.disk_error = exc.strerror or str(exc)
+            await self._hand_on(active)
             return
         if progress.packets == 0 or progress.tenant_id is None or progress.started_at is None:
             await self._fail(active, "no audio: the call ended before any packet reached the worker")
@@ -842,6 +868,44 @@ class RecorderService:
             )
         await self._retire(active)
         recording.discard()
+
+    async def _hand_on(self, active: Active) -> None:
+        """The spool's disk stayed full (or failing) for ``disk_retry_s``: say so with
+        ``recording.failed`` naming the disk, free what the file took, and hand the lease back
+        without purging the call's chunks, so a recorder with space (this one too, once the operator
+        freed some) rebuilds the recording from the stream while it keeps them (RECORDING_AUDIO's
+        retention). This recorder claims nothing for ``disk_retry_s``; its other calls go on."""
+        recording = active.recording
+        progress = recording.progress
+        call_id = active.call_id
+        await self._unsubscribe(active)
+        reason = (
+            f"disk full: cannot write {recording.spool.resolve()} on recorder {self.settings.instance_id}: "
+            f"{active.disk_error}; the audio waits in the stream {subjects.RECORDING_AUDIO.name} "
+            f"(kept {subjects.RECORDING_AUDIO.max_age.total_seconds() / 3600:g} h) for a recorder with space"
+        )
+        log.error("recording_disk_full", call=call_id, reason=reason)
+        OUTCOMES.labels("handed_on").inc()
+        with contextlib.suppress(OSError):
+            recording.discard()
+        self.active.pop(call_id, None)
+        ACTIVE.set(len(self.active))
+        self._claims_paused_until = time.monotonic() + self.settings.disk_retry_s
+        if progress.tenant_id is not None:
+            await self._publish(
+                RecordingFailed(
+                    id=_event_id(progress.recording_id, "disk-full"),
+                    tenant_id=progress.tenant_id,
+                    call_id=call_id,
+                    sequence=1,
+                    source=self._source(),
+                    data=RecordingFailedData(recording_id=progress.recording_id, reason=reason[:1000]),
+                )
+            )
+        assert self._leases is not None
+        with contextlib.suppress(Exception):
+            await self._leases.release(call_id)
+        self._nudge.set()
 
     async def _retire(self, active: Active) -> None:
         """Done for good: the lease marked, the consumer and the call's chunks gone."""

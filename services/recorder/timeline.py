@@ -71,6 +71,29 @@ class LegTimeline:
         self.window_start, self.window_min = arrival, None
         return arrival
 
+    def saved(self) -> tuple[int, int, int, int, int | None, int, int]:
+        """What :meth:`place` changes, cheaply (once per chunk), for :meth:`restore_from`."""
+        return (
+            self.ssrc,
+            self.last_ts,
+            self.last_pos,
+            self.window_start,
+            self.window_min,
+            self.resyncs,
+            self.drift_corrected,
+        )
+
+    def restore_from(self, saved: tuple[int, int, int, int, int | None, int, int]) -> None:
+        (
+            self.ssrc,
+            self.last_ts,
+            self.last_pos,
+            self.window_start,
+            self.window_min,
+            self.resyncs,
+            self.drift_corrected,
+        ) = saved
+
     def state(self) -> dict[str, Any]:
         return asdict(self)
 

@@ -11,6 +11,7 @@ file up to the last sync is a valid WAV (RIFF, ``fmt `` PCM, ``data``: the canon
 
 from __future__ import annotations
 
+import errno
 import os
 import struct
 from pathlib import Path
@@ -90,7 +91,11 @@ class StereoWav:
         frames = np.frombuffer(region, dtype=np.int16).reshape(-1, CHANNELS)
         for position, samples in spans:
             frames[position - start : position - start + len(samples), channel] = samples
-        os.pwrite(self._fd, region, offset)
+        written = os.pwrite(self._fd, region, offset)
+        if written != len(region):
+            # A full disk takes what fits and says so only on the next write: never count a chunk
+            # whose audio is not all on disk as applied.
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
         self.frames = max(self.frames, end)
 
     def extend_to(self, frames: int) -> None:
