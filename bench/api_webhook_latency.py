@@ -83,7 +83,7 @@ async def measure(args: argparse.Namespace, database_url: str | None) -> None:
             await bus.ensure_streams()
             if not args.without_call_log:
                 await EventIngestion(db).start(bus)
-            dispatcher = WebhookDispatcher(db, SECRET_KEY, WebhookPolicy())
+            dispatcher = WebhookDispatcher(db, SECRET_KEY, WebhookPolicy(allow_private_targets=True))
             await dispatcher.start(bus)
 
             # As the services do once started (shared/service.py): what start-up made is frozen, so

@@ -290,6 +290,11 @@ class ApiSettings(CommonSettings):
         20, ge=1, description="Failed attempts in a row after which a webhook subscription is paused"
     )
     webhook_concurrency: int = Field(32, ge=1, description="Webhook deliveries in flight at once")
+    webhook_allow_private_targets: bool = Field(
+        False,
+        description="Let webhooks go to loopback, private, link-local and other non-public addresses "
+        "(a helpdesk on the same private network); off, such URLs are refused when saved and when sent",
+    )
     recordings_dir: Path = Field(
         Path("data/recordings"),
         description="The recorder's local recordings directory (its `ECHODESK_RECORDER_RECORDINGS_DIR`): "

@@ -36,6 +36,7 @@ from services.api.db.base import new_id, utcnow
 from services.api.db.upsert import insert_new_returning_ids
 from services.api.db.webhooks import DeliveryStatus, SubscriptionStatus
 from services.api.ingestion import EVENT_STREAMS, durable_name
+from services.api.webhook_targets import Resolver, TargetRefused, check_url, system_resolver
 from shared.bus import Bus, Delivery
 from shared.events import Event
 from shared.logging import get_logger
@@ -83,6 +84,8 @@ class WebhookPolicy:
     retry_max_s: float = 3600.0
     pause_after_failures: int = 20
     concurrency: int = 32
+    #: Deliveries to loopback, private, link-local ... addresses (services/api/webhook_targets.py).
+    allow_private_targets: bool = False
 
     @classmethod
     def from_settings(cls, settings: ApiSettings) -> WebhookPolicy:
@@ -93,6 +96,7 @@ class WebhookPolicy:
             retry_max_s=settings.webhook_retry_max_s,
             pause_after_failures=settings.webhook_pause_after_failures,
             concurrency=settings.webhook_concurrency,
+            allow_private_targets=settings.webhook_allow_private_targets,
         )
 
     def retry_delay(self, failed_attempts: int) -> float:
@@ -132,8 +136,10 @@ class WebhookDispatcher:
         policy: WebhookPolicy | None = None,
         *,
         client: httpx.AsyncClient | None = None,
+        resolver: Resolver = system_resolver,
     ) -> None:
         self.db = db
+        self._resolver = resolver
         self.secret_key = secret_key
         self.policy = policy or WebhookPolicy()
         self._client = client or httpx.AsyncClient(follow_redirects=False)
@@ -367,9 +373,10 @@ class WebhookDispatcher:
         status_code: int | None = None
         try:
             secret = unseal(claim.secret_sealed, self.secret_key or "")
+            url, pinned, tls = await self._destination(claim.url)
             timestamp = int(time.time())
             response = await self._client.post(
-                claim.url,
+                url,
                 content=body,
                 timeout=self.policy.timeout_s,
                 headers={
@@ -381,7 +388,9 @@ class WebhookDispatcher:
                     "EchoDesk-Event-Type": claim.event_type,
                     "EchoDesk-Delivery-Id": claim.delivery_id,
                     "EchoDesk-Attempt": str(claim.attempt),
+                    **pinned,
                 },
+                extensions=tls,
             )
             status_code = response.status_code
             error = None if 200 <= status_code < 300 else f"the receiver answered HTTP {status_code}"
@@ -389,6 +398,8 @@ class WebhookDispatcher:
                 error = f"{error} (redirects are not followed)"
         except SealError:
             error = "the signing secret cannot be opened: ECHODESK_SECRET_KEY changed since it was stored"
+        except TargetRefused as exc:
+            error = f"not sent: {exc}"
         except httpx.HTTPError as exc:
             error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
         duration_ms = (time.monotonic() - started) * 1000
@@ -396,6 +407,19 @@ class WebhookDispatcher:
         ATTEMPTS.labels("delivered" if error is None else "failed").inc()
         self._outcomes.append(_Outcome(claim, status_code, error, duration_ms, utcnow()))
         self._outcomes_ready.set()
+
+    async def _destination(self, url: str) -> tuple[httpx.URL, dict[str, str], dict[str, str]]:
+        """Where to send: the URL as is when private targets are allowed; otherwise its host is
+        resolved and checked now (a name may point elsewhere than when it was saved: DNS
+        rebinding) and the request goes to the checked address itself, with the name in ``Host``
+        (and in TLS SNI and certificate checks), so no second lookup can change it."""
+        parsed = httpx.URL(url)
+        if self.policy.allow_private_targets:
+            return parsed, {}, {}
+        target = await check_url(url, allow_private=False, resolver=self._resolver)
+        pinned = parsed.copy_with(host=str(target.addresses[0]))
+        tls = {"sni_hostname": parsed.host} if parsed.scheme == "https" else {}
+        return pinned, {"Host": parsed.netloc.decode("ascii")}, tls
 
     def _take_outcomes(self) -> list[_Outcome]:
         outcomes, self._outcomes = self._outcomes, []
@@ -499,3 +523,4 @@ class WebhookDispatcher:
             )
             if paused.rowcount:  # type: ignore[attr-defined]
                 log.warning("webhook subscription paused", subscription=claim.subscription_id, reason=reason)
+

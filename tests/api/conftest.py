@@ -84,6 +84,8 @@ def api_settings(database_url: str, **overrides: object) -> ApiSettings:
         "database_url": database_url,
         "secret_key": SECRET_KEY,
         "public_sip_wss_url": "wss://voice.example:8089/ws",
+        # The tests' webhook receivers listen on loopback (test_webhook_targets.py checks the guard).
+        "webhook_allow_private_targets": True,
         **overrides,
     }
     return ApiSettings(**values)  # type: ignore[arg-type]

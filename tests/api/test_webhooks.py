@@ -30,7 +30,14 @@ from tests.support.http_receiver import HttpReceiver, Received
 from tests.support.nats import NatsServer
 
 SECRET = "whsec_test-secret-0123456789"
-FAST = WebhookPolicy(timeout_s=5, max_attempts=4, retry_base_s=0.05, retry_max_s=0.4, pause_after_failures=50)
+FAST = WebhookPolicy(
+    timeout_s=5,
+    max_attempts=4,
+    retry_base_s=0.05,
+    retry_max_s=0.4,
+    pause_after_failures=50,
+    allow_private_targets=True,  # the receivers are on loopback
+)
 
 
 @pytest.fixture
@@ -185,7 +192,12 @@ async def test_a_subscription_that_keeps_failing_is_paused_and_says_so(
     hooks: Hooks, receiver: HttpReceiver
 ) -> None:
     policy = WebhookPolicy(
-        timeout_s=5, max_attempts=10, retry_base_s=0.05, retry_max_s=0.1, pause_after_failures=3
+        timeout_s=5,
+        max_attempts=10,
+        retry_base_s=0.05,
+        retry_max_s=0.1,
+        pause_after_failures=3,
+        allow_private_targets=True,
     )
     api = await hooks.app(await hooks.start(policy))
     acme = await api.tenant("Acme", "acme.example")

@@ -14,7 +14,7 @@ from services.api.db import WebhookDelivery, WebhookSubscription
 from services.api.db.base import is_id, utcnow
 from services.api.db.webhooks import DeliveryStatus, SubscriptionStatus
 from services.api.deps import Reader, Session, Settings, Writer
-from services.api.errors import Unavailable
+from services.api.errors import Unavailable, invalid
 from services.api.schemas.webhooks import (
     DeliveryOut,
     DeliveryPage,
@@ -23,6 +23,7 @@ from services.api.schemas.webhooks import (
     WebhookUpdate,
     WebhookWithSecret,
 )
+from services.api.webhook_targets import TargetRefused, check_url
 from shared.sealing import seal
 from shared.settings import ApiSettings
 
@@ -101,11 +102,24 @@ async def list_webhooks(session: Session, principal: Reader) -> list[WebhookOut]
     return [await webhook_out(session, s) for s in subs]
 
 
+async def _public_target(url: str, settings: ApiSettings) -> None:
+    """422 naming ``url`` when webhooks may not go there (services/api/webhook_targets.py)."""
+    if settings.webhook_allow_private_targets:
+        return
+    try:
+        await check_url(url, allow_private=False)
+    except TargetRefused as exc:
+        raise invalid(("body", "url"), str(exc), url) from None
+
+
 @router.post("", status_code=status.HTTP_201_CREATED)
 async def create_webhook(
     body: WebhookCreate, session: Session, principal: Writer, settings: Settings
 ) -> WebhookWithSecret:
-    """Subscribe a URL to the tenant's events. The response carries the signing secret, once."""
+    """Subscribe a URL to the tenant's events. The response carries the signing secret, once.
+    A URL whose host is (or resolves to) a loopback, private, link-local, multicast or metadata
+    address is refused unless private targets are allowed."""
+    await _public_target(body.url, settings)
     secret = body.secret.get_secret_value() if body.secret is not None else _new_secret()
     sub = WebhookSubscription(
         tenant_id=principal.tenant_id,
@@ -128,9 +142,11 @@ async def get_webhook(subscription_id: str, session: Session, principal: Reader)
 
 @router.patch("/{subscription_id}", responses=_NOT_FOUND)
 async def update_webhook(
-    subscription_id: str, body: WebhookUpdate, session: Session, principal: Writer
+    subscription_id: str, body: WebhookUpdate, session: Session, principal: Writer, settings: Settings
 ) -> WebhookOut:
     sub = await _find(session, principal.tenant_id, subscription_id)
+    if body.url is not None:
+        await _public_target(body.url, settings)
     for name in body.model_fields_set:
         value = getattr(body, name)
         if name == "event_types":
