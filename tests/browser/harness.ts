@@ -90,6 +90,16 @@ export interface HangupResult {
 }
 
 /** The remote audio as WebAudio heard it (no speakers involved: Playwright mutes them). */
+export interface ReferResult {
+  /** The REFER's final status (202 when the gateway took the transfer on). */
+  status: number | null;
+  reason: string;
+  /** The sipfrag of every NOTIFY of the transfer (RFC 3515 2.4.5), e.g. "SIP/2.0 100 Trying". */
+  notifies: string[];
+  /** Whether a NOTIFY ended the subscription (its final status came). */
+  terminated: boolean;
+}
+
 export interface AudioAnalysis {
   /** Frequency of the strongest FFT bin, Hz (interpolated between bins). */
   dominantHz: number;
@@ -468,6 +478,52 @@ class Harness {
       return { state: session.state, status: 487 };
     }
     return { state: session.state, status: null };
+  }
+
+  /**
+   * Blind transfer (RFC 3515): REFER the current call to `target` with SIP.js's `session.refer`, as a
+   * softphone's transfer button does. Resolves with the REFER's final status and, when it was
+   * accepted, the NOTIFYs' sipfrags until one terminated the subscription (or `timeoutMs` passed).
+   */
+  async refer(target: string, timeoutMs: number): Promise<ReferResult> {
+    const ua = this.requireAgent();
+    const session = this.requireSession();
+    const uri = UserAgent.makeURI(target.includes(":") ? target : `sip:${target}@${ua.configuration.uri.host}`);
+    if (uri === undefined) {
+      throw new Error(`not a SIP URI: ${target}`);
+    }
+    const result: ReferResult = { status: null, reason: "", notifies: [], terminated: false };
+    await new Promise<void>((resolve, reject) => {
+      session
+        .refer(uri, {
+          requestDelegate: {
+            onAccept: (response) => {
+              result.status = response.message.statusCode ?? null;
+              result.reason = response.message.reasonPhrase ?? "";
+              resolve();
+            },
+            onReject: (response) => {
+              result.status = response.message.statusCode ?? null;
+              result.reason = response.message.reasonPhrase ?? "";
+              resolve();
+            },
+          },
+          onNotify: (notification) => {
+            const request = notification.request;
+            result.notifies.push((request.body ?? "").trim());
+            if ((request.getHeader("Subscription-State") ?? "").toLowerCase().startsWith("terminated")) {
+              result.terminated = true;
+            }
+            void notification.accept();
+          },
+        })
+        .catch(reject);
+    });
+    const deadline = performance.now() + timeoutMs;
+    while (result.status === 202 && !result.terminated && performance.now() < deadline) {
+      await sleep(20);
+    }
+    return result;
   }
 
   /** Wait until the call reaches `state` (e.g. Terminated after the far end's BYE). */

@@ -131,6 +131,18 @@ class Hangup:
 
 
 @dataclass(frozen=True, slots=True)
+class Referral:
+    """A blind transfer asked by the page (RFC 3515): the REFER's answer and the gateway's reports."""
+
+    status: int | None
+    reason: str
+    #: Each NOTIFY's sipfrag status line, in order ("SIP/2.0 100 Trying", then the final one).
+    notifies: list[str]
+    #: A NOTIFY ended the subscription (the final status came).
+    terminated: bool
+
+
+@dataclass(frozen=True, slots=True)
 class AudioAnalysis:
     """The call's remote audio through WebAudio in the page (not the speakers, which are muted)."""
 
@@ -343,6 +355,18 @@ class BrowserAgent:
         value = await self._call("hangup")
         status = value["status"]
         return Hangup(state=str(value["state"]), status=None if status is None else int(status))
+
+    async def refer(self, target: str, timeout: float = 10.0) -> Referral:
+        """Blind transfer of the current call to ``target`` (SIP.js ``session.refer``): the REFER's
+        status and the NOTIFYs' sipfrags until the final one (or ``timeout``)."""
+        value = await self._call("refer", target, int(timeout * 1000), timeout=timeout + 5)
+        status = value["status"]
+        return Referral(
+            status=None if status is None else int(status),
+            reason=str(value["reason"]),
+            notifies=[str(n) for n in value["notifies"]],
+            terminated=bool(value["terminated"]),
+        )
 
     async def wait_for_session(self, state: str, timeout: float = 5.0) -> AgentState:
         """Wait until the call reaches ``state`` (e.g. "Terminated" after the far end's BYE)."""
