@@ -78,6 +78,47 @@ async def configure(url: str, carrier_port: int) -> None:
     await bus.close()
 
 
+def start_gateway(
+    url: str, *, record: bool = False
+) -> tuple[subprocess.Popen[str], subprocess.Popen[str], dict[str, str]]:
+    """A media worker and a signaling process on free loopback ports, tuned to be measured:
+    (media, signaling, signaling's environment, which names its ports)."""
+    base = {"ECHODESK_NATS_URL": url, "ECHODESK_LOG_LEVEL": "WARNING"}
+    rtp_low = 20000
+    media_env = {
+        **base,
+        **free_ports_env("media"),
+        "ECHODESK_MEDIA_BIND_ADDRESS": "127.0.0.1",
+        "ECHODESK_MEDIA_PUBLIC_ADDRESS": "127.0.0.1",
+        "ECHODESK_MEDIA_RTP_PORT_MIN": str(rtp_low),
+        "ECHODESK_MEDIA_RTP_PORT_MAX": str(rtp_low + 8000),
+        "ECHODESK_MEDIA_CAPACITY": "2000",
+    }
+    signaling_env = {
+        **base,
+        **free_ports_env("signaling"),
+        "ECHODESK_SIGNALING_SIP_HOST": "127.0.0.1",
+        "ECHODESK_SIGNALING_SIP_PUBLIC_HOST": "127.0.0.1",
+        # The load comes from one address: measure the call path, not the flood protection.
+        "ECHODESK_SIGNALING_SIP_TRUSTED_NETWORKS": "127.0.0.0/8",
+        "ECHODESK_SIGNALING_SIP_DIGEST_ALGORITHMS": "MD5",  # sipp answers MD5 only
+        # A backlog shows as delay, not as the tenant's limit refusing calls.
+        "ECHODESK_SIGNALING_TENANT_MAX_CONCURRENT_CALLS": "100000",
+        # Recording is measured by bench/media_bridge.py --record and bench/recorder_throughput.py;
+        # here it would fork audio to a stream nobody reads, and the figures stay comparable with
+        # those taken before calls were recorded by default.
+        "ECHODESK_SIGNALING_RECORD_CALLS": "true" if record else "false",
+    }
+    media = start_service("media", media_env)
+    try:
+        signaling = start_service("signaling", signaling_env)
+    except BaseException:
+        media.kill()
+        media.wait()
+        raise
+    return media, signaling, signaling_env
+
+
 def percentile(values: list[float], fraction: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))] if ordered else float("nan")
@@ -142,36 +183,8 @@ def main() -> None:
         url = nats.url
         carrier.start()
         asyncio.run(configure(url, carrier.port))
-        base = {"ECHODESK_NATS_URL": url, "ECHODESK_LOG_LEVEL": "WARNING"}
-        rtp_low = 20000
-        media_env = {
-            **base,
-            **free_ports_env("media"),
-            "ECHODESK_MEDIA_BIND_ADDRESS": "127.0.0.1",
-            "ECHODESK_MEDIA_PUBLIC_ADDRESS": "127.0.0.1",
-            "ECHODESK_MEDIA_RTP_PORT_MIN": str(rtp_low),
-            "ECHODESK_MEDIA_RTP_PORT_MAX": str(rtp_low + 8000),
-            "ECHODESK_MEDIA_CAPACITY": "2000",
-        }
-        signaling_env = {
-            **base,
-            **free_ports_env("signaling"),
-            "ECHODESK_SIGNALING_SIP_HOST": "127.0.0.1",
-            "ECHODESK_SIGNALING_SIP_PUBLIC_HOST": "127.0.0.1",
-            # The load comes from one address: measure the call path, not the flood protection.
-            "ECHODESK_SIGNALING_SIP_TRUSTED_NETWORKS": "127.0.0.0/8",
-            "ECHODESK_SIGNALING_SIP_DIGEST_ALGORITHMS": "MD5",  # sipp answers MD5 only
-            # A backlog shows as delay, not as the tenant's limit refusing calls.
-            "ECHODESK_SIGNALING_TENANT_MAX_CONCURRENT_CALLS": "100000",
-            # Recording is measured by bench/media_bridge.py --record and bench/recorder_throughput.py;
-            # here it would fork audio to a stream nobody reads, and the figures stay comparable with
-            # those taken before calls were recorded by default.
-            "ECHODESK_SIGNALING_RECORD_CALLS": "true" if args.record else "false",
-        }
-        media = start_service("media", media_env)
-        services.append(media)
-        signaling = start_service("signaling", signaling_env)
-        services.append(signaling)
+        media, signaling, signaling_env = start_gateway(url, record=args.record)
+        services += [media, signaling]
         time.sleep(1.0)  # the trunk's first OPTIONS probe
         sip_port = int(signaling_env["ECHODESK_SIGNALING_SIP_UDP_PORT"])
         injection = [
