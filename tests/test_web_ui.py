@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -236,11 +237,15 @@ async def sign_in(page: Page, stack: Stack, shots: Path | None = None) -> None:
     await expect(page.locator("#setup")).to_be_visible()
 
 
+async def choose_agent(page: Page, extension: str) -> None:
+    """Pick the agent by extension once the page has listed the tenant's agents."""
+    option = page.locator("#agent option").filter(has_text=re.compile(rf"^{extension} "))
+    await expect(option).to_have_count(1)
+    await page.select_option("#agent", await option.get_attribute("value"))
+
+
 async def register(page: Page, stack: Stack, extension: str, *, debug: bool = False) -> None:
-    agent = await page.eval_on_selector(
-        "#agent", "(s, ext) => [...s.options].find(o => o.text.startsWith(ext)).value", extension
-    )
-    await page.select_option("#agent", agent)
+    await choose_agent(page, extension)
     await page.fill("#sip-password", stack.credentials[f"agent {extension}"])
     if debug:
         await page.check("#debug")
@@ -249,6 +254,15 @@ async def register(page: Page, stack: Stack, extension: str, *, debug: bool = Fa
 
 
 async def softphone(page: Page, stack: Stack, shots: Path) -> None:
+    # A wrong SIP password: the registrar's refusal in words, and the agent can try again.
+    await choose_agent(page, "100")
+    await page.fill("#sip-password", "not-the-password")
+    await page.click("#register")
+    state = page.locator("#registration-state")
+    await expect(state).to_have_attribute("data-state", "failed")
+    await expect(state).to_contain_text("check the SIP user and password")
+    await page.click("#unregister")
+    await expect(page.locator("#setup")).to_be_visible()
     await register(page, stack, "100", debug=True)
     await expect(page.locator("#connection-state")).to_have_attribute("data-state", "connected")
     # RFC 5626: the REGISTER names this browser's instance and flow, so a reconnect is the same phone.
@@ -279,7 +293,8 @@ async def softphone(page: Page, stack: Stack, shots: Path) -> None:
     heard = await page.evaluate(ANALYSE_REMOTE_AUDIO, 1.5)
     assert heard == pytest.approx(TONE_HZ, abs=15), heard
     await page.click('.key[data-digit="5"]')
-    await expect(page.locator("#dtmf-sent")).to_have_text("5")
+    await page.keyboard.press("#")
+    await expect(page.locator("#dtmf-sent")).to_have_text("5#")
     await page.click("#hold")
     await expect(page.locator("#call-state")).to_have_attribute("data-state", "held")
     await page.click("#hold")
@@ -386,6 +401,12 @@ async def call_log(page: Page, shots: Path) -> None:
     types = await timeline.evaluate_all("items => items.map(i => i.dataset.type)")
     assert types[0] == "call.created", types
     assert "call.answered" in types, types
+    # The digits the page sent (a dial pad click and a key press) reached the gateway as SIP INFO.
+    dtmf = page.locator("#timeline li[data-type='call.dtmf']")
+    await expect(dtmf).to_have_count(2)
+    await expect(dtmf.nth(0)).to_contain_text("digit=5")
+    await expect(dtmf.nth(1)).to_contain_text("digit=#")
+    await expect(dtmf.nth(1)).to_contain_text("method=sip-info")
     await page.screenshot(path=shots / "calls.png", full_page=True)
 
     # The call between the agents was recorded: once the recorder has finished, its detail plays it

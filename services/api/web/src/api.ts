@@ -120,7 +120,8 @@ export async function withApiKey(render: () => Promise<void>): Promise<void> {
     }
   }
   const login = byId<HTMLTemplateElement>("sign-in").content.cloneNode(true) as DocumentFragment;
-  const hidden = Array.from(main.children) as HTMLElement[];
+  // Hide the page until signed in, and afterwards show again only what was shown before.
+  const hidden = (Array.from(main.children) as HTMLElement[]).filter((child) => !child.hidden);
   for (const child of hidden) {
     child.hidden = true;
   }

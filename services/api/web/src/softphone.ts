@@ -187,15 +187,23 @@ function guard(action: () => void | Promise<void>): void {
   }
 }
 
+function inCall(): boolean {
+  const state = byId("call-state").dataset.state;
+  return phone !== null && (state === "established" || state === "held");
+}
+
+function sendDigit(digit: string): void {
+  guard(() => phone?.sendDigit(digit));
+  byId("dtmf-sent").textContent += digit;
+}
+
 function dialPad(): void {
   const pad = byId("dial-pad");
   for (const digit of ["1", "2", "3", "4", "5", "6", "7", "8", "9", "*", "0", "#"]) {
     const key = el("button", { type: "button", class: "key", "data-digit": digit }, digit);
     key.addEventListener("click", () => {
-      const state = byId("call-state").dataset.state;
-      if (phone !== null && (state === "established" || state === "held")) {
-        guard(() => phone?.sendDigit(digit));
-        byId("dtmf-sent").textContent += digit;
+      if (inCall()) {
+        sendDigit(digit);
       } else {
         const input = byId<HTMLInputElement>("number");
         input.value += digit;
@@ -204,6 +212,14 @@ function dialPad(): void {
     });
     pad.append(key);
   }
+  // During a call the keyboard's digits are DTMF too (an IVR asks while the agent looks elsewhere),
+  // except while typing into a field.
+  document.addEventListener("keydown", (event) => {
+    const target = event.target as HTMLElement | null;
+    if (inCall() && /^[0-9*#]$/.test(event.key) && !(target instanceof HTMLInputElement)) {
+      sendDigit(event.key);
+    }
+  });
 }
 
 async function register(messageFor: (status: number) => string): Promise<void> {
