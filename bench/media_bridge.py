@@ -267,6 +267,7 @@ def generator() -> None:
     socks = {s.fileno(): s for s in browsers + carriers}
     state = [[secrets.randbits(16), secrets.randbits(32), secrets.randbits(32)] for _ in range(2 * calls)]
     latencies: list[float] = []
+    unsent = [0, 0]
     seconds = plan["seconds"]
     start = time.perf_counter()
     tick = 0
@@ -291,6 +292,7 @@ def generator() -> None:
                     try:
                         sock.send(packet)
                     except BlockingIOError:
+                        unsent[side] += 1  # the generator's own socket was full: not the bridge's loss
                         continue
                     probes["to_carrier" if side == 0 else "to_browser"][index].sending(tick, now, counting)
             tick += 1
@@ -314,7 +316,9 @@ def generator() -> None:
                     continue  # RTCP reports arrive on the RTCP port, not here
                 probe = probes["to_browser" if to_browser else "to_carrier"][index]
                 probe.arrived(data[12:], time.perf_counter(), counting, latencies)
-    print(json.dumps(_report(probes, latencies)), flush=True)
+    late = max(0.0, time.perf_counter() - start - seconds - DRAIN)
+    report = {**_report(probes, latencies), "unsent": sum(unsent), "ticks": tick, "late_s": round(late, 2)}
+    print(json.dumps(report), flush=True)
 
 
 async def aiortc_generator() -> None:
@@ -406,6 +410,9 @@ def _row(mode: str, calls: int, cpu: float, wall: float, report: dict[str, Any])
         "latency_p99_ms": round(report["p99_ms"], 3),
         "onsets": report["onsets"],
         "packets": sum(report["received"].values()),
+        # The generator's health: packets its own sockets refused and ticks it could not keep.
+        "generator_unsent": report.get("unsent", 0),
+        "generator_ticks": report.get("ticks"),
     }
 
 
