@@ -393,6 +393,20 @@ async def trunks(page: Page, carrier_port: int, shots: Path) -> None:
 
 async def call_log(page: Page, shots: Path) -> None:
     await page.click("header a[href='/calls']")
+    rows = page.locator("#calls tbody tr.row")
+    # Filters: the one outbound call (refused by the dial plan), then the one busy call (declined).
+    await page.select_option("#filters select[name=direction]", "outbound")
+    await page.click("#filters button[type=submit]")
+    await expect(rows).to_have_count(1)
+    await expect(rows.first).to_contain_text("555123456")
+    await page.select_option("#filters select[name=direction]", "")
+    await page.select_option("#filters select[name=status]", "busy")
+    await page.click("#filters button[type=submit]")
+    await expect(rows).to_have_count(1)
+    await expect(rows.first).to_contain_text("Line busy")
+    await page.select_option("#filters select[name=status]", "")
+    await page.click("#filters button[type=submit]")
+    await expect(rows).to_have_count(4)  # refused, echo, declined, answered (and transferred)
     echo = page.locator("#calls tbody tr.row", has_text="*43")
     await expect(echo).to_have_count(1)
     await echo.click()
