@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import resource
@@ -393,6 +394,38 @@ async def aiortc_generator() -> None:
 # -- the worker side (this process)
 
 
+def _socket_drops() -> int:
+    """Datagrams the kernel dropped on this process's UDP sockets (receive buffer full: the worker
+    did not read in time), from /proc/net/udp's per-socket counter; 0 where there is no /proc."""
+    try:
+        inodes = set()
+        for fd in os.listdir("/proc/self/fd"):
+            with contextlib.suppress(OSError):
+                link = os.readlink(f"/proc/self/fd/{fd}")
+                if link.startswith("socket:["):
+                    inodes.add(link[8:-1])
+        drops = 0
+        with open("/proc/net/udp") as table:
+            next(table)
+            for line in table:
+                fields = line.split()
+                if fields[9] in inodes:
+                    drops += int(fields[-1])
+        return drops
+    except OSError:
+        return 0
+
+
+def _runqueue_wait() -> float:
+    """Seconds this process's main thread (the event loop) waited for a CPU while runnable
+    (/proc's schedstat): on a shared machine, time the worker could not read its sockets."""
+    try:
+        with open("/proc/self/schedstat") as stat:
+            return int(stat.read().split()[1]) / 1e9
+    except (OSError, IndexError, ValueError):
+        return 0.0
+
+
 def _cpu() -> float:
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return usage.ru_utime + usage.ru_stime
@@ -410,7 +443,11 @@ def _row(mode: str, calls: int, cpu: float, wall: float, report: dict[str, Any])
         "latency_p99_ms": round(report["p99_ms"], 3),
         "onsets": report["onsets"],
         "packets": sum(report["received"].values()),
-        # The generator's health: packets its own sockets refused and ticks it could not keep.
+        # Where loss came from: the worker's sockets overflowing (it did not read in time), the share
+        # of the time its loop waited for a CPU (other processes on a shared machine), and the
+        # generator's health (packets its own sockets refused, ticks it kept).
+        "worker_socket_drops": report["worker_drops"],
+        "worker_cpu_wait_pct": round(100 * report["worker_waited"], 1),
         "generator_unsent": report.get("unsent", 0),
         "generator_ticks": report.get("ticks"),
     }
@@ -487,11 +524,15 @@ async def run(
     )
     await process.stdin.drain()
     await asyncio.sleep(0.5)  # the generator's warm-up, not measured
-    cpu, wall = _cpu(), time.perf_counter()
+    cpu, wall, drops, waited = _cpu(), time.perf_counter(), _socket_drops(), _runqueue_wait()
     report_line = await asyncio.wait_for(process.stdout.readline(), seconds + 30)
     cpu, wall = _cpu() - cpu, time.perf_counter() - wall
+    report = {
+        **json.loads(report_line),
+        "worker_drops": _socket_drops() - drops,
+        "worker_waited": (_runqueue_wait() - waited) / wall,
+    }
     await process.wait()
-    report = json.loads(report_line)
     for bridge in bridges:
         bridge.close()
     mux.close()
@@ -546,13 +587,18 @@ async def run_aiortc(calls: int, seconds: float) -> dict[str, Any]:
     process.stdin.write((json.dumps({"seconds": seconds}) + "\n").encode())
     await process.stdin.drain()
     await asyncio.sleep(WARMUP)
-    cpu, wall = _cpu(), time.perf_counter()
+    cpu, wall, drops, waited = _cpu(), time.perf_counter(), _socket_drops(), _runqueue_wait()
     report_line = await asyncio.wait_for(process.stdout.readline(), seconds + 30)
     cpu, wall = _cpu() - cpu, time.perf_counter() - wall
+    report = {
+        **json.loads(report_line),
+        "worker_drops": _socket_drops() - drops,
+        "worker_waited": (_runqueue_wait() - waited) / wall,
+    }
     await process.wait()
     for pc in connections:
         await pc.close()
-    return _row("aiortc", calls, cpu, wall, json.loads(report_line))
+    return _row("aiortc", calls, cpu, wall, report)
 
 
 def main() -> None:
