@@ -96,6 +96,8 @@ class EndCause(StrEnum):
     #: The transferring agent left and the transfer did not reach anyone.
     TRANSFER_FAILED = "transfer_failed"
     SYSTEM_SHUTDOWN = "system_shutdown"
+    #: The signaling instance died while the call was being set up (a connected call is resumed).
+    SIGNALING_RESTARTED = "signaling_restarted"
     INTERNAL_ERROR = "internal_error"
 
 

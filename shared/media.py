@@ -149,11 +149,14 @@ class RecordingControl(ContractModel):
 
 class ReleaseSessions(ContractModel):
     """Published (core NATS, every worker listens) by a signaling instance as it starts: the sessions
-    it owned before are nobody's now (its calls ended with it), so workers close them at once
-    instead of relaying audio nobody bridges until a media timeout."""
+    it owned before, except those of the calls it took over (``keep``), bridge calls that ended with
+    the previous incarnation, so workers close them at once instead of relaying audio nobody bridges
+    until a media timeout."""
 
     owner: Token
     reason: str = "owner restarted"
+    #: Sessions of calls the new instance took over (their snapshots in KV ``calls``): kept.
+    keep: list[str] = Field(default_factory=list, max_length=100_000)
 
 
 class CloseSession(ContractModel):

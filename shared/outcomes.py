@@ -96,6 +96,11 @@ _BY_CAUSE: dict[EndCause, Outcome] = {
     EndCause.SYSTEM_SHUTDOWN: Outcome(
         CallStatus.FAILED, EndCause.SYSTEM_SHUTDOWN, "Call ended: service restarting"
     ),
+    EndCause.SIGNALING_RESTARTED: Outcome(
+        CallStatus.FAILED,
+        EndCause.SIGNALING_RESTARTED,
+        "Call ended: the gateway restarted before the call was answered",
+    ),
     EndCause.INTERNAL_ERROR: Outcome(
         CallStatus.FAILED, EndCause.INTERNAL_ERROR, "Call failed: internal error"
     ),

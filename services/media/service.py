@@ -351,8 +351,14 @@ class MediaService:
         )
 
     async def _release(self, release: ReleaseSessions, _subject: str) -> None:
-        """A signaling instance restarted: the sessions it owned bridge calls that no longer exist."""
-        orphans = [sid for sid, bridge in self.bridges.items() if bridge.request.owner == release.owner]
+        """A signaling instance restarted: the sessions it owned bridge calls that no longer exist,
+        except those of the calls it took over."""
+        keep = set(release.keep)
+        orphans = [
+            sid
+            for sid, bridge in self.bridges.items()
+            if bridge.request.owner == release.owner and sid not in keep
+        ]
         for session_id in orphans:
             self._close(session_id, release.reason)
         if orphans:

@@ -7,6 +7,9 @@ import contextlib
 import ssl
 from functools import partial
 
+from nats.js.kv import KeyValue
+
+from services.signaling.b2bua.call_store import PURGE_EVERY_S, CallStore, load, purge_ended
 from services.signaling.b2bua.calls import BusMedia, Calls
 from services.signaling.directory import AgentDirectory
 from services.signaling.stack import SipStack
@@ -45,9 +48,18 @@ class SignalingService:
         self._events: asyncio.Queue[EventEnvelope] = asyncio.Queue(EVENT_QUEUE_LIMIT)
         self._publisher: asyncio.Task[None] | None = None
         self._watchdog: asyncio.Task[None] | None = None
+        self.store: CallStore | None = None
+        self._store_tasks: list[asyncio.Task[None]] = []
 
     async def start(self, ctx: ServiceContext) -> None:
         self.stack = SipStack(self.settings, self.directory, self._publish, server_tls=self._server_tls())
+        # What a previous incarnation of this instance left in KV ``calls`` (b2bua/snapshot.py): read
+        # first, so its calls are taken over the moment the transports are bound again.
+        node = subjects.token(self.settings.instance_id)
+        calls_kv = await ctx.bus.bucket(subjects.CALLS_KV)
+        inherited = await load(calls_kv, node)
+        if inherited:
+            log.info("calls left by the previous incarnation", count=len(inherited))
         loaded = asyncio.Event()
         await ctx.bus.watch_bucket(subjects.AGENTS_KV, self._agent_changed, on_initial_done=loaded.set)
         # Registrations are only answered once the agents are known (else everyone gets 401).
@@ -82,9 +94,17 @@ class SignalingService:
             self._publish,
             self.tenants,
         )
-        # Sessions this instance owned before a restart bridge calls that ended with it (calls do not
-        # survive a restart yet): the workers close them now.
-        await ctx.bus.publish(subjects.media_release(self.calls.node), ReleaseSessions(owner=self.calls.node))
+        # Connected calls of the previous incarnation carry on here; the sessions of the others
+        # bridge calls that ended with it: the workers close those now.
+        self.store = CallStore(self.calls.node, self.calls.snapshot)
+        self.calls.store = self.store
+        kept = await self.calls.resume(inherited)
+        release = ReleaseSessions(owner=self.calls.node, keep=kept)
+        await ctx.bus.publish(subjects.media_release(self.calls.node), release)
+        self._store_tasks = [
+            asyncio.create_task(self.store.run(calls_kv)),
+            asyncio.create_task(_purge_now_and_then(calls_kv)),
+        ]
         # The workers' reports on our calls' sessions, and their heartbeats: a worker that dies
         # takes its calls down with it, and they must end on both legs at once.
         await ctx.bus.subscribe(subjects.media_events(), MediaEvent, self._media_event)
@@ -158,6 +178,11 @@ class SignalingService:
             self._watchdog.cancel()
         if self.calls is not None:
             await self.calls.stop()
+        if self.store is not None:
+            # The calls' final state (deleted snapshots) reaches KV before the process goes.
+            await self.store.flushed(self.settings.drain_timeout_s)
+        for task in self._store_tasks:
+            task.cancel()
         if self.trunks is not None:
             await self.trunks.stop()
             await self._flush_events()
@@ -172,6 +197,12 @@ class SignalingService:
         if self.stack is None:
             return (0, 0)
         return (self.calls.active if self.calls is not None else 0, 0)
+
+
+async def _purge_now_and_then(kv: KeyValue) -> None:
+    while True:
+        await purge_ended(kv)
+        await asyncio.sleep(PURGE_EVERY_S)
 
 
 async def _publish_batch(bus: Bus, batch: list[tuple[str, bytes, str]]) -> bool:

@@ -249,6 +249,11 @@ class Call:
         raise NotImplementedError
 
     @property
+    def caller_call_id(self) -> str:
+        """The SIP Call-ID of the caller's dialog: an in-dialog request with it comes from the caller."""
+        return self.caller_invite.call_id
+
+    @property
     def trunk_id(self) -> str | None:
         return None
 

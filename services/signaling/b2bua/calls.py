@@ -10,12 +10,15 @@ carrier: that is the toll-fraud line.
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from services.signaling.b2bua.bridged import CALLEE, BridgedCall
 from services.signaling.b2bua.call import (
+    AgentCall,
     AnswerCaller,
     Call,
     CarrierTarget,
@@ -35,6 +38,7 @@ from services.signaling.b2bua.call import (
     StartTimer,
     StopMedia,
 )
+from services.signaling.b2bua.call_store import CallStore
 from services.signaling.b2bua.demo import DemoCall
 from services.signaling.b2bua.dialplan import (
     CallCounts,
@@ -52,13 +56,22 @@ from services.signaling.b2bua.reconnect import Reconnections, Slot
 from services.signaling.b2bua.referral import ReferError, refer_target
 from services.signaling.b2bua.ringing import Caller, RingCall, RingTarget
 from services.signaling.b2bua.session_timer import MIN_SE_S
+from services.signaling.b2bua.snapshot import (
+    CallSnapshot,
+    FlowRef,
+    Flows,
+    abandon,
+    ack_for,
+    capture,
+    restore,
+)
 from services.signaling.directory import AgentDirectory
 from services.signaling.registrar import Binding
-from services.signaling.sip.dialog import DialogError
+from services.signaling.sip.dialog import Dialog, DialogError
 from services.signaling.sip.message import Request, Response, make_response
 from services.signaling.sip.transaction import ClientTransaction, ServerTransaction, TransactionStateError
 from services.signaling.sip.uri import SipUri
-from services.signaling.stack import SipStack
+from services.signaling.stack import SipStack, aor_of
 from services.signaling.tenants import TenantDirectory
 from services.signaling.transport.flow import Flow, TransportKind
 from services.signaling.transport.layer import TransportUnavailable
@@ -181,7 +194,8 @@ class _Leg:
 
     call: Call
     caller_flow: Flow
-    caller_txn: ServerTransaction
+    #: None for a call taken over after a restart (its INVITE was answered long ago).
+    caller_txn: ServerTransaction | None
     #: The flow to the carrier, being opened while the media worker prepares the session (None:
     #: a call with no carrier, such as the echo line).
     carrier: asyncio.Task[Flow | None] | None = None
@@ -194,6 +208,8 @@ class _Leg:
     dialog_keys: list[tuple[str, str]] = field(default_factory=list)
     #: A REFER to an outside number waits for the flow to its trunk (a second one gets 491).
     refer_pending: bool = False
+    #: Each flow as its snapshot names it (the registration of an agent's flow is looked up once).
+    refs: dict[Flow, FlowRef] = field(default_factory=dict)
 
 
 class Calls:
@@ -240,6 +256,11 @@ class Calls:
         #: BYEs for agents whose grace ran out, by (AOR, instance), sent when they register again
         #: (until the deadline beside each): their browser still shows a call that ended.
         self._undelivered: dict[tuple[str, str], list[tuple[Request, float]]] = {}
+        #: Where each call's snapshot goes (KV ``calls``: b2bua/call_store.py); None: not kept.
+        self.store: CallStore | None = None
+        #: INVITEs of calls a previous incarnation was setting up, cancelled at start, by SIP
+        #: Call-ID: their final answers are acknowledged (RFC 3261 17.1.1.3) until the deadline.
+        self._abandoned: dict[str, tuple[Request, Flow, float]] = {}
 
     @property
     def active(self) -> int:
@@ -457,7 +478,7 @@ class Calls:
         call.source = self.node
         self._calls[call.call_id] = leg
         self._by_invite[id(leg.caller_txn)] = call.call_id
-        self._index(leg, (call.caller_invite.call_id, call.caller_tag))
+        self._index(leg, (call.caller_call_id, call.caller_tag))
         self._execute(leg, call.start(now))
 
     async def _connect_carrier(self, trunk: TrunkRecord) -> Flow | None:
@@ -475,7 +496,7 @@ class Calls:
         if leg is None:
             self.stack.respond(txn, make_response(request, 481, "Call/Transaction Does Not Exist"))
             return None
-        side = leg.call.side(from_caller=request.call_id == leg.call.caller_invite.call_id)
+        side = leg.call.side(from_caller=request.call_id == leg.call.caller_call_id)
         if side is None:
             self.stack.respond(txn, make_response(request, 491, "Request Pending"))
             return None
@@ -489,6 +510,8 @@ class Calls:
             # RFC 3261 12.2.2: a CSeq lower than the last one is answered 500.
             self.stack.respond(txn, make_response(request, 500, f"Out of order: {exc}"[:120]))
             return None
+        if self.store is not None:
+            self.store.changed(leg.call.call_id)  # the remote CSeq, maybe the remote target
         return leg, side
 
     def _on_reinvite(self, txn: ServerTransaction, request: Request, now: float) -> None:
@@ -529,7 +552,7 @@ class Calls:
         body = (local.sdp or "").encode()
         headers = [("Contact", side.contact)] + ([("Content-Type", "application/sdp")] if body else [])
         self._respond(txn, request, 200, None, (*headers, *self._session_headers(leg, request)), body)
-        from_caller, now = request.call_id == leg.call.caller_invite.call_id, _now()
+        from_caller, now = request.call_id == leg.call.caller_call_id, _now()
         self._execute(leg, leg.call.hold_changed(side.party, _holds(offer), now))
         self._execute(leg, leg.call.session_refreshed(from_caller, now))
 
@@ -547,7 +570,7 @@ class Calls:
             return
         headers = (("Contact", side.contact), *self._session_headers(leg, request))
         self._respond(txn, request, 200, None, headers)
-        from_caller = request.call_id == leg.call.caller_invite.call_id
+        from_caller = request.call_id == leg.call.caller_call_id
         self._execute(leg, leg.call.session_refreshed(from_caller, now))
 
     @staticmethod
@@ -555,7 +578,7 @@ class Calls:
         """Session-Expires (and Require: timer) in our 2xx to a refresh that asked for one (RFC 4028 9)."""
         if request.headers.get("Session-Expires") is None:
             return ()
-        value = leg.call.session_header(from_caller=request.call_id == leg.call.caller_invite.call_id)
+        value = leg.call.session_header(from_caller=request.call_id == leg.call.caller_call_id)
         return (("Session-Expires", value), ("Require", "timer")) if value else ()
 
     def _on_info(self, txn: ServerTransaction | None, request: Request, flow: Flow, now: float) -> None:
@@ -596,7 +619,7 @@ class Calls:
             return
         leg, _side = found
         call = leg.call
-        refusal = call.transfer_refusal(from_caller=request.call_id == call.caller_invite.call_id)
+        refusal = call.transfer_refusal(from_caller=request.call_id == call.caller_call_id)
         if refusal is None and leg.refer_pending:
             refusal = (491, "A transfer of this call is already in progress")
         if refusal is not None:
@@ -723,7 +746,7 @@ class Calls:
         )
         if leg is None:
             return
-        from_caller = request.call_id == leg.call.caller_invite.call_id
+        from_caller = request.call_id == leg.call.caller_call_id
         side = leg.call.side(from_caller)
         if side is not None and side.dialog.call_id != request.call_id:
             return  # our BYE to a transferred agent crossed theirs: that leg is already gone
@@ -746,6 +769,9 @@ class Calls:
         return None  # the ACK for our 2xx to the caller: the call is already connected
 
     def _on_stray_response(self, response: Response, flow: Flow, now: float) -> None:
+        if self._abandoned and response.call_id in self._abandoned:
+            self._abandoned_answer(response, now)
+            return
         for leg in self._calls.values():
             if leg.call.owns_response(response):
                 self._execute(leg, leg.call.stray_response(response, now))
@@ -785,6 +811,8 @@ class Calls:
             return False
         if slot is None:
             return True
+        if isinstance(call, BridgedCall):
+            return slot == CALLEE and call.callee is not None and call.callee.party is Party.AGENT
         return isinstance(call, RingCall) and call.winner is not None and call.winner.index == slot
 
     def _on_binding_added(self, binding: Binding, replaced: Binding | None) -> None:
@@ -811,6 +839,8 @@ class Calls:
             else:
                 leg.branch_flows[slot] = binding.flow
             log.info("agent reconnected", call=leg.call.call_id, flow=str(binding.flow))
+            if self.store is not None:
+                self.store.changed(leg.call.call_id)
 
     def _arm_reconnections(self) -> None:
         if self._reconnect_timer is not None:
@@ -842,6 +872,205 @@ class Calls:
             if not waiting:
                 del self._undelivered[key]
         self._arm_reconnections()
+
+    # --- surviving a restart (b2bua/snapshot.py, b2bua/call_store.py) ----------------------------
+
+    def snapshot(self, call_id: str) -> bytes | None:
+        """The call's snapshot for KV ``calls`` as it stands now; None once it ended."""
+        leg = self._calls.get(call_id)
+        if leg is None:
+            return None
+        call = leg.call
+        carrier = None
+        if leg.carrier is not None and leg.carrier.done() and not leg.carrier.cancelled():
+            flow = leg.carrier.result() if leg.carrier.exception() is None else None
+            carrier = self._flow_ref(leg, flow, None) if flow is not None else None
+        callee_flow: Flow | None = None
+        callee_agent: str | None = None
+        if isinstance(call, RingCall) and call.winner is not None:
+            callee_flow = leg.branch_flows[call.winner.index]
+            callee_agent = call.winner.target.agent_id
+        elif isinstance(call, BridgedCall) and call.callee is not None:
+            callee_flow = leg.branch_flows[CALLEE]
+            callee_agent = call.callee.agent_id
+        caller_agent = call.agent_id if isinstance(call, AgentCall) else None
+        if isinstance(call, RingCall | BridgedCall):
+            caller_agent = call.caller.agent_id
+        flows = Flows(
+            caller=self._flow_ref(leg, leg.caller_flow, caller_agent),
+            callee=self._flow_ref(leg, callee_flow, callee_agent) if callee_flow is not None else None,
+            branches=tuple(self._flow_ref(leg, f, None) for f in leg.branch_flows)
+            if isinstance(call, RingCall) and call.phase is not Phase.CONNECTED
+            else (),
+            carrier=carrier,
+        )
+        snapshot = capture(call, flows, leg.sessions, time.time() - _now())
+        return snapshot.model_dump_json(exclude_defaults=True).encode() if snapshot is not None else None
+
+    def _flow_ref(self, leg: _Leg, flow: Flow, agent_id: str | None) -> FlowRef:
+        known = leg.refs.get(flow)
+        if known is not None:
+            return known
+        aor = instance = None
+        if flow.reliable and agent_id is not None:
+            # An agent on a connection is reached again when it registers again (RFC 5626 4.1).
+            agent = next(
+                (
+                    a
+                    for a in self.directory.agents()
+                    if a.agent_id == agent_id and a.tenant_id == leg.call.tenant_id
+                ),
+                None,
+            )
+            if agent is not None:
+                aor = aor_of(agent)
+                binding = next((b for b in self.stack.bindings_of(agent, _now()) if b.flow == flow), None)
+                instance = binding.instance if binding is not None else None
+        ref = FlowRef(
+            transport=flow.transport.value,
+            host=flow.remote[0],
+            port=flow.remote[1],
+            aor=aor,
+            instance=instance,
+        )
+        leg.refs[flow] = ref
+        return ref
+
+    async def resume(self, found: dict[str, bytes]) -> list[str]:
+        """Take over the calls a previous incarnation of this instance left (KV ``calls``): connected
+        calls carry on, calls being set up end on every leg we can reach. Returns the media sessions
+        kept (the others of the previous incarnation are released by their workers)."""
+        now = _now()
+        offset = time.time() - now
+        kept: list[str] = []
+        restored = ended = 0
+        for call_id, data in found.items():
+            if self.store is not None:
+                self.store.inherited(call_id)
+            try:
+                snapshot = CallSnapshot.model_validate_json(data)
+            except ValueError as exc:
+                log.error("call snapshot unreadable: dropped", call=call_id, error=str(exc)[:200])
+                if self.store is not None:
+                    self.store.changed(call_id)
+                continue
+            bind_call(tenant_id=snapshot.tenant_id, call_id=snapshot.call_id)
+            if snapshot.connected and snapshot.caller is not None:
+                session = await self._restore(snapshot, now, offset)
+                if session is not None:
+                    kept.append(session)
+                    restored += 1
+                    continue
+            await self._abandon(snapshot, now + offset)
+            ended += 1
+            if self.store is not None:
+                self.store.changed(call_id)
+        log.info("calls taken over", restored=restored, ended=ended)
+        return kept
+
+    async def _restore(self, snapshot: CallSnapshot, now: float, offset: float) -> str | None:
+        """One connected call back on its dialogs; the session id it keeps (None: not restored)."""
+        taken = restore(snapshot, now=now, wall_offset=offset, source=self.node)
+        call = taken.call
+        if taken.session is None or taken.caller_flow is None:
+            return None
+        caller_flow, caller_away = await self._reach(taken.caller_flow)
+        callee_flows: list[Flow] = []
+        callee_away = False
+        if call.callee is not None:
+            if taken.callee_flow is None:
+                return None
+            callee_flow, callee_away = await self._reach(taken.callee_flow)
+            callee_flows.append(callee_flow)
+        leg = _Leg(
+            call, caller_flow, None, branch_flows=callee_flows, sessions={call.media_key: taken.session}
+        )
+        self._calls[call.call_id] = leg
+        self._index(leg, (call.caller.dialog.call_id, call.caller.dialog.local_tag))
+        if call.callee is not None:
+            self._index(leg, (call.callee.dialog.call_id, call.callee.dialog.local_tag))
+        self.workers.alive(taken.session[0], now)
+        self._execute(leg, call.start(now))
+        for slot, ref, away in (
+            (None, taken.caller_flow, caller_away),
+            (CALLEE, taken.callee_flow, callee_away),
+        ):
+            if not away or ref is None:
+                continue
+            # A browser's WebSocket died with the process: it waits to be registered again.
+            waiting = self.reconnections.lost(call.call_id, slot, ref.aor or "", ref.instance, now)
+            if waiting is None:
+                log.info("restored call has an end that cannot come back", call=call.call_id)
+                self._execute(leg, call.hang_up(EndCause.AGENT_CONNECTION_LOST, now))
+                return taken.session[1]
+            self._arm_reconnections()
+        log.info("call taken over", call=call.call_id, worker=taken.session[0])
+        return taken.session[1]
+
+    async def _reach(self, ref: FlowRef) -> tuple[Flow, bool]:
+        """A flow to an end of a restored call, and whether the end is away until it registers again.
+        UDP needs only the address; a carrier on TCP/TLS gets a new connection; an agent on a
+        connection (a browser's WebSocket) must come back itself."""
+        kind = TransportKind(ref.transport)
+        remote = (ref.host, ref.port)
+        if kind is TransportKind.UDP or (ref.aor is None and kind in (TransportKind.TCP, TransportKind.TLS)):
+            try:
+                return await self.stack.transport.connect(kind, ref.host, ref.port), False
+            except TransportUnavailable as exc:
+                log.warning(
+                    "end of a restored call unreachable",
+                    flow=f"{kind.value}:{ref.host}:{ref.port}",
+                    error=str(exc),
+                )
+        return Flow(kind, remote, ("0.0.0.0", 0), connection_id=-1), True
+
+    async def _abandon(self, snapshot: CallSnapshot, now_epoch: float) -> None:
+        """A call the previous incarnation was setting up: 487 to the caller, CANCEL to the callees,
+        its final event (RFC 3261 9.1, 15)."""
+        ending = abandon(snapshot, now_epoch=now_epoch, source=self.node)
+        deadline = _now() + 32.0  # 64*T1: as long as a final response is retransmitted (17.2.1)
+        if ending.answer is not None:
+            response, ref = ending.answer
+            flow, away = await self._reach(ref)
+            if not away:
+                try:
+                    self.stack.transport.send(flow, response.encode())
+                except TransportUnavailable as exc:
+                    log.info("487 not sent", error=str(exc))
+        for cancel, invite, ref in ending.cancels:
+            flow, away = await self._reach(ref)
+            if away:
+                continue
+            self._abandoned[invite.call_id] = (invite, flow, deadline)
+            self.stack.send_request(cancel, flow, _ignore)
+        log.info(
+            "call being set up ended by the restart", call=snapshot.call_id, cancelled=len(ending.cancels)
+        )
+        self.publish(ending.ended)
+
+    def _abandoned_answer(self, response: Response, now: float) -> None:
+        """A final answer to an INVITE cancelled at start: ACK it (a 2xx that crossed the CANCEL
+        is also ended with BYE, RFC 3261 15)."""
+        invite, flow, deadline = self._abandoned[response.call_id]
+        if now > deadline:
+            del self._abandoned[response.call_id]
+            return
+        if response.cseq.method != "INVITE" or response.status_code < 200:
+            return
+        if response.status_code >= 300:
+            self.stack.send_ack(ack_for(invite, response), flow)
+            return
+        try:
+            dialog = Dialog.as_uac(invite, response, "")
+        except (DialogError, ValueError) as exc:
+            log.info("2xx to a cancelled INVITE not understood", error=str(exc))
+            return
+        via = invite.via
+        sent_by = f"{via.host}:{via.port}" if via.port else via.host
+        self.stack.send_ack(dialog.ack(via_host=sent_by, transport=flow.transport.value), flow)
+        self.stack.send_request(
+            dialog.request("BYE", via_host=sent_by, transport=flow.transport.value), flow, _ignore
+        )
 
     # --- the media workers ------------------------------------------------------------------
 
@@ -960,6 +1189,8 @@ class Calls:
         call = leg.call
         for command in commands:
             if isinstance(command, AnswerCaller):
+                if leg.caller_txn is None:
+                    continue  # a call taken over: its INVITE was answered by the previous instance
                 try:
                     self.stack.respond(leg.caller_txn, command.response)
                 except TransactionStateError:
@@ -984,6 +1215,8 @@ class Calls:
                 self.publish(command.event)
                 if isinstance(command.event, CallEnded):
                     self._forget(call)
+        if self.store is not None and commands:
+            self.store.changed(call.call_id)
 
     async def _to_carrier(self, leg: _Leg, request: Request) -> None:
         call = leg.call
@@ -1014,7 +1247,7 @@ class Calls:
 
     def _to_branch(self, leg: _Leg, index: int, request: Request) -> None:
         call = leg.call
-        assert isinstance(call, RingCall)
+        assert isinstance(call, RingCall | BridgedCall)
         flow = leg.branch_flows[index]
         if request.method == "ACK":
             self.stack.send_ack(request, flow)
@@ -1117,7 +1350,10 @@ class Calls:
         # Each call's own keys, not a scan of every call's: ending calls under load stays O(1).
         for dialog in leg.dialog_keys:
             self._by_dialog.pop(dialog, None)
-        self._by_invite.pop(id(leg.caller_txn), None)
+        if leg.caller_txn is not None:
+            self._by_invite.pop(id(leg.caller_txn), None)
+        if self.store is not None:
+            self.store.changed(call.call_id)
 
     def _counts(self, without: str | None = None) -> CallCounts:
         by_trunk: dict[str, int] = {}
