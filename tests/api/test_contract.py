@@ -7,8 +7,12 @@ webhook. No input may make the api fail: every answer is a 4xx naming what is wr
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import os
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, cast
 
 import pytest
@@ -24,7 +28,8 @@ from services.api.ingestion import EventIngestion
 from services.api.tenancy import create_tenant
 from shared import subjects
 from shared.bus import Delivery
-from shared.events import Event
+from shared.events import Event, RecordingCompleted, RecordingCompletedData
+from shared.recording_store import LocalStorage, object_key
 from tests.api.conftest import BACKENDS, TABLES, api_settings
 from tests.support.call_events import answered_call
 
@@ -33,8 +38,9 @@ from tests.support.call_events import answered_call
 EXAMPLES = 40
 
 
-async def _prepare(url: str) -> str:
-    """An empty, migrated database with a tenant (and what it has); returns its admin key."""
+async def _prepare(url: str, recordings: Path) -> str:
+    """An empty, migrated database with a tenant, its answered call and the call's recording (the
+    file too); returns the tenant's admin key."""
     db = Database(url)
     try:
         await upgrade(db)
@@ -45,7 +51,26 @@ async def _prepare(url: str) -> str:
             tenant, token = await create_tenant(session, name="Acme", sip_domain="acme.example")
             await session.commit()
         deliveries: list[Delivery[Event]] = []
-        for n, event in enumerate(answered_call(tenant.id, "call-1", datetime.now(UTC)), 1):
+        wav = os.urandom(4000)
+        key = object_key(tenant.id, time.time(), "call-1", "rec-1", "wav")
+        stored = await LocalStorage(recordings).put(_written(recordings / "spool.wav", wav), key, "audio/wav")
+        completed = RecordingCompleted(
+            tenant_id=tenant.id,
+            call_id="call-1",
+            sequence=0,
+            data=RecordingCompletedData(
+                recording_id="rec-1",
+                location=stored,
+                format="wav",
+                channels=2,
+                sample_rate=8000,
+                duration_s=0.25,
+                size_bytes=len(wav),
+                sha256=hashlib.sha256(wav).hexdigest(),
+            ),
+        )
+        events = [*answered_call(tenant.id, "call-1", datetime.now(UTC)), completed]
+        for n, event in enumerate(events, 1):
             deliveries.append(
                 Delivery(
                     event, subjects.event_subject(event), 1, stream_sequence=n, stored_at=datetime.now(UTC)
@@ -57,6 +82,11 @@ async def _prepare(url: str) -> str:
         await db.dispose()
 
 
+def _written(path: Path, data: bytes) -> Path:
+    path.write_bytes(data)
+    return path
+
+
 @pytest.fixture(scope="module", params=BACKENDS)
 def client(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     """A client of the app in schemathesis's event loop (one for all its requests, so the app's
@@ -65,10 +95,18 @@ def client(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
         url = f"sqlite+aiosqlite:///{tmp_path_factory.mktemp('contract') / 'api.db'}"
     else:
         url = request.getfixturevalue("postgres_url")
-    token = asyncio.run(_prepare(url))
-    app = create_app(api_settings(url), Database(url))
+    recordings = tmp_path_factory.mktemp("recordings")
+    token = asyncio.run(_prepare(url, recordings))
+    app = create_app(api_settings(url, recordings_dir=recordings), Database(url))
     with asgi.get_client(cast(Any, app)) as client:
         client.headers["Authorization"] = f"Bearer {token}"
+        for path, body in (
+            ("/v1/trunks", {"name": "Magti", "sip_server": "sip.example.ge"}),
+            ("/v1/agents", {"extension": "100", "password": "agent-password-100"}),
+            ("/v1/webhooks", {"url": "https://hooks.example/voice"}),
+        ):
+            created = client.post(f"http://{asgi.HOST}{path}", json=body)
+            assert created.status_code == 201, created.text
         yield client
 
 
