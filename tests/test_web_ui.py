@@ -200,8 +200,17 @@ async def test_web_ui_softphone_trunks_and_call_log(
         ):
             page.set_default_timeout(20_000)
             await sign_in(page, stack, shots)
+            # A call log opened before any call: it follows the live events and lists each call.
+            live = await page.context.new_page()
+            await live.goto(f"{stack.api_url}/calls")
+            await live.fill("#api-key", stack.credentials["api_key"])
+            await live.click("#sign-in-form button[type=submit]")
+            await expect(live.locator("#live-state")).to_have_attribute("data-state", "connected")
             await softphone(page, stack, shots)
             await trunks(page, carrier.port, shots)
+            # Refused, echo, declined, answered (and transferred): all there without a reload.
+            await expect(live.locator("#calls tbody tr.row")).to_have_count(4)
+            await live.close()
             await call_log(page, shots)
             await page.goto(f"{stack.api_url}/status")
             await expect(page.locator("#s tbody tr")).to_have_count(4, timeout=10_000)
@@ -321,6 +330,7 @@ async def softphone(page: Page, stack: Stack, shots: Path) -> None:
     await expect(page.locator("#call-message")).to_have_text(for_sip_status(status).message)
     await page.click("#call")
     await expect(colleague.locator("#call-state")).to_have_attribute("data-state", "incoming")
+    await expect(colleague).to_have_title(re.compile(r"^Incoming call: Agent 100"))
     await colleague.screenshot(path=shots / "softphone-incoming.png", full_page=True)
     await colleague.click("#accept")
     await expect(colleague.locator("#call-state")).to_have_attribute("data-state", "established")

@@ -4,7 +4,8 @@
  * timeline of every event in the order it happened.
  */
 
-import { api, ApiError, byId, el, formatSeconds, formatTime, withApiKey } from "./api";
+import { api, ApiError, apiKey, byId, el, formatSeconds, formatTime, withApiKey } from "./api";
+import { Backoff } from "./backoff";
 
 interface Call {
   id: string;
@@ -64,6 +65,9 @@ interface Page {
 }
 
 let cursor: string | null = null;
+/** Whether older pages were appended: a live refresh then leaves the list alone. */
+let appended = false;
+let shownCall: string | null = null;
 
 function query(): URLSearchParams {
   const form = byId<HTMLFormElement>("filters");
@@ -100,6 +104,7 @@ async function load(append: boolean): Promise<void> {
   if (!append) {
     body.replaceChildren();
   }
+  appended = append;
   for (const call of page.items) {
     const row = el(
       "tr",
@@ -259,6 +264,7 @@ async function recordings(items: Recording[]): Promise<Node> {
 
 async function showCall(id: string): Promise<void> {
   const call = await api<CallDetail>(`/v1/calls/${encodeURIComponent(id)}`);
+  shownCall = call.id;
   byId("detail").hidden = false;
   byId("detail-id").textContent = call.id;
   byId("detail-facts").replaceChildren(...facts(call));
@@ -285,6 +291,79 @@ async function showCall(id: string): Promise<void> {
   history.replaceState(null, "", `/calls?call=${encodeURIComponent(id)}`);
 }
 
+/**
+ * Keep the page current from the live event stream (/v1/events/live; a browser cannot set headers
+ * on a WebSocket, so the key goes as ?api_key=): a call or recording event reloads the list's
+ * first page and the shown call. The log is built from the same events by the api's consumer, a
+ * moment later, so the reload waits a second and looks once more after a few. A dropped stream
+ * resumes after the last event id it delivered.
+ */
+function follow(): void {
+  const key = apiKey();
+  if (key === null) {
+    return;
+  }
+  const backoff = new Backoff();
+  const live = byId("live-state");
+  let since: string | null = null;
+  const timers: number[] = [];
+  const refresh = (callId: string | undefined): void => {
+    for (const timer of timers.splice(0)) {
+      window.clearTimeout(timer);
+    }
+    for (const delay of [1000, 4000]) {
+      timers.push(
+        window.setTimeout(() => {
+          if (!appended) {
+            void load(false);
+          }
+          if (shownCall !== null && (callId === undefined || callId === shownCall)) {
+            void showCall(shownCall).catch(() => undefined);
+          }
+        }, delay),
+      );
+    }
+  };
+  const connect = (): void => {
+    const url = new URL("/v1/events/live", location.href);
+    url.protocol = location.protocol === "https:" ? "wss:" : "ws:";
+    url.searchParams.set("api_key", key);
+    url.searchParams.set("types", "call.*,recording.*");
+    if (since !== null) {
+      url.searchParams.set("since", since);
+    }
+    const socket = new WebSocket(url);
+    socket.addEventListener("open", () => {
+      backoff.reset();
+      live.textContent = "Live";
+      live.dataset.state = "connected";
+    });
+    socket.addEventListener("message", (message: MessageEvent<string>) => {
+      const event = JSON.parse(message.data) as { id?: string; call_id?: string; error?: string };
+      if (event.error !== undefined) {
+        live.textContent = `Not live: ${event.error}`;
+        live.dataset.state = "error";
+        return;
+      }
+      since = event.id ?? since;
+      refresh(event.call_id);
+    });
+    socket.addEventListener("close", (closed: CloseEvent) => {
+      if (closed.code === 4401 || closed.code === 4400) {
+        return; // the key or a parameter is refused: retrying cannot help (the error is shown)
+      }
+      if (closed.code === 4404) {
+        since = null; // the stream no longer holds our last event: start from now
+      }
+      const wait = backoff.next();
+      live.textContent = `Not live, retrying in ${(wait / 1000).toFixed(0)} s`;
+      live.dataset.state = "reconnecting";
+      window.setTimeout(connect, wait);
+    });
+  };
+  connect();
+}
+
 async function render(): Promise<void> {
   const agents = await api<{ id: string; extension: string; display_name: string | null }[]>("/v1/agents");
   const select = byId<HTMLFormElement>("filters").elements.namedItem("agent_id") as HTMLSelectElement;
@@ -295,6 +374,7 @@ async function render(): Promise<void> {
   });
   byId("more").addEventListener("click", () => void load(true));
   await load(false);
+  follow();
   const wanted = new URLSearchParams(location.search).get("call");
   if (wanted !== null) {
     await showCall(wanted);

@@ -7,6 +7,7 @@
 
 import { api, ApiError, byId, el, formatSeconds, withApiKey } from "./api";
 import { type CallView, Phone, type ConnectionState, type RegistrationState } from "./phone";
+import { Ringer } from "./ringer";
 
 interface Agent {
   id: string;
@@ -41,6 +42,8 @@ const LAST_AGENT_STORAGE = "echodesk.agent";
 
 let phone: Phone | null = null;
 let timer: number | null = null;
+const ringer = new Ringer();
+const TITLE = document.title;
 
 /** shared/outcomes.py's lookup: the status's own message, else its class's. */
 async function loadMessages(): Promise<(status: number) => string> {
@@ -81,6 +84,13 @@ function appendLog(level: string, text: string): void {
 
 function renderCall(view: CallView | null): void {
   const state = view?.state ?? "idle";
+  if (state === "incoming") {
+    ringer.start();
+    document.title = `Incoming call: ${view?.party ?? ""}`;
+  } else {
+    ringer.stop();
+    document.title = TITLE;
+  }
   const up = state === "established" || state === "held";
   const live = view !== null && state !== "ended";
   show("call-state", view === null ? "No call" : CALL_WORDS[view.state], state);
@@ -281,6 +291,7 @@ async function render(): Promise<void> {
   });
   byId<HTMLFormElement>("setup-form").addEventListener("submit", (event) => {
     event.preventDefault();
+    ringer.unlock();
     register(messageFor).catch((error: unknown) => {
       byId("setup-error").textContent = error instanceof Error ? error.message : String(error);
     });
