@@ -91,6 +91,11 @@ class DeskPhone:
             if message.cseq.method == method and message.cseq.seq == self.cseq and message.status_code >= 200:
                 return message
 
+    def acknowledge(self, invite: Request, answered: Response) -> None:
+        """ACK the 2xx to our re-INVITE in the dialog of ``invite`` (RFC 3261 13.2.2.4)."""
+        target = (invite.headers.get("Contact") or "").strip().strip("<>").split(">")[0]
+        self.client.send(_ack(answered, target, answered.cseq.seq, self.client, new_branch=True))
+
     def close(self) -> None:
         self.client.close()
 
@@ -99,10 +104,11 @@ class DeskPhone:
 
 
 def place_call(
-    sip: tuple[str, int], offer: str, number: str = "555123456"
+    sip: tuple[str, int], offer: str, number: str = "555123456", *, client: SipClient | None = None
 ) -> tuple[SipClient, Response, dict[str, str]]:
-    """INVITE as agent 100, answering the 407 (RFC 3261 22.3); returns the final response."""
-    client = SipClient(sip, timeout=15)
+    """INVITE as agent 100, answering the 407 (RFC 3261 22.3); returns the final response.
+    ``client``: the socket of agent 100's registered phone (a second call on the same phone)."""
+    client = client or SipClient(sip, timeout=15)
     uri = f"sip:{number}@{DOMAIN}"
     dialog = {
         "from": f"<sip:100@{DOMAIN}>;tag={secrets.token_hex(4)}",
