@@ -15,9 +15,10 @@ from __future__ import annotations
 import asyncio
 import signal
 import subprocess
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import nats.errors
@@ -46,12 +47,27 @@ class Gateway:
     media_env: dict[str, str]
     signaling_env: dict[str, str]
     media: subprocess.Popen[str]
+    signaling: subprocess.Popen[str]
     #: Set by a test that kills the media worker on purpose (it is then not expected to exit cleanly).
     media_killed: bool = False
+    #: Signaling processes a test killed (SIGKILL) and replaced: reaped at the end, not checked.
+    killed_signaling: list[subprocess.Popen[str]] = field(default_factory=list)
 
     def kill_media(self) -> None:
         self.media_killed = True
         self.media.kill()
+
+    def kill_signaling(self) -> None:
+        """SIGKILL the signaling process, as a crash or an OOM kill would."""
+        self.signaling.kill()
+        self.killed_signaling.append(self.signaling)
+
+    async def start_signaling(self) -> float:
+        """A new signaling process with the same instance id, ports and settings, as the supervisor
+        (or Kubernetes) starts one; returns the seconds until it was ready."""
+        started = time.monotonic()
+        self.signaling = await asyncio.to_thread(start_service, "signaling", self.signaling_env)
+        return time.monotonic() - started
 
 
 @asynccontextmanager
@@ -64,6 +80,7 @@ async def gateway_stack(
     carrier_scenario: str | Path = "carrier_answer_uas",
     carrier_keys: dict[str, str] | None = None,
     recorder: bool = False,
+    carrier_timeout_s: float = 60.0,
 ) -> AsyncIterator[tuple[Gateway, Sipp]]:
     """Carrier, directory, media worker and signaling up; stopped (and checked clean) on exit.
 
@@ -71,6 +88,7 @@ async def gateway_stack(
     ``signaling_settings`` adds ``ECHODESK_SIGNALING_*`` variables (sipp agents need MD5 digests).
     ``carrier_scenario`` and ``carrier_keys`` choose how sipp plays the carrier (its -key values).
     ``recorder`` starts a recorder too, writing under ``tmp_path/recordings``.
+    ``carrier_timeout_s`` bounds the carrier's whole run (half of it any one wait, at least 30 s).
     """
     require_sipp()
     bus = await Bus.connect(nats_server.url, name="test", timeout=5)
@@ -80,8 +98,8 @@ async def gateway_stack(
         carrier_scenario,
         tmp_path,
         calls=carrier_calls,
-        timeout=60,
-        recv_timeout=30,
+        timeout=carrier_timeout_s,
+        recv_timeout=max(30.0, carrier_timeout_s / 2),
         keys=carrier_keys or {},
         extra_args=("-rtp_echo", "-mp", str(media_port), "-mi", "127.0.0.1"),
     )
@@ -154,12 +172,15 @@ async def gateway_stack(
         media_env=media_env,
         signaling_env=signaling_env,
         media=media,
+        signaling=signaling,
     )
     try:
         yield gateway, carrier
     finally:
         outputs = []
-        for process in (signaling, *started):
+        for process in gateway.killed_signaling:
+            await asyncio.to_thread(process.communicate, None, 10)
+        for process in (gateway.signaling, *started):
             if process is media and gateway.media_killed:
                 await asyncio.to_thread(process.communicate, None, 10)
                 continue
