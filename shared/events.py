@@ -125,6 +125,13 @@ class CallParties(ContractModel):
     agent_id: Token | None = None
     trunk_id: Token | None = None
     parent_call_id: Token | None = Field(default=None, description="The call this one was transferred from")
+    conversation_id: uuid.UUID | None = Field(
+        default=None,
+        description=(
+            "The customer's conversation with the tenant (shared.conversations): the same for every "
+            "call and message of one E.164 number in one tenant; None without a customer number"
+        ),
+    )
 
 
 class CallCreatedData(CallParties):
@@ -446,6 +453,99 @@ class RecordingFailed(CallEventEnvelope):
     data: RecordingFailedData
 
 
+# --- messages (RFC 3428 SIP MESSAGE) ------------------------------------------------------------
+
+
+class MessageFailure(StrEnum):
+    """Why a message was not delivered."""
+
+    #: The recipient's phone or the carrier answered with a final failure (sip_status says which).
+    REJECTED = "rejected"
+    #: The agent did not register within the pending time (ECHODESK_SIGNALING_MESSAGE_PENDING_TTL_S).
+    EXPIRED = "expired"
+    #: The dial plan or the trunk's rules refused the destination.
+    NO_ROUTE = "no_route"
+    #: The carrier challenged and the trunk's credentials were refused (or there are none).
+    CARRIER_AUTH_FAILED = "carrier_auth_failed"
+    #: The carrier could not be reached or did not answer.
+    CARRIER_ERROR = "carrier_error"
+    #: It had to wait for the agent and could not be stored (NATS unavailable).
+    NOT_QUEUED = "not_queued"
+
+
+class MessageContent(ContractModel):
+    """What was said and between whom: carried by ``message.received`` and ``message.sent``."""
+
+    direction: Direction
+    from_number: str = Field(description="Sender: E.164 for a customer, the extension for an agent")
+    to_number: str = Field(description="Recipient: E.164 for a customer, the extension for an agent")
+    from_agent_id: Token | None = None
+    to_agent_id: Token | None = None
+    trunk_id: Token | None = None
+    content_type: Literal["text/plain", "message/cpim"] = "text/plain"
+    text: str = Field(description="The message, decoded from UTF-8 (for message/cpim: its text/plain part)")
+    size_bytes: int = Field(ge=0, description="Size of the SIP body as received")
+
+
+class MessageDeliveredData(ContractModel):
+    sip_status: int = Field(ge=200, le=299, description="The recipient's (or carrier's) final answer")
+    waited_s: float = Field(ge=0, description="Seconds from acceptance to delivery")
+    #: True when it waited for the agent to register (delivered on their REGISTER).
+    queued: bool = False
+
+
+class MessageFailedData(ContractModel):
+    cause: MessageFailure
+    sip_status: int | None = Field(default=None, ge=300, le=699)
+    reason: str = Field(max_length=200, description="Human explanation")
+    waited_s: float = Field(ge=0, description="Seconds from acceptance to the failure")
+
+
+class MessageEventEnvelope(EventEnvelope):
+    message_id: Token
+    agent_id: Token | None = Field(
+        default=None,
+        description=(
+            "The agent on the helpdesk's side: the sender of an outbound or internal message, the "
+            "agent who got an inbound one (None until one did)"
+        ),
+    )
+    customer_number: E164 | None = Field(default=None, description="The customer's number, if one takes part")
+    conversation_id: uuid.UUID | None = Field(
+        default=None, description="Same as the customer's calls' conversation_id (shared.conversations)"
+    )
+
+
+class MessageReceived(MessageEventEnvelope):
+    """A customer's message arrived from a carrier and was accepted for the tenant's agents."""
+
+    type: Literal["message.received"] = "message.received"
+    data: MessageContent
+
+
+class MessageSent(MessageEventEnvelope):
+    """An agent sent a message (to a colleague's extension or a customer's number); it was accepted."""
+
+    type: Literal["message.sent"] = "message.sent"
+    data: MessageContent
+
+
+class MessageDelivered(MessageEventEnvelope):
+    """The recipient's phone (or the customer's carrier) accepted the message."""
+
+    type: Literal["message.delivered"] = "message.delivered"
+    data: MessageDeliveredData
+
+
+class MessageFailed(MessageEventEnvelope):
+    """The message could not be delivered; every accepted message ends delivered or failed."""
+
+    type: Literal["message.failed"] = "message.failed"
+    data: MessageFailedData
+
+
+MessageEvent = MessageReceived | MessageSent | MessageDelivered | MessageFailed
+
 CallEvent = (
     CallCreated
     | CallRinging
@@ -464,7 +564,7 @@ RecordingEvent = (
 )
 
 Event = Annotated[
-    CallEvent | TrunkRegistration | AgentPresence | RecordingEvent,
+    CallEvent | TrunkRegistration | AgentPresence | RecordingEvent | MessageEvent,
     Field(discriminator="type"),
 ]
 EVENT_ADAPTER: TypeAdapter[Event] = TypeAdapter(Event)
@@ -491,6 +591,10 @@ EVENT_TYPES: dict[str, type[EventEnvelope]] = {
         RecordingCompressed,
         RecordingDeleted,
         RecordingFailed,
+        MessageReceived,
+        MessageSent,
+        MessageDelivered,
+        MessageFailed,
     )
 }
 

@@ -165,6 +165,30 @@ class SignalingSettings(CommonSettings):
             "RFC 5626 instance) while its audio goes on; then it ends as agent_connection_lost (0: at once)"
         ),
     )
+    message_max_bytes: int = Field(
+        4096,
+        ge=64,
+        le=60000,
+        description="Largest SIP MESSAGE body accepted (RFC 3428 7: larger ones get 413)",
+    )
+    message_pending_ttl_s: float = Field(
+        604800.0,
+        gt=0,
+        le=2592000,
+        description=(
+            "How long a message for an agent who is not registered waits for them (s); then it fails "
+            "as expired (message.failed)"
+        ),
+    )
+    message_answer_wait_s: float = Field(
+        4.0,
+        gt=0,
+        le=30,
+        description=(
+            "How long a MESSAGE's sender waits for the recipient's answer before it gets 202 Accepted "
+            "and the outcome follows as an event (RFC 3428 7)"
+        ),
+    )
 
 
 class MediaSettings(CommonSettings):

@@ -15,6 +15,7 @@ from shared.events import (
     AgentPresence,
     CallEventEnvelope,
     EventEnvelope,
+    MessageEventEnvelope,
     RecordingCompleted,
     RecordingCompressed,
     RecordingDeleted,
@@ -61,6 +62,15 @@ def recording_audio(call_id: str = "*") -> str:
     return f"recordings.audio.{_tok_or_wild(call_id)}"
 
 
+def message_events(tenant_id: str = "*", message_id: str = "*") -> str:
+    return f"messages.events.{_tok_or_wild(tenant_id)}.{_tok_or_wild(message_id)}"
+
+
+def pending_message(tenant_id: str = "*", agent_id: str = "*", message_id: str = "*") -> str:
+    """A message waiting for an agent to register (one copy per agent it may go to)."""
+    return f"messages.pending.{_tok_or_wild(tenant_id)}.{_tok_or_wild(agent_id)}.{_tok_or_wild(message_id)}"
+
+
 def dead_letter(stream: str = "*", consumer: str = "*") -> str:
     """Where a message that cannot be handled goes, by the stream and consumer that gave up on it."""
     return f"deadletter.{_tok_or_wild(stream)}.{_tok_or_wild(consumer)}"
@@ -79,6 +89,8 @@ def event_subject(event: EventEnvelope) -> str:
         return trunk_events(event.tenant_id, event.trunk_id)
     if isinstance(event, AgentPresence):
         return agent_events(event.tenant_id, event.agent_id)
+    if isinstance(event, MessageEventEnvelope):
+        return message_events(event.tenant_id, event.message_id)
     raise ValueError(f"no subject for event {type(event).__name__}")
 
 
@@ -170,6 +182,19 @@ RECORDING_AUDIO = StreamSpec(
     # message stored, and creating hundreds at once queues in its API.
     allow_direct=True,
 )
+MESSAGE_EVENTS = StreamSpec(
+    "MESSAGE_EVENTS", (message_events(),), timedelta(days=7), description="messages (SIP MESSAGE)"
+)
+#: Messages waiting for their agent to register. Signaling fails and removes them after
+#: ECHODESK_SIGNALING_MESSAGE_PENDING_TTL_S (with a message.failed event); the stream's own age limit
+#: is only the backstop behind that setting's largest value, so no message ever expires unannounced.
+PENDING_MESSAGES = StreamSpec(
+    "PENDING_MESSAGES",
+    (pending_message(),),
+    timedelta(days=31),
+    description="messages waiting for an agent to register",
+    allow_direct=True,
+)
 DEAD_LETTERS = StreamSpec(
     "DEAD_LETTERS", (dead_letter(),), timedelta(days=14), description="messages no handler could take"
 )
@@ -180,6 +205,8 @@ STREAMS: tuple[StreamSpec, ...] = (
     AGENT_EVENTS,
     RECORDING_EVENTS,
     RECORDING_AUDIO,
+    MESSAGE_EVENTS,
+    PENDING_MESSAGES,
     DEAD_LETTERS,
 )
 

@@ -12,12 +12,15 @@ from nats.js.kv import KeyValue
 from services.signaling.b2bua.call_store import PURGE_EVERY_S, CallStore, load, purge_ended
 from services.signaling.b2bua.calls import BusMedia, Calls
 from services.signaling.directory import AgentDirectory
+from services.signaling.messaging.messages import Messages
+from services.signaling.messaging.pending import JetStreamPending
 from services.signaling.stack import SipStack
 from services.signaling.tenants import TenantDirectory
 from services.signaling.trunk.trunks import Trunks
 from shared import subjects
 from shared.bus import Bus
 from shared.commands import COMMANDS
+from shared.conversations import threaded
 from shared.events import EventEnvelope
 from shared.heartbeat import Heartbeat
 from shared.logging import get_logger
@@ -45,6 +48,7 @@ class SignalingService:
         self.stack: SipStack | None = None
         self.trunks: Trunks | None = None
         self.calls: Calls | None = None
+        self.messages: Messages | None = None
         self._events: asyncio.Queue[EventEnvelope] = asyncio.Queue(EVENT_QUEUE_LIMIT)
         self._publisher: asyncio.Task[None] | None = None
         self._watchdog: asyncio.Task[None] | None = None
@@ -110,6 +114,11 @@ class SignalingService:
         await ctx.bus.subscribe(subjects.media_events(), MediaEvent, self._media_event)
         await ctx.bus.subscribe(subjects.heartbeat("media"), Heartbeat, self._media_heartbeat)
         self._watchdog = asyncio.create_task(self._watch_workers())
+        # Text messages (RFC 3428); those waiting for an agent are kept in JetStream.
+        self.messages = Messages(
+            self.stack, self.settings, self.directory, self.trunks, self._publish, JetStreamPending(ctx.bus)
+        )
+        self.messages.start()
         # The api's commands for this instance's calls (shared/commands.py).
         for verb, model in COMMANDS.items():
             await ctx.bus.serve(
@@ -137,6 +146,7 @@ class SignalingService:
             self.stack.agent_removed(before)
 
     def _publish(self, event: EventEnvelope) -> None:
+        event = threaded(event)  # calls with a customer carry the customer's conversation_id
         if self._events.full():
             dropped = self._events.get_nowait()
             self._events.task_done()
@@ -176,6 +186,8 @@ class SignalingService:
     async def stop(self) -> None:
         if self._watchdog is not None:
             self._watchdog.cancel()
+        if self.messages is not None:
+            await self.messages.stop()
         if self.calls is not None:
             await self.calls.stop()
         if self.store is not None:

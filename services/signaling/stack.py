@@ -148,6 +148,8 @@ class SipStack:
         self._flow_handlers: list[Callable[[Flow, list[Binding]], None]] = []
         self._binding_handlers: list[Callable[[Binding, Binding | None], None]] = []
         self._methods: tuple[str, ...] = METHODS
+        #: Bodies a method takes instead of ACCEPTED_CONTENT_TYPES (MESSAGE: text, RFC 3428).
+        self._accepted: dict[str, tuple[str, ...]] = {}
         self._capabilities_headers: tuple[tuple[str, str], ...] = CAPABILITIES
         self.server_header = f"EchoDesk-Voice/{package_version()}"
 
@@ -231,6 +233,11 @@ class SipStack:
             ("Accept", ", ".join(ACCEPTED_CONTENT_TYPES)),
             SUPPORTED,
         )
+
+    def accept(self, method: str, content_types: tuple[str, ...]) -> None:
+        """Requests of ``method`` carry these bodies, not SDP and DTMF: others get 415 with them in
+        Accept (RFC 3261 8.2.3)."""
+        self._accepted[method] = content_types
 
     def on_stray_response(self, handler: StrayResponseHandler) -> None:
         self._stray = handler
@@ -323,7 +330,7 @@ class SipStack:
             request,
             supported_methods=self._methods,
             supported_extensions=EXTENSIONS,
-            accepted_content_types=ACCEPTED_CONTENT_TYPES,
+            accepted_content_types=self._accepted.get(request.method, ACCEPTED_CONTENT_TYPES),
         )
         if rejection is not None:
             self._count(request.method, rejection.status_code)
