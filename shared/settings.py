@@ -314,6 +314,23 @@ class ApiSettings(CommonSettings):
         20, ge=1, description="Failed attempts in a row after which a webhook subscription is paused"
     )
     webhook_concurrency: int = Field(32, ge=1, description="Webhook deliveries in flight at once")
+    event_retention_days: int = Field(
+        0,
+        ge=0,
+        le=36500,
+        description="Days events (calls' timelines) are kept before the api deletes them; 0: forever. "
+        "A tenant may choose its own (/v1/tenant/data-retention)",
+    )
+    webhook_delivery_retention_days: int = Field(
+        30,
+        ge=0,
+        le=36500,
+        description="Days finished webhook deliveries (the delivery log) are kept; 0: forever; "
+        "a tenant may choose its own",
+    )
+    retention_interval_s: float = Field(
+        3600.0, gt=0, description="How often events and deliveries past their retention are deleted (s)"
+    )
     webhook_allow_private_targets: bool = Field(
         False,
         description="Let webhooks go to loopback, private, link-local and other non-public addresses "

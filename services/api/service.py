@@ -16,6 +16,7 @@ from services.api.db.migrate import current_revision, upgrade
 from services.api.ingestion import EventIngestion
 from services.api.instances import InstanceDirectory
 from services.api.publishing import ConfigPublisher
+from services.api.retention import RetentionSweeper
 from services.api.tenancy import bootstrap_development
 from services.api.webhooks import WebhookDispatcher, WebhookPolicy
 from shared import subjects
@@ -44,6 +45,7 @@ class ApiService:
         self.instances = InstanceDirectory()
         self.db: Database | None = None
         self.publisher: ConfigPublisher | None = None
+        self.retention: RetentionSweeper | None = None
         self.webhooks: WebhookDispatcher | None = None
         self._server: _EmbeddedServer | None = None
         self._task: asyncio.Task[None] | None = None
@@ -87,6 +89,8 @@ class ApiService:
             self.db, self.settings.secret_key, WebhookPolicy.from_settings(self.settings)
         )
         await self.webhooks.start(ctx.bus, max_deliver=self.settings.max_deliver)
+        self.retention = RetentionSweeper(self.db, self.settings)
+        self.retention.start()
         app = create_app(
             self.settings,
             self.db,
@@ -152,6 +156,8 @@ class ApiService:
                 await self._task
         if self.publisher is not None:
             await self.publisher.stop()
+        if self.retention is not None:
+            await self.retention.stop()
         if self.webhooks is not None:
             await self.webhooks.stop()
         if self.db is not None:

@@ -23,6 +23,7 @@ from tests.support.postgres import scratch_database
 
 SECRET_KEY = "test-secret-key"
 TABLES = (
+    "data_retention",
     "webhook_deliveries",
     "agent_presence",
     "trunk_registrations",

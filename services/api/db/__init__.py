@@ -9,6 +9,7 @@ from services.api.db.base import Base
 from services.api.db.calls import AgentPresenceRow, Call, Recording, StoredEvent, TrunkRegistrationRow
 from services.api.db.engine import Database
 from services.api.db.outbox import KvDeletion
+from services.api.db.retention import DataRetention
 from services.api.db.tenants import ApiKey, Tenant
 from services.api.db.trunks import Trunk, TurnCredential
 from services.api.db.webhooks import WebhookDelivery, WebhookSubscription
@@ -19,6 +20,7 @@ __all__ = [
     "ApiKey",
     "Base",
     "Call",
+    "DataRetention",
     "Database",
     "KvDeletion",
     "Recording",

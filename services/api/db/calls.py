@@ -76,6 +76,8 @@ class StoredEvent(Base):
     __tablename__ = "events"
     __table_args__ = (
         Index("ix_events_tenant_id_call_id_occurred_at", "tenant_id", "call_id", "occurred_at"),
+        # The retention sweep: a tenant's oldest events first (services/api/retention.py).
+        Index("ix_events_tenant_id_occurred_at", "tenant_id", "occurred_at"),
     )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)

@@ -51,6 +51,8 @@ class WebhookDelivery(Base):
         # One delivery per event and subscription, however often the event is consumed.
         UniqueConstraint("subscription_id", "event_id"),
         Index("ix_webhook_deliveries_subscription_id_created_at", "subscription_id", "created_at"),
+        # The retention sweep: a tenant's oldest deliveries first (services/api/retention.py).
+        Index("ix_webhook_deliveries_tenant_id_created_at", "tenant_id", "created_at"),
         # What the worker looks for: pending deliveries by when they are due.
         Index(
             "ix_webhook_deliveries_due",
