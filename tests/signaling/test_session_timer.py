@@ -8,10 +8,12 @@ import pytest
 from services.signaling.b2bua.call import OutboundCall, SendToCarrier, StartTimer, StopMedia
 from services.signaling.b2bua.session_timer import (
     SessionExpires,
+    TooBrief,
     expire_at,
     parse_min_se,
     parse_session_expires,
     refresh_at,
+    uas_session,
 )
 from services.signaling.sip.message import Request
 from shared.events import EndCause
@@ -125,3 +127,22 @@ def test_min_se_and_deadlines() -> None:
     assert refresh_at(100.0, 1800) == 1000.0
     assert expire_at(0.0, 1800) == 1768.0  # minus 32 s
     assert expire_at(0.0, 90) == 60.0  # minus a third
+
+
+@pytest.mark.parametrize(
+    ("session_expires", "supported", "expected"),
+    [
+        (None, ("timer",), None),  # not asked: no timer
+        ("1800", ("timer",), SessionExpires(1800, "uac")),  # the caller refreshes when it can
+        ("1800;refresher=uas", ("timer",), SessionExpires(1800, "uas")),
+        ("1800;refresher=uac", ("timer", "100rel"), SessionExpires(1800, "uac")),
+        ("1800", (), SessionExpires(1800, "uas")),  # a proxy asked for a caller without timers
+        ("1800;refresher=uac", (), SessionExpires(1800, "uas")),
+        ("60", ("timer",), TooBrief(90)),  # RFC 4028 9: 422 with Min-SE
+        ("garbage", ("timer",), None),
+    ],
+)
+def test_what_our_2xx_says_of_the_callers_session_timer(
+    session_expires: str | None, supported: tuple[str, ...], expected: SessionExpires | TooBrief | None
+) -> None:
+    assert uas_session(session_expires, supported) == expected

@@ -52,6 +52,35 @@ def parse_min_se(value: str | None) -> int | None:
     return int(head) if head.isdigit() else None
 
 
+@dataclass(frozen=True, slots=True)
+class TooBrief:
+    """The INVITE asked for a shorter interval than we accept: answer 422 with ``Min-SE`` (RFC 4028 9)."""
+
+    min_se: int
+
+
+def uas_session(
+    session_expires: str | None, supported: tuple[str, ...], min_se: int = MIN_SE_S
+) -> SessionExpires | TooBrief | None:
+    """What our 2xx to an INVITE says of the session timer, as its UAS (RFC 4028 9).
+
+    No ``Session-Expires`` in the request: no timer (we could ask for one, but a caller that did not
+    is not made to refresh). Shorter than ``min_se``: :class:`TooBrief`. Otherwise the interval
+    asked, and the refresher the request named; when it named none, the caller refreshes if it
+    supports timers (``Supported: timer``), and we do if it does not (a proxy asked on its behalf;
+    the 2xx then carries no ``Require: timer``)."""
+    asked = parse_session_expires(session_expires)
+    if asked is None:
+        return None
+    if asked.interval_s < min_se:
+        return TooBrief(min_se)
+    uac_supports = "timer" in supported
+    refresher = asked.refresher or ("uac" if uac_supports else "uas")
+    if refresher == "uac" and not uac_supports:
+        refresher = "uas"  # a UAC that cannot refresh is not made the refresher
+    return SessionExpires(asked.interval_s, refresher)
+
+
 def refresh_at(now: float, interval_s: int) -> float:
     """When the refresher sends its refresh: half the interval (RFC 4028 10)."""
     return now + interval_s / 2
@@ -66,8 +95,10 @@ __all__ = [
     "MIN_SE_S",
     "RETRY_S",
     "SessionExpires",
+    "TooBrief",
     "expire_at",
     "parse_min_se",
     "parse_session_expires",
     "refresh_at",
+    "uas_session",
 ]
