@@ -248,7 +248,10 @@ class CallRecording:
         return self.ended and self.missing == 0
 
     def snapshot(self) -> dict[str, Any]:
-        """The checkpoint's content as of now (on the event loop, while no chunk is being applied)."""
+        """The checkpoint's content as of now (on the event loop, while no chunk is being applied),
+        the audio buffered so far written to the file first (:class:`OSError` on a full disk: it
+        stays buffered, and the checkpoint waits)."""
+        self.wav.flush()
         progress = self.progress
         progress.frames = self.wav.frames
         progress.timelines = {leg.value: timeline.state() for leg, timeline in self.timelines.items()}
@@ -258,7 +261,8 @@ class CallRecording:
         return copied
 
     def persist(self, snapshot: dict[str, Any]) -> None:
-        """Sync the audio, then write ``snapshot`` beside it (blocking: run it in a thread).
+        """Sync the audio flushed by :meth:`snapshot`, then write ``snapshot`` beside it (blocking:
+        run it in a thread).
 
         Only the audio is synced: a state file that a machine crash loses or leaves behind the audio
         makes the successor replay more, never less, and one it cannot read makes it rebuild from the
@@ -271,10 +275,12 @@ class CallRecording:
 
     def finish(self) -> None:
         """Close the audio at the call's end (silence after the last packet) and sync it."""
+        self.wav.flush()
         end = self.progress.end
         if end is not None:
             self.wav.extend_to(end["arrival_us"] * RATE // 1_000_000)
         self._silence_paused(until=self.wav.frames)
+        self.wav.flush()
         self.wav.sync()
         self.progress.frames = self.wav.frames
 

@@ -52,6 +52,9 @@ class LeaseBook:
         #: Every lease as last seen by the watcher (None: unreadable).
         self.known: dict[str, RecordingLease | None] = {}
         self.held: dict[str, Held] = {}
+        #: Keys of leases not done (the calls still to record): what :meth:`candidates` scans, rather
+        #: than every finished lease kept for ``DONE_KEPT_S`` too.
+        self._open: set[str] = set()
         self._clock = clock
         self._kv: KeyValue | None = None
 
@@ -64,11 +67,13 @@ class LeaseBook:
         def changed(key: str, value: bytes | None) -> None:
             if value is None:
                 self.known.pop(key, None)
+                self._open.discard(key)
                 return
             try:
-                self.known[key] = RecordingLease.model_validate_json(value)
+                self._see(key, RecordingLease.model_validate_json(value))
             except ValidationError:
                 self.known[key] = None
+                self._open.discard(key)
                 log.warning("recording_lease_unreadable", call=key)
                 return
             # Renewals (most changes) make nothing claimable: only a new or released lease wakes
@@ -78,6 +83,13 @@ class LeaseBook:
 
         await self.bus.watch_bucket(subjects.RECORDINGS_KV, changed)
 
+    def _see(self, key: str, lease: RecordingLease) -> None:
+        self.known[key] = lease
+        if lease.done_at is None:
+            self._open.add(key)
+        else:
+            self._open.discard(key)
+
     def claimable(self, key: str) -> bool:
         lease = self.known.get(key)
         if lease is None or lease.done_at is not None or key in self.held:
@@ -85,7 +97,7 @@ class LeaseBook:
         return lease.owner is None or lease.expires_at < self._clock()
 
     def candidates(self) -> list[str]:
-        return [key for key in self.known if self.claimable(key)]
+        return [key for key in self._open if self.claimable(key)]
 
     def stale(self) -> list[str]:
         """Finished leases old enough to remove."""
@@ -108,7 +120,7 @@ class LeaseBook:
         lease = RecordingLease.model_validate_json(entry.value)
         now = self._clock()
         if lease.done_at is not None or (lease.owner is not None and lease.expires_at >= now):
-            self.known[key] = lease
+            self._see(key, lease)
             return None
         claimed = lease.model_copy(
             update={
@@ -123,7 +135,7 @@ class LeaseBook:
         except nats.js.errors.KeyWrongLastSequenceError:
             return None
         self.held[key] = Held(claimed, revision)
-        self.known[key] = claimed
+        self._see(key, claimed)
         if lease.owner is not None:
             log.info("recording_lease_taken_over", call=key, previous=lease.owner, claims=claimed.claims)
         return claimed
@@ -175,6 +187,7 @@ class LeaseBook:
         with contextlib.suppress(nats.js.errors.KeyNotFoundError):
             await kv.delete(key)
         self.known.pop(key, None)
+        self._open.discard(key)
 
     async def ensure(self, key: str) -> None:
         """An unclaimed lease for a call whose audio waits without one (its worker's create failed)."""

@@ -131,6 +131,8 @@ class Active:
     disk_error_since: float | None = None
     disk_error: str = ""
     write_failures: int = 0
+    #: ``write_failures`` at the last checkpoint: none since then means the disk took writes again.
+    failures_checked: int = 0
 
 
 class RecorderService:
@@ -268,7 +270,10 @@ class RecorderService:
     async def _begin(self, call_id: str, lease: RecordingLease) -> None:
         assert self._ctx is not None
         assert lease.recording_id is not None
-        recording, resumed = CallRecording.open(self.spool, call_id, lease.recording_id)
+        # Files opened (and a checkpoint read) off the event loop: claims come in bursts.
+        recording, resumed = await asyncio.to_thread(
+            CallRecording.open, self.spool, call_id, lease.recording_id
+        )
         recording.progress.announced |= lease.announced
         active = Active(call_id, lease, recording)
         self.active[call_id] = active
@@ -300,11 +305,7 @@ class RecorderService:
         try:
             while True:
                 active.catch_up_again = False
-                failures, whole = active.write_failures, active.read_from == 1
                 await self._read_stream(active)
-                if whole and active.write_failures == failures and active.disk_error_since is not None:
-                    log.info("recording_disk_writable_again", call=active.call_id)
-                    active.disk_error_since = None
                 if not active.catch_up_again or active.stopping:
                     break
         except (TimeoutError, nats.errors.Error, RuntimeError) as exc:
@@ -393,12 +394,8 @@ class RecorderService:
             # A full or failing disk: the chunk is not marked applied (it stays in the stream) and
             # is read again at the next checkpoints, until ``disk_retry_s`` runs out.
             CHUNKS.labels("write_failed").inc()
-            active.write_failures += 1
             active.read_from = 1
-            if active.disk_error_since is None:
-                active.disk_error_since = time.monotonic()
-                active.disk_error = exc.strerror or str(exc)
-                log.error("recording_write_failed", call=active.call_id, error=active.disk_error)
+            self._write_failed(active, exc)
             return
         active.last_chunk_at = time.monotonic()
         progress = recording.progress
@@ -413,6 +410,14 @@ class RecorderService:
         if recording.complete:
             active.stopping = True
             self._spawn(self._complete(active), f"recorder-complete:{active.call_id}")
+
+    def _write_failed(self, active: Active, exc: OSError) -> None:
+        active.write_failures += 1
+        if active.disk_error_since is None:
+            active.disk_error_since = time.monotonic()
+            active.failures_checked = active.write_failures - 1
+            active.disk_error = exc.strerror or str(exc)
+            log.error("recording_write_failed", call=active.call_id, error=active.disk_error)
 
     async def _announce_started(self, active: Active) -> None:
         progress = active.recording.progress
@@ -477,13 +482,21 @@ class RecorderService:
                     continue
                 recording = active.recording
                 if active.disk_error_since is not None:
-                    # Nothing is finished while writes fail: the file would have holes.
-                    if now - active.disk_error_since > self.settings.disk_retry_s:
+                    if active.write_failures == active.failures_checked:
+                        # A checkpoint and a read of the stream went by without a failed write.
+                        log.info("recording_disk_writable_again", call=active.call_id)
+                        active.disk_error_since = None
+                    elif now - active.disk_error_since > self.settings.disk_retry_s:
                         active.stopping = True
                         self._spawn(self._hand_on(active), f"recorder-disk-full:{active.call_id}")
+                        continue
                     else:
+                        # Nothing is finished while writes fail (the file would have holes): the
+                        # buffered audio is written again, and what failed is read again.
+                        active.failures_checked = active.write_failures
+                        due.append(active)
                         self._spawn(self._catch_up(active), f"recorder-retry:{active.call_id}")
-                    continue
+                        continue
                 if (
                     recording.ended
                     and active.ended_at is not None
@@ -529,7 +542,13 @@ class RecorderService:
 
     async def _checkpoint(self, *due: Active) -> None:
         """Snapshot each recording here, then sync them all in one trip to a thread."""
-        work = [(active, active.recording.snapshot()) for active in due]
+        work = []
+        for active in due:
+            try:
+                work.append((active, active.recording.snapshot()))
+            except OSError as exc:
+                # A full disk: the audio stays buffered and is written again at the next one.
+                self._write_failed(active, exc)
 
         def persist() -> list[OSError | None]:
             outcomes: list[OSError | None] = []
@@ -546,8 +565,7 @@ class RecorderService:
 
         for (active, _), error in zip(work, await asyncio.to_thread(persist), strict=True):
             if error is not None and not active.stopping:
-                # A full disk: the chunks stay in the stream, and the recording fails only if it
-                # cannot be finished at all.
+                # The state file could not be written: the checkpoint before it stands.
                 log.error(
                     "recording_checkpoint_failed", call=active.call_id, error=error.strerror or str(error)
                 )
@@ -751,9 +769,9 @@ class RecorderService:
         try:
             location = await self._store(recording.wav_path, key, "audio/wav")
             meta_path = recording.spool / f"{call_id}.meta.json"
-            meta_path.write_text(json.dumps(metadata, indent=2))
+            await asyncio.to_thread(meta_path.write_text, json.dumps(metadata, indent=2))
             await self._store(meta_path, key.removesuffix(".wav") + ".json", "application/json")
-            meta_path.unlink(missing_ok=True)
+            await asyncio.to_thread(meta_path.unlink, missing_ok=True)
         except StorageError as exc:
             await self._fail(active, f"storage unreachable: {exc}", keep=True)
             return
@@ -792,7 +810,7 @@ class RecorderService:
         if self.settings.compressed_format == "opus":
             self._spawn(self._compress(recording, key), f"recorder-compress:{call_id}")
         else:
-            recording.discard()
+            await asyncio.to_thread(recording.discard)
 
     async def _compress(self, recording: CallRecording, key: str) -> None:
         """The Opus copy, in a process of its own (encoding in a thread of this one held the

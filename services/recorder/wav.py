@@ -1,12 +1,17 @@
 """A stereo 16-bit PCM WAV file written in place: any channel, any position, in any order.
 
-Each leg writes its own channel into the interleaved frames with a read-modify-write of the span it
-covers (``pread``/``pwrite``; the page cache makes that a memory copy), so chunks that arrive late or
-twice land where they belong and writing the same chunk again changes nothing. Writing beyond the end
-leaves a hole the file system fills with zeros: silence, of exactly the missing length.
+Audio past what was last flushed (nearly every chunk: a call's audio comes in order) is written into
+a buffer in memory, both channels interleaved as in the file, and :meth:`flush` writes the buffer in
+one ``pwrite`` (a checkpoint does, every few seconds): a chunk costs a slice assignment instead of a
+read-modify-write of the file per leg (``bench/recorder_throughput.py``). Audio for what was already
+flushed (a chunk arriving late) is written in place with a read-modify-write of the span it covers
+(``pread``/``pwrite``). Either way chunks that arrive late or twice land where they belong and writing
+the same chunk again changes nothing. Writing beyond the end leaves a hole the file system fills
+with zeros: silence, of exactly the missing length.
 
-:meth:`sync` rewrites the header's sizes for the frames so far and ``fsync``s, so after a crash the
-file up to the last sync is a valid WAV (RIFF, ``fmt `` PCM, ``data``: the canonical 44-byte header).
+:meth:`sync` rewrites the header's sizes for the frames so far and ``fsync``s what was flushed, so
+after a crash the file up to the last flush and sync is a valid WAV (RIFF, ``fmt `` PCM, ``data``:
+the canonical 44-byte header).
 """
 
 from __future__ import annotations
@@ -24,6 +29,8 @@ from services.recorder.g711 import Samples
 HEADER_BYTES: Final = 44
 CHANNELS: Final = 2
 FRAME_BYTES: Final = 2 * CHANNELS
+#: Frames buffered before the buffer grows (a checkpoint interval of 5 s is 40000 at 8 kHz).
+_BUFFER_FRAMES: Final = 8000 * 8
 #: Spans of one chunk further apart than this are written separately rather than as one region.
 _MAX_SPAN_FRAMES: Final = 8000 * 4
 
@@ -60,6 +67,11 @@ class StereoWav:
         os.ftruncate(self._fd, HEADER_BYTES + frames * FRAME_BYTES)
         self.frames = frames
         os.pwrite(self._fd, wav_header(frames, rate), 0)
+        #: The file holds nothing written at or past ``_base`` (frames): what goes there is
+        #: buffered, ``_used`` frames of ``_pending`` from ``_base`` on, until :meth:`flush`.
+        self._base = frames
+        self._pending = np.zeros((_BUFFER_FRAMES, CHANNELS), dtype=np.int16)
+        self._used = 0
 
     def write(self, channel: int, spans: list[tuple[int, Samples]]) -> int:
         """Write each (position, samples) into ``channel``; returns the samples dropped before 0."""
@@ -74,6 +86,48 @@ class StereoWav:
                 clipped.append((position, samples))
         if not clipped:
             return dropped
+        base = self._base
+        direct: list[tuple[int, Samples]] = []
+        for position, samples in clipped:
+            if position >= base:
+                self._buffer(channel, position - base, samples)
+            elif position + len(samples) <= base:
+                direct.append((position, samples))
+            else:
+                cut = base - position
+                direct.append((position, samples[:cut]))
+                self._buffer(channel, 0, samples[cut:])
+        self.frames = max(self.frames, base + self._used)
+        if direct:
+            self._write_direct(channel, direct)
+        return dropped
+
+    def _buffer(self, channel: int, at: int, samples: Samples) -> None:
+        end = at + len(samples)
+        if end > len(self._pending):
+            grown = np.zeros((max(end, 2 * len(self._pending)), CHANNELS), dtype=np.int16)
+            grown[: self._used] = self._pending[: self._used]
+            self._pending = grown
+        self._pending[at:end, channel] = samples
+        if end > self._used:
+            self._used = end
+
+    def flush(self) -> None:
+        """Write the buffered audio to the file (not synced); on a full disk it stays buffered and
+        :class:`OSError` says why, and the next flush writes it again."""
+        used = self._used
+        if not used:
+            return
+        block = self._pending[:used]
+        written = os.pwrite(self._fd, block.data, HEADER_BYTES + self._base * FRAME_BYTES)
+        if written != block.nbytes:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        self._base += used
+        self._used = 0
+        # Fresh zeroed memory (calloc: pages cost nothing until written) rather than zeroing.
+        self._pending = np.zeros((_BUFFER_FRAMES, CHANNELS), dtype=np.int16)
+
+    def _write_direct(self, channel: int, clipped: list[tuple[int, Samples]]) -> None:
         start = min(position for position, _ in clipped)
         end = max(position + len(samples) for position, samples in clipped)
         if end - start <= _MAX_SPAN_FRAMES:
@@ -81,7 +135,6 @@ class StereoWav:
         else:
             for position, samples in clipped:
                 self._write_region(channel, position, position + len(samples), [(position, samples)])
-        return dropped
 
     def _write_region(self, channel: int, start: int, end: int, spans: list[tuple[int, Samples]]) -> None:
         offset = HEADER_BYTES + start * FRAME_BYTES
@@ -99,13 +152,14 @@ class StereoWav:
         self.frames = max(self.frames, end)
 
     def extend_to(self, frames: int) -> None:
-        """Silence up to ``frames`` (the call went on after the last packet)."""
+        """Silence up to ``frames`` (the call went on after the last packet); after a :meth:`flush`."""
         if frames > self.frames:
             os.ftruncate(self._fd, HEADER_BYTES + frames * FRAME_BYTES)
             self.frames = frames
 
     def sync(self, frames: int | None = None) -> None:
-        """Header for ``frames`` (all written so far by default), then everything to disk."""
+        """Header for ``frames`` (all written so far by default), then everything flushed to disk.
+        Safe in another thread while chunks are buffered: it does not touch the buffer."""
         os.pwrite(self._fd, wav_header(self.frames if frames is None else frames, self.rate), 0)
         os.fdatasync(self._fd)
 

@@ -87,6 +87,16 @@ async def test_a_full_disk_fails_the_recording_with_the_disk_and_a_recorder_with
     assert isinstance(expected, RecordingCompleted)
     await reference.stop()
 
+    # A recorder on another disk is busy with another call (it has room for one)...
+    await start_recorder("r-space", tmp_path / "space", capacity=1, compressed_format="none")
+    other = _tones(3.0)
+    await request_recording(bus, "call-other")
+    await publish_chunks(bus, "call-other", other[:-1])
+    async with asyncio.timeout(20):
+        while await _owner(bus, "call-other") != "r-space":
+            await asyncio.sleep(0.05)
+
+    # ... when the recorder on the small disk takes a call longer than its disk.
     small = tmp_path / "small-disk"
     small.mkdir()
     env = {
@@ -110,14 +120,6 @@ async def test_a_full_disk_fails_the_recording_with_the_disk_and_a_recorder_with
 
         await request_recording(bus, "call-full")
         await publish_chunks(bus, "call-full", _tones(20.0))
-        async with asyncio.timeout(20):
-            while await _owner(bus, "call-full") != "r-full":
-                await asyncio.sleep(0.05)
-        # Another recorder, on another disk, takes another call meanwhile (the first is at capacity).
-        await start_recorder("r-space", tmp_path / "space", capacity=1, compressed_format="none")
-        other = _tones(3.0)
-        await request_recording(bus, "call-other")
-        await publish_chunks(bus, "call-other", other[:-1])
 
         failed = await recording_events.next("call-full", "recording.failed", timeout=30)
         assert isinstance(failed, RecordingFailed)
