@@ -37,7 +37,10 @@ published and dropped.
 
 Per N and mode it prints: CPU ms per second per call of this process (user+system over the blast,
 all threads, divided by seconds and calls), the loss per direction, and the added latency p50/p99;
-then, per N, how many times the aiortc baseline costs each of our modes.
+then, per N, how many times the aiortc baseline costs each of our modes. Each row also says where a
+loss came from: datagrams the kernel dropped on the worker's sockets, the share of the time the
+worker's loop waited for a CPU (a shared machine's other processes), and whether the generator kept
+its ticks. Compare modes within one run: on a shared machine the absolute figures move with its load.
 """
 
 from __future__ import annotations
