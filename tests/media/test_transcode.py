@@ -24,7 +24,7 @@ from services.media.transcode import REORDER_WAIT, TranscodingRelay, transcodes
 from services.media.webrtc import Address, DtlsCertificate, WebRtcMux, WebRtcSession
 from shared.bus import Rejected
 from shared.events import LegKind
-from shared.media import CreateSession, RemoteDescription, SessionKind
+from shared.media import CreateSession, RemoteDescription, SendDtmf, SessionKind
 from shared.sdp import Codec, SessionDescription
 from tests.media.test_bridge_webrtc import heard_by, join, until
 from tests.support.rtp_peer import RtpPeer, analyse
@@ -311,6 +311,55 @@ async def test_browser_offering_only_opus_is_transcoded_to_the_carriers_g711(
         heard = analyse(samples[800:])
         assert abs(heard["dominant_hz"] - 1000) < 10
         assert heard["purity"] > 0.8
+    finally:
+        bridge.close()
+        carrier.close()
+
+
+async def test_dtmf_we_play_to_an_opus_browser_runs_at_its_48_khz_event_clock(
+    mux: tuple[WebRtcMux, FakeTransport],
+) -> None:
+    mux_, transport = mux
+    browser = PacketPeer(codecs="111 110")
+    offer = (
+        browser.offer()
+        .serialize()
+        .replace("a=rtpmap:101 telephone-event/8000", "a=rtpmap:110 telephone-event/48000")
+    )
+    carrier = await RtpPeer.open(HOST)
+    request = CreateSession(
+        tenant_id="t1",
+        call_id="c5",
+        kind=SessionKind.WEBRTC_RTP,
+        agent_offer=offer,
+        customer_offer=carrier.description(codecs="0"),
+    )
+    bridge = make_bridge(mux_, request)
+    try:
+        agent_sdp, customer_sdp = await bridge.open()
+        assert agent_sdp is not None
+        assert customer_sdp is not None
+        assert "a=rtpmap:110 telephone-event/48000" in agent_sdp
+        carrier.learn(customer_sdp)
+        session = bridge.legs[LegKind.AGENT].media
+        assert isinstance(session, WebRtcSession)
+        browser.accept_answer(SessionDescription.parse(agent_sdp))
+        join(mux_, transport, browser, session, BROWSER)
+        carrier.start_tone(1000)
+        await until(lambda: session.counters.rtp_sent >= 5, "carrier -> browser")
+        bridge.send_dtmf(SendDtmf(leg=LegKind.AGENT, digit="9", duration_ms=100))
+        await asyncio.sleep(0.25)
+        packets = heard_by(browser, transport, BROWSER)
+        events = [packet for packet in packets if packet[1] & 0x7F == 110]
+        assert events[0][1] & 0x80  # the marker on the event's start
+        # RFC 4733 section 2.3.5: 100 ms is 4800 units of the 48 kHz event clock.
+        assert {packet[12] for packet in events} == {9}
+        assert int.from_bytes(events[-1][14:16], "big") == 4800
+        assert [packet[13] & 0x80 for packet in events[-3:]] == [0x80, 0x80, 0x80]
+        # The event sits on the audio's timeline: its timestamp is near the Opus audio's, at 48 kHz.
+        audio = [fields(packet)[2] for packet in packets if packet[1] & 0x7F == 111]
+        gap = (fields(events[0])[2] - audio[0]) & 0xFFFFFFFF
+        assert 0 < gap < 48000, gap
     finally:
         bridge.close()
         carrier.close()
