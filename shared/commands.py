@@ -3,7 +3,7 @@
 Subjects: ``calls.command.<node>.<verb>`` (:func:`shared.subjects.call_command`), where ``node`` is
 the ``source`` of the call's events: the instance that owns the call. Verbs and their bodies:
 ``hangup`` (:class:`HangupCall`), ``hold`` and ``resume`` (:class:`HoldCall`), ``dtmf``
-(:class:`SendDigits`), ``recording`` (:class:`ControlRecording`).
+(:class:`SendDigits`), ``recording`` (:class:`ControlRecording`), ``transfer`` (:class:`TransferCall`).
 Every success is a :class:`CommandAccepted`; a refusal is a typed error
 (shared.bus RemoteError) with one of :data:`ERROR_CODES`, whose message says why in words an
 administrator reads (the state the call is in, the rule broken).
@@ -22,7 +22,7 @@ from shared.events import CallStatus, ContractModel, LegKind, Token
 #: ``media_unavailable``: the call's media worker did not do it.
 ERROR_CODES = ("call_not_found", "not_allowed", "media_unavailable", "invalid_request")
 
-CommandVerb = Literal["hangup", "hold", "resume", "dtmf", "recording"]
+CommandVerb = Literal["hangup", "hold", "resume", "dtmf", "recording", "transfer"]
 
 
 class CallCommand(ContractModel):
@@ -56,6 +56,16 @@ class ControlRecording(CallCommand):
     action: Literal["pause", "resume", "stop"]
 
 
+class TransferCall(CallCommand):
+    """Blind transfer of an answered call to ``target`` (an extension, or a number routed by the dial
+    plan exactly as the answering agent's own call to it would be). Accepted once the new party's
+    phones ring (status ``in-progress``); the outcome is ``call.transferred`` (the new party took the
+    call and the agent's leg ended) or ``call.transfer_failed`` (the call goes on with the agent). A
+    target the dial plan refuses, or nobody registered there, is refused at once (``not_allowed``)."""
+
+    target: str = Field(pattern=r"^\+?[0-9*#]{1,32}$")
+
+
 class CommandAccepted(ContractModel):
     call_id: Token
     #: The call's status once the command was carried out.
@@ -69,6 +79,7 @@ COMMANDS: dict[CommandVerb, type[CallCommand]] = {
     "resume": HoldCall,
     "dtmf": SendDigits,
     "recording": ControlRecording,
+    "transfer": TransferCall,
 }
 
 
@@ -82,4 +93,5 @@ __all__ = [
     "HangupCall",
     "HoldCall",
     "SendDigits",
+    "TransferCall",
 ]

@@ -202,6 +202,19 @@ class CallTransferredData(ContractModel):
     to_agent_id: Token | None = None
 
 
+class CallTransferFailedData(ContractModel):
+    """Nobody took a transfer: busy, declined, no answer, nobody registered, refused by the dial plan.
+    The call goes on with the agent who asked (or ends, ``transfer_failed``, when they had left)."""
+
+    kind: TransferKind
+    target: str
+    transferred_by: Party = Party.AGENT
+    from_agent_id: Token | None = None
+    #: The final status the new party (or the dial plan) gave, and its words.
+    sip_status: int = Field(ge=300, le=699)
+    reason: str = Field(max_length=200)
+
+
 class CallDtmfData(ContractModel):
     digit: str = Field(pattern=r"^[0-9*#A-D]$")
     duration_ms: int = Field(ge=0, le=60000)
@@ -381,6 +394,13 @@ class CallTransferred(CallEventEnvelope):
     data: CallTransferredData
 
 
+class CallTransferFailed(CallEventEnvelope):
+    """A transfer was asked and did not happen (the call's timeline says why)."""
+
+    type: Literal["call.transfer_failed"] = "call.transfer_failed"
+    data: CallTransferFailedData
+
+
 class CallDtmf(CallEventEnvelope):
     """A DTMF digit was received on one leg."""
 
@@ -555,6 +575,7 @@ CallEvent = (
     | CallResumed
     | CallRecordingChanged
     | CallTransferred
+    | CallTransferFailed
     | CallDtmf
     | CallQuality
     | CallEnded
@@ -581,6 +602,7 @@ EVENT_TYPES: dict[str, type[EventEnvelope]] = {
         CallResumed,
         CallRecordingChanged,
         CallTransferred,
+        CallTransferFailed,
         CallDtmf,
         CallQuality,
         CallEnded,

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from services.signaling.sip.message import Request
-from shared.events import CallEnded, CallStatus, CallTransferred, EndCause, Party
+from shared.events import CallEnded, CallStatus, CallTransferFailed, CallTransferred, EndCause, Party
 from tests.support.desk_phone import DeskPhone
 from tests.support.gateway import (
     AGENT_PASSWORD,
@@ -180,8 +180,16 @@ async def test_a_busy_colleague_returns_the_customer_to_the_transferring_agent(
         if second is not None:
             second.close()
     events = await call_events(gateway.bus)
-    assert [e.type for e in events] == ["call.created", "call.ringing", "call.answered", "call.ended"]
-    ended = events[-1]
+    assert [e.type for e in events] == [
+        "call.created",
+        "call.ringing",
+        "call.answered",
+        "call.transfer_failed",
+        "call.ended",
+    ]
+    failed, ended = events[-2:]
+    assert isinstance(failed, CallTransferFailed)
+    assert (failed.data.target, failed.data.sip_status, failed.data.reason) == ("101", 486, "Busy Here")
     assert isinstance(ended, CallEnded)
     assert (ended.data.cause, ended.data.ended_by) == (EndCause.NORMAL_CLEARING, Party.CUSTOMER)
 
@@ -218,6 +226,7 @@ async def test_a_transfer_to_nobody_after_the_agent_left_ends_the_call_with_its_
         if second is not None:
             second.close()
     events = await call_events(gateway.bus)
+    assert [e.type for e in events][-2:] == ["call.transfer_failed", "call.ended"]
     ended = events[-1]
     assert isinstance(ended, CallEnded)
     assert (ended.data.cause, ended.data.ended_by, ended.data.sip_status) == (
@@ -290,7 +299,16 @@ async def test_a_transfer_the_dial_plan_refuses_and_bad_refers_change_nothing(
         audio.close()
         first.close()
     events = await call_events(gateway.bus)
-    assert [e.type for e in events] == ["call.created", "call.ringing", "call.answered", "call.ended"]
+    assert [e.type for e in events] == [
+        "call.created",
+        "call.ringing",
+        "call.answered",
+        "call.transfer_failed",
+        "call.transfer_failed",
+        "call.ended",
+    ]
+    refusals = [(e.data.sip_status, e.data.target) for e in events if isinstance(e, CallTransferFailed)]
+    assert refusals == [(403, "+19005550100"), (404, "199")]
 
 
 async def test_a_transfer_to_an_outside_number_goes_out_through_the_trunk_the_dial_plan_chose(

@@ -32,6 +32,7 @@ from shared.events import (
     CallResumed,
     CallRinging,
     CallStatus,
+    CallTransferFailed,
     CallTransferred,
     LegQuality,
     RecordingCompleted,
@@ -120,7 +121,7 @@ def apply_call_event(call: Call, event: CallEvent) -> None:
             call.transfer_target = data.target
             call.transferred_to_call_id = data.new_call_id
             _advance(call, CallStatus.TRANSFERRED, event.sequence)
-        case CallDtmf() | CallRecordingChanged():
+        case CallDtmf() | CallRecordingChanged() | CallTransferFailed():
             pass  # on the timeline only
         case CallQuality(data=data):
             if not call.quality_final and event.sequence > call.quality_sequence:

@@ -35,6 +35,8 @@ from shared.events import (
     CallResumedData,
     CallRinging,
     CallStatus,
+    CallTransferFailed,
+    CallTransferFailedData,
     CallTransferred,
     CallTransferredData,
     Direction,
@@ -42,6 +44,14 @@ from shared.events import (
     EventEnvelope,
     LegKind,
     LegQuality,
+    MessageContent,
+    MessageDelivered,
+    MessageDeliveredData,
+    MessageFailed,
+    MessageFailedData,
+    MessageFailure,
+    MessageReceived,
+    MessageSent,
     Party,
     PresenceState,
     RecordingCompleted,
@@ -64,6 +74,14 @@ from shared.events import (
 from tests.support.tools import REPO_ROOT
 
 CALL = {"tenant_id": "acme", "call_id": "c-1"}
+
+
+MESSAGE = {
+    "tenant_id": "acme",
+    "message_id": "m-1",
+    "customer_number": "+995555123456",
+    "conversation_id": uuid.UUID("4f7c9a52-7d0e-5a3b-9c1d-2e6f8a0b1c2d"),
+}
 
 
 def one_of_each() -> list[EventEnvelope]:
@@ -103,6 +121,13 @@ def one_of_each() -> list[EventEnvelope]:
         ),
         CallQuality(**CALL, sequence=7, data=CallQualityData(legs=[quality])),
         CallTransferred(**CALL, sequence=8, data=CallTransferredData(kind=TransferKind.BLIND, target="101")),
+        CallTransferFailed(
+            **CALL,
+            sequence=8,
+            data=CallTransferFailedData(
+                kind=TransferKind.BLIND, target="102", sip_status=486, reason="Busy Here"
+            ),
+        ),
         CallEnded(
             **CALL,
             sequence=9,
@@ -177,6 +202,36 @@ def one_of_each() -> list[EventEnvelope]:
         RecordingFailed(
             **CALL, sequence=12, data=RecordingFailedData(recording_id="r-1", reason="disk full")
         ),
+        MessageReceived(
+            **MESSAGE,
+            data=MessageContent(
+                direction=Direction.INBOUND,
+                from_number="+995555123456",
+                to_number="+99532200200",
+                trunk_id="geo",
+                text="გამარჯობა",
+                size_bytes=27,
+            ),
+        ),
+        MessageSent(
+            **MESSAGE,
+            agent_id="a-1",
+            data=MessageContent(
+                direction=Direction.OUTBOUND,
+                from_number="100",
+                to_number="+995555123456",
+                from_agent_id="a-1",
+                text="Thanks, we call you back",
+                size_bytes=24,
+            ),
+        ),
+        MessageDelivered(**MESSAGE, agent_id="a-1", data=MessageDeliveredData(sip_status=200, waited_s=0.2)),
+        MessageFailed(
+            **MESSAGE,
+            data=MessageFailedData(
+                cause=MessageFailure.EXPIRED, sip_status=480, reason="not registered in time", waited_s=604800
+            ),
+        ),
     ]
 
 
@@ -239,6 +294,7 @@ def test_subjects_follow_the_event() -> None:
     assert subjects.event_subject(events["recording.completed"]) == "recordings.events.acme.c-1"
     assert subjects.event_subject(events["trunk.registration"]) == "trunks.events.acme.t-1"
     assert subjects.event_subject(events["agent.presence"]) == "agents.events.acme.a-1"
+    assert subjects.event_subject(events["message.sent"]) == "messages.events.acme.m-1"
     for event in events.values():
         subject = subjects.event_subject(event)
         assert any(_matches(pattern, subject) for spec in subjects.STREAMS for pattern in spec.subjects)

@@ -11,7 +11,7 @@ from services.signaling.b2bua.referral import SIPFRAG, ReferError, notify, refer
 from services.signaling.b2bua.ringing import COMPLETED_ELSEWHERE, TRANSFER_TIMER, RingCall, RingTarget
 from services.signaling.sip.auth import DigestClient
 from services.signaling.sip.message import Request, parse_message
-from shared.events import CallEnded, CallStatus, CallTransferred, EndCause, LegKind, Party
+from shared.events import CallEnded, CallStatus, CallTransferFailed, CallTransferred, EndCause, LegKind, Party
 from shared.media import DiscardLegs, Hold, LegMedia, PrepareLeg, ReplaceLeg
 from tests.signaling.test_ringing_call import UDP, events, new_call, only, ringing, says, target
 
@@ -163,7 +163,19 @@ def test_a_busy_new_agent_returns_the_customer_to_the_transferor() -> None:
         Hold(leg=LegKind.AGENT, held=False),
         Hold(leg=LegKind.CUSTOMER, held=False),
     ]
-    assert events(failed) == []
+    (failure,) = events(failed)
+    assert isinstance(failure, CallTransferFailed)
+    assert (
+        failure.data.target,
+        failure.data.from_agent_id,
+        failure.data.sip_status,
+        failure.data.reason,
+    ) == (
+        "102",
+        "a100",
+        486,
+        "Busy Here",
+    )
     assert call.phase is Phase.CONNECTED
     assert call.transfer_refusal(from_caller=False) is None  # the agent may try again
     assert call.winner is not None
@@ -202,7 +214,8 @@ def test_a_transferor_who_left_and_a_failed_transfer_end_the_call_with_a_clear_c
     failed = call.branch_response(1, says(invite, 603), 12.0)
     assert sipfrags(failed) == []  # its dialog is over: nothing to notify
     assert [c.request.method for c in only(failed, SendToCaller)] == ["BYE"]
-    (end,) = events(failed)
+    failure, end = events(failed)
+    assert isinstance(failure, CallTransferFailed)
     assert isinstance(end, CallEnded)
     assert (end.data.cause, end.data.status, end.data.ended_by, end.data.sip_status) == (
         EndCause.TRANSFER_FAILED,
@@ -223,6 +236,9 @@ def test_a_refused_transfer_is_reported_at_once_and_changes_nothing() -> None:
         ("SIP/2.0 403 premium-rate numbers are blocked", "terminated;reason=noresource"),
     ]
     assert only(refused, HandOverMedia) == []
+    (failure,) = events(refused)
+    assert isinstance(failure, CallTransferFailed)
+    assert (failure.data.sip_status, failure.data.reason) == (403, "premium-rate numbers are blocked")
     assert call.transfer is None
     assert len(call.branches) == 1
 
@@ -313,3 +329,22 @@ def test_a_transfer_out_calls_the_number_as_the_trunk_and_answers_its_challenge(
     end = events(ended)[0]
     assert isinstance(end, CallEnded)
     assert end.data.ended_by is Party.CUSTOMER  # the outside party is no agent
+
+
+def test_a_transfer_the_api_asked_for_sends_no_notify_and_says_who_asked() -> None:
+    call = connected()
+    started = call.start_transfer(
+        None,
+        "102",
+        (target("a102", "sip:b@b.invalid;transport=ws"),),
+        10.0,
+        to_agent_id="a102",
+        asked_by=Party.API,
+    )
+    assert sipfrags(started) == []
+    (invite,) = [c.request for c in only(call.transfer_offer(True, "v=0 webrtc", 10.1), SendToBranch)]
+    done = call.branch_response(1, says(invite, 200, tag="b", body=b"v=0 b"), 12.0)
+    assert [(c.branch, c.request.method) for c in only(done, SendToBranch)] == [(1, "ACK"), (0, "BYE")]
+    (transferred,) = events(done)
+    assert isinstance(transferred, CallTransferred)
+    assert (transferred.data.transferred_by, transferred.data.from_agent_id) == (Party.API, "a100")

@@ -1,5 +1,6 @@
-"""Call control: ``POST /v1/calls/{call_id}/hangup``, ``/hold``, ``/resume`` and ``/dtmf``, sent as
-commands to the signaling instance holding the call (services/api/call_commands.py)."""
+"""Call control: ``POST /v1/calls/{call_id}/hangup``, ``/hold``, ``/resume``, ``/dtmf`` and
+``/transfer``, sent as commands to the signaling instance holding the call
+(services/api/call_commands.py)."""
 
 from __future__ import annotations
 
@@ -9,8 +10,8 @@ from fastapi import APIRouter, Path, Request
 
 from services.api.call_commands import RESPONSES, call_node, send
 from services.api.deps import Session, Writer
-from services.api.schemas.call_control import CallCommandOut, DigitsIn
-from shared.commands import CallCommand, CommandVerb, HangupCall, HoldCall, SendDigits
+from services.api.schemas.call_control import CallCommandOut, DigitsIn, TransferIn
+from shared.commands import CallCommand, CommandVerb, HangupCall, HoldCall, SendDigits, TransferCall
 from shared.events import TOKEN_PATTERN
 
 router = APIRouter(prefix="/v1/calls", tags=["calls"])
@@ -64,3 +65,18 @@ async def send_digits(
         leg=body.leg,
     )
     return await _command(request, session, principal.tenant_id, call_id, "dtmf", command)
+
+
+@router.post("/{call_id}/transfer", responses=RESPONSES)
+async def transfer(
+    call_id: CallId, body: TransferIn, request: Request, session: Session, principal: Writer
+) -> CallCommandOut:
+    """Blind-transfer a customer's call that an agent answered to another agent's extension or to a
+    number, routed by the dial plan as that agent's own call would be. Answered once the new party
+    rings (``in-progress``); the outcome is on the call's timeline: ``call.transferred`` (the new party
+    took it, the agent's leg ended) or ``call.transfer_failed`` (the call stays with the agent). A
+    target the dial plan refuses, or nobody registered at the extension, is 409 with the reason."""
+    command = TransferCall(
+        tenant_id=principal.tenant_id, call_id=call_id, requested_by=principal.key_id, target=body.target
+    )
+    return await _command(request, session, principal.tenant_id, call_id, "transfer", command)

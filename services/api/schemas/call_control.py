@@ -1,4 +1,4 @@
-"""Bodies and answers of call control (hangup, hold, resume, DTMF)."""
+"""Bodies and answers of call control (hangup, hold, resume, DTMF, transfer)."""
 
 from __future__ import annotations
 
@@ -19,9 +19,16 @@ class DigitsIn(Body):
     )
 
 
+class TransferIn(Body):
+    target: str = Field(
+        pattern=r"^\+?[0-9*#]{1,32}$",
+        description="An agent's extension, or a number (national or +E.164) the dial plan allows",
+    )
+
+
 class CallCommandOut(BaseModel):
     call_id: str
     status: CallStatus = Field(description="The call's status once the command was carried out")
 
 
-__all__ = ["CallCommandOut", "DigitsIn"]
+__all__ = ["CallCommandOut", "DigitsIn", "TransferIn"]

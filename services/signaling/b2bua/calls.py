@@ -78,7 +78,14 @@ from services.signaling.transport.layer import TransportUnavailable
 from services.signaling.trunk.trunks import Trunks
 from shared import subjects
 from shared.bus import Bus, BusError, Rejected, RemoteError
-from shared.commands import CallCommand, CommandAccepted, CommandVerb, ControlRecording, SendDigits
+from shared.commands import (
+    CallCommand,
+    CommandAccepted,
+    CommandVerb,
+    ControlRecording,
+    SendDigits,
+    TransferCall,
+)
 from shared.events import (
     CallCreated,
     CallCreatedData,
@@ -631,60 +638,85 @@ class Calls:
             self._respond(txn, request, exc.status, exc.reason)
             return
         assert isinstance(call, RingCall)
+        plan = self._plan_transfer(call, target.dialed, now)
+        if plan is None:
+            self._respond(txn, request, 403, "The transferring agent is no longer configured")
+            return
+        self._respond(txn, request, 202, "Accepted")
+        self._carry_out(leg, call, request, target.dialed, plan, now, Party.AGENT)
+
+    def _plan_transfer(self, call: RingCall, dialed: str, now: float) -> _TransferPlan | None:
+        """Where a transfer of ``call`` to ``dialed`` goes: routed as the transferring agent's own call
+        would be (toll-fraud rules, limits, trunk choice), with this call's slot counted as free (it
+        moves, it does not add a call). None: that agent is no longer configured."""
         assert call.winner is not None
         transferor = next(
             (a for a in self.directory.agents() if a.agent_id == call.winner.target.agent_id), None
         )
         if transferor is None:
-            self._respond(txn, request, 403, "The transferring agent is no longer configured")
-            return
-        # The transfer is routed as the transferor's own call would be (toll-fraud rules, limits),
-        # with this call's slot counted as free: it moves, it does not add a call.
+            return None
         decision = route(
-            target.dialed,
+            dialed,
             transferor,
             self.directory.agents(),
             self.trunks.active(),
             self._counts(without=call.call_id),
             self._policy,
         )
-        log.info(
-            "transfer asked", target=target.dialed, by=transferor.agent_id, route=type(decision).__name__
-        )
-        self._respond(txn, request, 202, "Accepted")
-        targets: list[RingTarget] = []
-        flows: list[Flow] = []
-        refusal = None
-        to_agent: str | None = None
+        log.info("transfer asked", target=dialed, by=transferor.agent_id, route=type(decision).__name__)
         if isinstance(decision, Refused):
-            refusal = (decision.sip_status, decision.reason)
-        elif isinstance(decision, ToService):
-            refusal = (403, f"{target.dialed} is a service line: it cannot take a transfer")
-        elif isinstance(decision, ToTrunk):
+            return _TransferPlan(refusal=(decision.sip_status, decision.reason))
+        if isinstance(decision, ToService):
+            return _TransferPlan(refusal=(403, f"{dialed} is a service line: it cannot take a transfer"))
+        if isinstance(decision, ToTrunk):
+            return _TransferPlan(out=decision)
+        agent = decision.agent
+        if self._counts().by_agent.get(agent.agent_id, 0) >= agent.max_concurrent_calls:
+            return _TransferPlan(
+                refusal=(486, f"extension {agent.extension} is busy"), to_agent=agent.agent_id
+            )
+        plan = _TransferPlan(to_agent=agent.agent_id)
+        for binding in self.stack.bindings_of(agent, now):
+            plan.targets.append(self._ring_target(agent, str(binding.contact.uri), binding.flow))
+            plan.flows.append(binding.flow)
+        if not plan.targets:
+            plan.refusal = (480, f"nobody is registered at extension {agent.extension}")
+        return plan
+
+    def _carry_out(
+        self,
+        leg: _Leg,
+        call: RingCall,
+        refer: Request | None,
+        dialed: str,
+        plan: _TransferPlan,
+        now: float,
+        asked_by: Party,
+    ) -> None:
+        if plan.out is not None:
             leg.refer_pending = True
-            self._spawn(self._transfer_out(leg, call, request, target.dialed, decision))
+            self._spawn(self._transfer_out(leg, call, refer, dialed, plan.out, asked_by))
             return
-        else:
-            agent = decision.agent
-            to_agent = agent.agent_id
-            if self._counts().by_agent.get(agent.agent_id, 0) >= agent.max_concurrent_calls:
-                refusal = (486, f"extension {agent.extension} is busy")
-            else:
-                for binding in self.stack.bindings_of(agent, now):
-                    targets.append(self._ring_target(agent, str(binding.contact.uri), binding.flow))
-                    flows.append(binding.flow)
-                if not targets:
-                    refusal = (480, f"nobody is registered at extension {agent.extension}")
-        leg.branch_flows.extend(flows)
-        self._execute(
-            leg,
-            call.start_transfer(
-                request, target.dialed, tuple(targets), now, to_agent_id=to_agent, refusal=refusal
-            ),
+        leg.branch_flows.extend(plan.flows)
+        commands = call.start_transfer(
+            refer,
+            dialed,
+            tuple(plan.targets),
+            now,
+            to_agent_id=plan.to_agent,
+            refusal=plan.refusal,
+            asked_by=asked_by,
         )
+        self._execute(leg, commands)
 
     async def _transfer_out(
-        self, leg: _Leg, call: RingCall, refer: Request, dialed: str, decision: ToTrunk
+        self,
+        leg: _Leg,
+        call: RingCall,
+        refer: Request | None,
+        dialed: str,
+        decision: ToTrunk,
+        asked_by: Party,
     ) -> None:
         """A transfer to a number: called through the trunk the dial plan chose, as the agent's own
         call to it would be (its caller id and credentials)."""
@@ -694,10 +726,10 @@ class Calls:
         if self._calls.get(call.call_id) is not leg or call.transfer_refusal(from_caller=False) is not None:
             return  # the call ended (or changed hands) while the trunk's flow was being opened
         if flow is None:
-            commands = call.start_transfer(
-                refer, dialed, (), _now(), refusal=(503, "The carrier is unreachable")
+            refusal = (503, "The carrier is unreachable")
+            self._execute(
+                leg, call.start_transfer(refer, dialed, (), _now(), refusal=refusal, asked_by=asked_by)
             )
-            self._execute(leg, commands)
             return
         domain = trunk.domain or trunk.sip_server
         target = RingTarget(
@@ -712,7 +744,29 @@ class Calls:
             credentials=self.trunks.credentials(trunk),
         )
         leg.branch_flows.append(flow)
-        self._execute(leg, call.start_transfer(refer, decision.number, (target,), _now()))
+        self._execute(leg, call.start_transfer(refer, decision.number, (target,), _now(), asked_by=asked_by))
+
+    def _transfer_command(self, leg: _Leg, request: TransferCall) -> CommandAccepted:
+        """The api's blind transfer: what a REFER from the answering agent does, without NOTIFYs;
+        what the dial plan refuses (or nobody there to ring) is refused at once."""
+        call = leg.call
+        refusal = call.transfer_refusal(from_caller=False)
+        if refusal is None and leg.refer_pending:
+            refusal = (491, "A transfer of this call is already in progress")
+        if refusal is not None:
+            raise Rejected("not_allowed", refusal[1])
+        assert isinstance(call, RingCall)
+        now = _now()
+        plan = self._plan_transfer(call, request.target, now)
+        if plan is None:
+            raise Rejected("not_allowed", "the agent on the call is no longer configured")
+        if plan.refusal is not None:
+            status, reason = plan.refusal
+            raise Rejected(
+                "not_allowed", f"the transfer to {request.target} was refused ({status}): {reason}"
+            )
+        self._carry_out(leg, call, None, request.target, plan, now, Party.API)
+        return CommandAccepted(call_id=call.call_id, status=CallStatus.IN_PROGRESS)
 
     async def _play_digit(self, session: tuple[str, str], digit: SendDtmf) -> None:
         try:
@@ -1113,6 +1167,8 @@ class Calls:
         call, now = leg.call, _now()
         connected = call.phase is Phase.CONNECTED
         log.info("api command", verb=verb, call_id=call.call_id, by=request.requested_by)
+        if isinstance(request, TransferCall):
+            return self._transfer_command(leg, request)
         if verb == "hangup":
             cause = EndCause.NORMAL_CLEARING if connected else EndCause.CANCELED
             self._execute(leg, call.hang_up(cause, now, by=Party.API))
@@ -1451,6 +1507,18 @@ class Calls:
             await asyncio.wait(list(self._tasks), timeout=MEDIA_TIMEOUT_S)
         for task in list(self._tasks):
             task.cancel()
+
+
+@dataclass
+class _TransferPlan:
+    """Where a transfer goes: the new agent's contacts (and their flows), a number through a trunk
+    (``out``), or the status and reason it is refused with."""
+
+    targets: list[RingTarget] = field(default_factory=list)
+    flows: list[Flow] = field(default_factory=list)
+    to_agent: str | None = None
+    out: ToTrunk | None = None
+    refusal: tuple[int, str] | None = None
 
 
 def _ignore(_txn: ClientTransaction, _response: Response | None) -> None:

@@ -59,6 +59,8 @@ from shared.events import (
     CallRinging,
     CallRingingData,
     CallStatus,
+    CallTransferFailed,
+    CallTransferFailedData,
     CallTransferred,
     CallTransferredData,
     Direction,
@@ -193,7 +195,8 @@ class Transfer:
     """A blind transfer under way (RFC 3515): who asked, in which REFER, for what, and the legs."""
 
     by: Branch
-    refer: Request
+    #: The REFER (its dialog gets our NOTIFYs); None for a transfer the api asked for.
+    refer: Request | None
     #: What the Refer-To named (the extension).
     target: str
     to_agent_id: str | None
@@ -205,6 +208,8 @@ class Transfer:
     transferor_gone: bool = False
     #: When the new party has rung long enough (a timer of an earlier transfer is not this one's).
     deadline: float = 0.0
+    #: Who asked: the agent (REFER) or the api (a command).
+    asked_by: Party = Party.AGENT
 
 
 @dataclass(kw_only=True)
@@ -483,16 +488,18 @@ class RingCall(Call):
 
     def start_transfer(
         self,
-        refer: Request,
+        refer: Request | None,
         target: str,
         targets: tuple[RingTarget, ...],
         now: float,
         *,
         to_agent_id: str | None = None,
         refusal: tuple[int, str] | None = None,
+        asked_by: Party = Party.AGENT,
     ) -> list[Command]:
-        """The REFER from the agent who answered was accepted (202): ring ``targets`` (every contact
-        of the new agent that has room), or report ``refusal`` (the dial plan's status and reason)."""
+        """The REFER from the agent who answered was accepted (202), or the api asked (``refer``
+        None): ring ``targets`` (every contact of the new agent that has room, or a number through a
+        trunk), or report ``refusal`` (the dial plan's status and reason)."""
         winner = self.winner
         assert winner is not None
         assert self.transfer is None
@@ -505,12 +512,14 @@ class RingCall(Call):
             leg=callee_leg,
             other_leg=caller_leg,
             key=winner.key,
+            asked_by=asked_by,
         )
         # RFC 3515 2.4.4: the first NOTIFY goes at once.
         commands = self._notify_transferor(100, "Trying")
         if refusal is not None or not targets:
             status, reason = refusal or (480, "Temporarily Unavailable")
             commands += self._notify_transferor(status, reason)
+            commands.append(self._transfer_failed_event(status, reason))
             self.transfer = None
             return commands
         start = len(self.branches)
@@ -593,7 +602,7 @@ class RingCall(Call):
         data = CallTransferredData(
             kind=TransferKind.BLIND,
             target=transfer.target,
-            transferred_by=Party.AGENT,
+            transferred_by=transfer.asked_by,
             from_agent_id=old.target.agent_id,
             to_agent_id=branch.target.agent_id,
         )
@@ -604,7 +613,8 @@ class RingCall(Call):
         """Nobody took the transfer: the customer goes back to the transferor, or the call ends."""
         transfer = self.transfer
         assert transfer is not None
-        commands = self._abandon_transfer(status, reason)
+        failed = self._transfer_failed_event(status, reason)
+        commands = [*self._abandon_transfer(status, reason), failed]
         if not transfer.transferor_gone:
             # The transferor hears the customer again (and the reason, on a phone that shows it).
             return [
@@ -620,6 +630,19 @@ class RingCall(Call):
         )
         return commands + self._end(outcome, Party.SYSTEM, now, sip_status=status, sip_reason=reason)
 
+    def _transfer_failed_event(self, status: int, reason: str) -> Publish:
+        transfer = self.transfer
+        assert transfer is not None
+        data = CallTransferFailedData(
+            kind=TransferKind.BLIND,
+            target=transfer.target,
+            transferred_by=transfer.asked_by,
+            from_agent_id=transfer.by.target.agent_id,
+            sip_status=status if 300 <= status <= 699 else 500,
+            reason=reason[:200],
+        )
+        return Publish(CallTransferFailed(**self._envelope(), data=data))
+
     def _abandon_transfer(self, status: int, reason: str) -> list[Command]:
         """Stop ringing the new party, release its prepared legs, tell the transferor why."""
         transfer = self.transfer
@@ -633,7 +656,7 @@ class RingCall(Call):
     def _notify_transferor(self, status: int, reason: str) -> list[Command]:
         """A NOTIFY in the transferor's dialog, while it lasts; a final status ends the subscription."""
         current = self.transfer
-        if current is None or current.transferor_gone:
+        if current is None or current.transferor_gone or current.refer is None:
             return []
         branch = current.by
         dialog = branch.dialog
