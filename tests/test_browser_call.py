@@ -16,18 +16,24 @@ candidate (``--allow-loopback-in-peer-connection``) is the only one, and nothing
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 import time
 import uuid
 from pathlib import Path
+from urllib.parse import urlparse
 
+import nats.errors
 import pytest
 
-from shared.events import CallStatus, Party
+from shared import subjects
+from shared.events import CallStatus, Party, RecordingCompleted, parse_event
 from tests.support.browser import AUTOPLAY, browser_agent, write_tone
 from tests.support.gateway import AGENT_PASSWORD, AGENT_USER, DOMAIN, call_events, gateway_stack
 from tests.support.nats import NatsServer
 from tests.support.netns import isolated, rerun_isolated
+from tests.support.recording import read_wav
+from tests.support.rtp_peer import analyse
 
 pytestmark = [pytest.mark.needs_chromium, pytest.mark.needs_sipp, pytest.mark.needs_nats]
 
@@ -105,3 +111,71 @@ async def _browser_call(nats_server: NatsServer, tmp_path: Path) -> None:
     ended = events[-1].data  # type: ignore[attr-defined]
     assert (ended.status, ended.ended_by) == (CallStatus.COMPLETED, Party.AGENT)
     assert ended.talk_time_s >= 2.0
+
+
+async def test_a_recorded_browser_call_yields_a_recording_as_long_as_the_call(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    """Issue 6's end-to-end check with the real browser: the SIP.js call to sipp is recorded (the
+    worker forks the WebRTC leg's and the carrier leg's audio, a recorder process writes the file),
+    and recording.completed names a stereo WAV as long as the call's talk time (within 0.1 s) whose
+    left channel, the agent, carries the browser's tone."""
+    if not isolated():
+        await asyncio.to_thread(rerun_isolated, request.node.nodeid)
+        return
+    nats_server = NatsServer(store_dir=tmp_path / "nats").start()
+    try:
+        await _recorded_browser_call(nats_server, tmp_path)
+    finally:
+        nats_server.stop()
+
+
+async def _recorded_browser_call(nats_server: NatsServer, tmp_path: Path) -> None:
+    tone = write_tone(tmp_path / "tone-440.wav", TONE_HZ)
+    async with gateway_stack(nats_server, tmp_path, recorder=True) as (gateway, carrier):
+        async with browser_agent(fake_audio=tone, extra_args=(AUTOPLAY,), step_timeout=20) as agent:
+            registration = await agent.register(
+                server=gateway.ws_url,
+                aor=f"sip:{AGENT_USER}@{DOMAIN}",
+                user=AGENT_USER,
+                password=AGENT_PASSWORD,
+                instance_id=str(uuid.uuid4()),
+                reg_id=1,
+            )
+            assert registration.state == "Registered"
+            call = await agent.invite("555123456")
+            assert (call.state, call.status) == ("Established", 200)
+            heard = await agent.analyse_remote_audio(3.0)
+            assert heard.dominant_hz == pytest.approx(TONE_HZ, abs=15), heard
+            hangup = await agent.hangup()
+            assert (hangup.state, hangup.status) == ("Terminated", 200)
+        (await carrier.wait_async(timeout=20)).assert_success(calls=2)
+        events = await call_events(gateway.bus)
+        assert events[0].data.recorded is True  # type: ignore[attr-defined]
+        ended = events[-1]
+        # Read from the stream's start once the call is over (no consumer to expire meanwhile).
+        recordings = await gateway.bus.js.pull_subscribe(
+            subjects.recording_events(), stream=subjects.RECORDING_EVENTS.name
+        )
+        completed = None
+        async with asyncio.timeout(30):
+            while completed is None:
+                with contextlib.suppress(nats.errors.TimeoutError):
+                    for msg in await recordings.fetch(10, timeout=0.5):
+                        event = parse_event(msg.data)
+                        if isinstance(event, RecordingCompleted):
+                            completed = event
+    assert completed.call_id == ended.call_id
+    data = completed.data
+    assert (data.format, data.channels, data.sample_rate) == ("wav", 2, 8000), data
+    talk = ended.data.talk_time_s  # type: ignore[attr-defined]
+    assert talk >= 3.0
+    assert data.duration_s == pytest.approx(talk, abs=0.1), (data.duration_s, talk)
+    left, right, rate = read_wav(Path(urlparse(data.location).path))
+    assert len(left) == pytest.approx(data.duration_s * rate, abs=8)  # duration_s is to the ms
+    # The middle of the call: the agent's tone on the left, the carrier's echo of it on the right.
+    middle = slice(len(left) // 2 - rate // 2, len(left) // 2 + rate // 2)
+    for channel in (left, right):
+        found = analyse(channel[middle], rate)
+        assert found["dominant_hz"] == pytest.approx(TONE_HZ, abs=15), found
+        assert found["rms"] > 500, found
