@@ -13,6 +13,7 @@ import {
   Inviter,
   Registerer,
   RegistererState,
+  RequestPendingError,
   type Session,
   SessionState,
   UserAgent,
@@ -180,7 +181,17 @@ export class Phone {
       },
     };
     this.registerer.register({ requestDelegate: delegate }).catch((error: unknown) => {
-      this.events.registration("failed", String(error));
+      // A REGISTER still waiting for its answer (a refresh sent on the dropped connection, whose
+      // answer will never come): try again once that one has given up.
+      if (error instanceof RequestPendingError) {
+        window.setTimeout(() => {
+          if (!this.stopped && this.ua.isConnected()) {
+            this.register();
+          }
+        }, 2000);
+      } else {
+        this.events.registration("failed", String(error));
+      }
     });
   }
 
