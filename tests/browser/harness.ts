@@ -9,6 +9,8 @@ import {
   type Core,
   type Invitation,
   Inviter,
+  type Message,
+  Messager,
   Registerer,
   RegistererState,
   type Session,
@@ -131,6 +133,21 @@ export interface RegistrationResult {
 }
 
 /** What a test gets when a step fails: the SIP final response when there was one. */
+export interface MessageResult {
+  status: number | null;
+  reason: string;
+}
+
+/** A MESSAGE the gateway delivered to this agent (RFC 3428), as SIP.js's delegate got it. */
+export interface ReceivedMessage {
+  from: string;
+  displayName: string;
+  to: string;
+  contentType: string;
+  body: string;
+  callId: string;
+}
+
 export interface Failure {
   status: number | null;
   reason: string | null;
@@ -165,6 +182,10 @@ class Harness {
   private session: Session | null = null;
   /** Calls that rang and were not taken yet, oldest first. */
   private incoming: Invitation[] = [];
+  /** Text messages delivered and not taken by waitForMessage yet, oldest first. */
+  private messages: ReceivedMessage[] = [];
+  /** The status the next delivered MESSAGEs are answered with (200 accepts them). */
+  private messageStatus = 200;
   private entries: LogEntry[] = [];
   private seq = 0;
   /** What start() was given: reconnect() registers again with it. */
@@ -194,6 +215,24 @@ class Harness {
           invitation.stateChange.addListener((state) => this.record("state", `incoming ${state}`));
           this.incoming.push(invitation);
           invitation.progress().catch((error: unknown) => this.record("state", `progress failed: ${String(error)}`));
+        },
+        // A chat pane shows the text at once and says so with 200 (RFC 3428 7).
+        onMessage: (message: Message): void => {
+          const request = message.request;
+          this.record("state", `message ${request.callId}`);
+          if (this.messageStatus >= 300) {
+            void message.reject({ statusCode: this.messageStatus });
+            return;
+          }
+          this.messages.push({
+            from: request.from.uri.toString(),
+            displayName: request.from.displayName,
+            to: request.to.uri.toString(),
+            contentType: request.getHeader("Content-Type") ?? "",
+            body: request.body ?? "",
+            callId: request.callId,
+          });
+          void message.accept();
         },
       },
       authorizationUsername: options.user,
@@ -524,6 +563,43 @@ class Harness {
       await sleep(20);
     }
     return result;
+  }
+
+  /**
+   * Send `text` to `target` (an extension, a number, or a SIP URI) with SIP.js's `Messager`, an
+   * out-of-dialog MESSAGE (RFC 3428), answering a digest challenge with the agent's credentials.
+   * Resolves with the final status, whatever it is.
+   */
+  async message(target: string, text: string, contentType = "text/plain"): Promise<MessageResult> {
+    const ua = this.requireAgent();
+    const uri = UserAgent.makeURI(target.includes(":") ? target : `sip:${target}@${ua.configuration.uri.host}`);
+    if (uri === undefined) {
+      throw new Error(`not a SIP URI: ${target}`);
+    }
+    const messager = new Messager(ua, uri, text, contentType);
+    return new Promise<MessageResult>((resolve, reject) => {
+      const settle = (response: Core.IncomingResponse): void =>
+        resolve({ status: response.message.statusCode ?? null, reason: response.message.reasonPhrase ?? "" });
+      messager.message({ requestDelegate: { onAccept: settle, onReject: settle } }).catch(reject);
+    });
+  }
+
+  /** Wait for the next MESSAGE the gateway delivers to this agent. */
+  async waitForMessage(timeoutMs: number): Promise<ReceivedMessage> {
+    const deadline = performance.now() + timeoutMs;
+    while (this.messages.length === 0) {
+      if (performance.now() > deadline) {
+        throw new Error(`no message within ${timeoutMs} ms`);
+      }
+      await sleep(20);
+    }
+    return this.messages.shift() as ReceivedMessage;
+  }
+
+  /** Answer the MESSAGEs delivered from now on with `status` (200 accepts; 4xx-6xx refuses). */
+  async answerMessagesWith(status: number): Promise<number> {
+    this.messageStatus = status;
+    return status;
   }
 
   /** Wait until the call reaches `state` (e.g. Terminated after the far end's BYE). */

@@ -143,6 +143,26 @@ class Referral:
 
 
 @dataclass(frozen=True, slots=True)
+class MessageAnswer:
+    """The final answer to a MESSAGE the agent sent."""
+
+    status: int | None
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class ReceivedMessage:
+    """A MESSAGE the gateway delivered to the agent (SIP.js's ``onMessage`` delegate)."""
+
+    from_uri: str
+    display_name: str
+    to_uri: str
+    content_type: str
+    body: str
+    call_id: str
+
+
+@dataclass(frozen=True, slots=True)
 class AudioAnalysis:
     """The call's remote audio through WebAudio in the page (not the speakers, which are muted)."""
 
@@ -367,6 +387,29 @@ class BrowserAgent:
             notifies=[str(n) for n in value["notifies"]],
             terminated=bool(value["terminated"]),
         )
+
+    async def message(self, target: str, text: str, content_type: str = "text/plain") -> MessageAnswer:
+        """Send ``text`` to ``target`` with SIP.js's ``Messager`` (RFC 3428 MESSAGE); the final
+        status, whatever it is (a challenge is answered with the agent's credentials)."""
+        value = await self._call("message", target, text, content_type)
+        status = value["status"]
+        return MessageAnswer(status=None if status is None else int(status), reason=str(value["reason"]))
+
+    async def wait_for_message(self, timeout: float = 10.0) -> ReceivedMessage:
+        """The next MESSAGE delivered to this agent (SIP.js answered it 200)."""
+        value = await self._call("waitForMessage", int(timeout * 1000), timeout=timeout + 5)
+        return ReceivedMessage(
+            from_uri=str(value["from"]),
+            display_name=str(value["displayName"]),
+            to_uri=str(value["to"]),
+            content_type=str(value["contentType"]),
+            body=str(value["body"]),
+            call_id=str(value["callId"]),
+        )
+
+    async def answer_messages_with(self, status: int) -> None:
+        """Answer the MESSAGEs delivered from now on with ``status`` (200 accepts them)."""
+        await self._call("answerMessagesWith", status)
 
     async def wait_for_session(self, state: str, timeout: float = 5.0) -> AgentState:
         """Wait until the call reaches ``state`` (e.g. "Terminated" after the far end's BYE)."""
