@@ -9,6 +9,11 @@ answering at once (no NATS), and events go to a counter. The peers' own CPU is m
 handlers and taken out, so the figure is signaling's work per call, warm.
 
     .venv/bin/python bench/call_path.py [--calls 3000] [--concurrency 20] [--profile 30]
+        [--snapshots] [--snapshot-delay 0.05]
+
+``--snapshots`` keeps each call's snapshot as the service does (b2bua/call_store.py) in an in-memory
+bucket, so the difference with a run without it is what keeping calls across restarts costs;
+``--snapshot-delay 0`` writes every change (no coalescing), the worst case.
 
 ``--profile N`` repeats the run under cProfile and prints the top N functions by own time
 (``--profile-file PATH`` keeps the statistics for ``python -m pstats``).
@@ -31,6 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import uvloop
 
+from services.signaling.b2bua.call_store import CallStore
 from services.signaling.b2bua.calls import Calls
 from services.signaling.directory import AgentDirectory
 from services.signaling.sip.auth import DigestClient
@@ -254,7 +260,27 @@ def settings() -> SignalingSettings:
     )
 
 
-async def run(calls: int, concurrency: int, profiler: cProfile.Profile | None) -> None:
+class MemoryBucket:
+    """KV ``calls`` in memory: what the store writes, counted (NATS's own cost is not signaling's)."""
+
+    def __init__(self) -> None:
+        self.values: dict[str, bytes] = {}
+
+    async def put(self, key: str, value: bytes) -> int:
+        self.values[key] = value
+        return len(self.values)
+
+    async def delete(self, key: str) -> bool:
+        self.values.pop(key, None)
+        return True
+
+
+async def run(
+    calls: int,
+    concurrency: int,
+    profiler: cProfile.Profile | None,
+    snapshot_delay: float | None = None,
+) -> None:
     loop = asyncio.get_running_loop()
     config = settings()
     directory = AgentDirectory()
@@ -292,7 +318,13 @@ async def run(calls: int, concurrency: int, profiler: cProfile.Profile | None) -
         max_concurrent_calls=100_000,
     )
     trunks.apply(trunk_key("bench", "carrier"), trunk.model_dump_json().encode())
-    Calls(stack, config, directory, trunks, StubMedia(), publish)
+    glue = Calls(stack, config, directory, trunks, StubMedia(), publish)
+    store: CallStore | None = None
+    writer: asyncio.Task[None] | None = None
+    if snapshot_delay is not None:
+        store = CallStore(glue.node, glue.snapshot, delay_s=snapshot_delay)
+        glue.store = store
+        writer = asyncio.ensure_future(store.run(MemoryBucket()))
     await asyncio.sleep(0.5)  # the trunk's first OPTIONS probe
     server = ("127.0.0.1", config.sip_udp_port)
     _, agents = await loop.create_datagram_endpoint(
@@ -304,6 +336,8 @@ async def run(calls: int, concurrency: int, profiler: cProfile.Profile | None) -
         profiler.enable()
     agents.start()
     await asyncio.wait_for(agents.done, timeout=120)
+    if store is not None:
+        await store.flushed(10.0)
     if profiler is not None:
         profiler.disable()
     used = time.process_time() - before - agents.cpu - carrier.cpu
@@ -313,6 +347,14 @@ async def run(calls: int, concurrency: int, profiler: cProfile.Profile | None) -
         f"{events[0]} events; signaling {used / calls * 1000:.3f} ms CPU per call "
         f"(peers' {(agents.cpu + carrier.cpu) / calls * 1000:.3f} ms taken out)"
     )
+    if store is not None:
+        print(
+            f"  snapshots (delay {snapshot_delay:g} s): {store.writes / calls:.2f} writes and "
+            f"{store.deletes / calls:.2f} deletes per call, "
+            f"{store.bytes / max(store.writes, 1):.0f} bytes each"
+        )
+    if writer is not None:
+        writer.cancel()
     await trunks.stop()
     await stack.stop()
 
@@ -325,12 +367,15 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=20)
     parser.add_argument("--profile", type=int, default=0, help="top N functions under cProfile")
     parser.add_argument("--profile-file", help="also write the cProfile statistics there (pstats)")
+    parser.add_argument("--snapshots", action="store_true", help="keep calls' snapshots (KV calls)")
+    parser.add_argument("--snapshot-delay", type=float, default=0.05, help="coalescing window (s)")
     args = parser.parse_args()
     configure_logging("call-path-bench", json=False, level="WARNING")
-    uvloop.run(run(args.calls, args.concurrency, None))
+    delay = args.snapshot_delay if args.snapshots else None
+    uvloop.run(run(args.calls, args.concurrency, None, delay))
     if args.profile:
         profiler = cProfile.Profile()
-        uvloop.run(run(args.calls, args.concurrency, profiler))
+        uvloop.run(run(args.calls, args.concurrency, profiler, delay))
         if args.profile_file:
             profiler.dump_stats(args.profile_file)
         pstats.Stats(profiler).sort_stats("tottime").print_stats(args.profile)

@@ -16,6 +16,8 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from structlog.contextvars import unbind_contextvars
+
 from services.signaling.b2bua.bridged import CALLEE, BridgedCall
 from services.signaling.b2bua.call import (
     AgentCall,
@@ -1019,6 +1021,7 @@ class Calls:
             ended += 1
             if self.store is not None:
                 self.store.changed(call_id)
+        unbind_contextvars("tenant_id", "call_id")
         log.info("calls taken over", restored=restored, ended=ended)
         return kept
 
@@ -1058,7 +1061,6 @@ class Calls:
                 self._execute(leg, call.hang_up(EndCause.AGENT_CONNECTION_LOST, now))
                 return taken.session[1]
             self._arm_reconnections()
-        log.info("call taken over", call=call.call_id, worker=taken.session[0])
         return taken.session[1]
 
     async def _reach(self, ref: FlowRef) -> tuple[Flow, bool]:
