@@ -523,4 +523,3 @@ class WebhookDispatcher:
             )
             if paused.rowcount:  # type: ignore[attr-defined]
                 log.warning("webhook subscription paused", subscription=claim.subscription_id, reason=reason)
-
