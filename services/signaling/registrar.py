@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 from services.signaling.sip.address import Address
 from services.signaling.sip.errors import SipParseError
-from services.signaling.sip.message import Request
+from services.signaling.sip.message import Request, supported_tags
 from services.signaling.transport.flow import Flow
 
 
@@ -151,7 +151,7 @@ class Registrar:
             heapq.heappush(self._expiry, (binding.expires_at, next(self._seq), aor, binding.key))
             if is_new or (previous is not None and previous.flow != binding.flow):
                 added.append(binding)
-        outbound = any(b.reg_id is not None for b, _ in plans) and "outbound" in _supported(request)
+        outbound = any(b.reg_id is not None for b, _ in plans) and "outbound" in supported_tags(request)
         return Registered(self.bindings(aor, now), tuple(added), tuple(removed), outbound)
 
     # --- lookups and housekeeping ---------------------------------------------------------
@@ -210,10 +210,3 @@ class Registrar:
 def _instance(contact: Address) -> str | None:
     value = contact.params.get("+sip.instance")
     return value.strip('"') if value else None
-
-
-def _supported(request: Request) -> tuple[str, ...]:
-    try:
-        return tuple(tag.lower() for tag in request.supported)
-    except SipParseError:
-        return ()

@@ -306,6 +306,11 @@ class Call:
         """The Session-Expires value for our 2xx to an end's refresh, when a session timer runs."""
         return None
 
+    def caller_response(self, response: Response | None, now: float) -> list[Command]:
+        """The answer to a re-INVITE we sent the caller (None: it timed out); other requests to
+        the caller need no answer read."""
+        return []
+
     def held_by(self, party: Party) -> bool:
         return party in self._held_by
 

@@ -57,7 +57,7 @@ from services.signaling.b2bua.media_watch import WorkerWatch
 from services.signaling.b2bua.reconnect import Reconnections, Slot
 from services.signaling.b2bua.referral import ReferError, refer_target
 from services.signaling.b2bua.ringing import Caller, RingCall, RingTarget
-from services.signaling.b2bua.session_timer import MIN_SE_S
+from services.signaling.b2bua.session_timer import MIN_SE_S, TooBrief, uas_session
 from services.signaling.b2bua.snapshot import (
     CallSnapshot,
     FlowRef,
@@ -70,7 +70,7 @@ from services.signaling.b2bua.snapshot import (
 from services.signaling.directory import AgentDirectory
 from services.signaling.registrar import Binding
 from services.signaling.sip.dialog import Dialog, DialogError
-from services.signaling.sip.message import Request, Response, make_response
+from services.signaling.sip.message import Request, Response, make_response, supported_tags
 from services.signaling.sip.transaction import ClientTransaction, ServerTransaction, TransactionStateError
 from services.signaling.sip.uri import SipUri
 from services.signaling.stack import SipStack, aor_of
@@ -451,6 +451,12 @@ class Calls:
         now: float,
     ) -> None:
         """Ring every registered contact of ``agents`` that has room for another call."""
+        invite = caller.invite
+        session = uas_session(invite.headers.get("Session-Expires"), supported_tags(invite))
+        if isinstance(session, TooBrief):
+            # RFC 4028 9: the caller asks again with at least our minimum.
+            self._respond(txn, invite, 422, "Session Interval Too Small", (("Min-SE", str(session.min_se)),))
+            return
         counts = self._counts()
         targets: list[RingTarget] = []
         flows: list[Flow] = []
@@ -469,6 +475,8 @@ class Calls:
             targets=tuple(targets),
             ring_timeout_s=self.settings.ring_timeout_s,
             record=self.tenants.records_calls(tenant_id, self.settings.record_calls),
+            caller_session=session,
+            caller_supports_timer="timer" in supported_tags(invite),
         )
         self._begin(_Leg(call, flow, txn, branch_flows=flows), now)
 
@@ -1258,7 +1266,7 @@ class Calls:
             elif isinstance(command, SendToBranch):
                 self._to_branch(leg, command.branch, command.request)
             elif isinstance(command, SendToCaller):
-                self.stack.send_request(command.request, leg.caller_flow, _ignore)
+                self._to_caller(leg, command.request)
             elif isinstance(command, StartMedia):
                 self._spawn(self._start_media(leg, command.request, command.key))
             elif isinstance(command, DescribeMedia):
@@ -1275,6 +1283,19 @@ class Calls:
                     self._forget(call)
         if self.store is not None and commands:
             self.store.changed(call.call_id)
+
+    def _to_caller(self, leg: _Leg, request: Request) -> None:
+        if request.method == "ACK":
+            self.stack.send_ack(request, leg.caller_flow)
+            return
+        if request.method != "INVITE":
+            self.stack.send_request(request, leg.caller_flow, _ignore)
+            return
+
+        def on_response(_txn: ClientTransaction, response: Response | None) -> None:
+            self._execute(leg, leg.call.caller_response(response, _now()))
+
+        self.stack.send_request(request, leg.caller_flow, on_response)
 
     async def _to_carrier(self, leg: _Leg, request: Request) -> None:
         call = leg.call

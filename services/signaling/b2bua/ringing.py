@@ -46,6 +46,7 @@ from services.signaling.b2bua.call import (
     sdp_text,
 )
 from services.signaling.b2bua.referral import notify
+from services.signaling.b2bua.session_timer import RETRY_S, SessionExpires, expire_at, refresh_at
 from services.signaling.sip.auth import ChallengeOutcome, DigestClient, DigestError
 from services.signaling.sip.dialog import Dialog, DialogError, DialogState
 from services.signaling.sip.errors import SipParseError
@@ -87,6 +88,9 @@ SDP = "application/sdp"
 COMPLETED_ELSEWHERE = 'SIP;cause=200;text="Call completed elsewhere"'
 RING_TIMER = "ring"
 TRANSFER_TIMER = "transfer"
+#: Our refresh of the caller's session, and the caller's refresh overdue (RFC 4028 10).
+CALLER_REFRESH = "caller-session-refresh"
+CALLER_EXPIRE = "caller-session-expire"
 #: What the transferor reads in the sipfrag when the new party's phones all failed (RFC 3261 21).
 _PHRASES = {
     408: "Request Timeout",
@@ -228,6 +232,13 @@ class RingCall(Call):
     winner: Branch | None = None
     transfer: Transfer | None = None
     _ringing_published: bool = False
+    #: The caller's session timer as our 2xx states it (RFC 4028 9; None: none), whether the caller
+    #: said ``Supported: timer``, our refresh re-INVITE in flight, and the timers' due times.
+    caller_session: SessionExpires | None = None
+    caller_supports_timer: bool = False
+    _caller_refresh: Request | None = None
+    _caller_sdp: bytes = b""
+    _due: dict[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.branches = [Branch(i, target, _key(target)) for i, target in enumerate(self.targets)]
@@ -411,6 +422,8 @@ class RingCall(Call):
         return self.branch_response(branch.index, response, now)
 
     def timer_fired(self, name: str, now: float) -> list[Command]:
+        if name in (CALLER_REFRESH, CALLER_EXPIRE):
+            return self._caller_session_timer(name, now)
         if name == TRANSFER_TIMER:
             transfer = self.transfer
             if transfer is None or self.phase is not Phase.CONNECTED or now < transfer.deadline - 0.001:
@@ -473,6 +486,76 @@ class RingCall(Call):
             bye = winner.dialog.request("BYE", via_host=address.via_host, transport=address.transport)
             commands.append(SendToBranch(winner.index, bye))
         return commands + self._end(outcome, by, now)
+
+    # --- the caller's session timer (RFC 4028) --------------------------------------------------
+
+    def session_refreshed(self, from_caller: bool, now: float) -> list[Command]:
+        """The caller refreshed the session (a re-INVITE or UPDATE we answered 2xx): when it is
+        the refresher, its deadline moves on."""
+        session = self.caller_session
+        if not from_caller or session is None or session.refresher != "uac":
+            return []
+        return [self._arm(CALLER_EXPIRE, expire_at(now, session.interval_s))]
+
+    def session_header(self, from_caller: bool) -> str | None:
+        """Session-Expires for our 2xx to the caller's refresh: the same interval and refresher."""
+        if not from_caller or self.caller_session is None:
+            return None
+        return self.caller_session.header()
+
+    def caller_response(self, response: Response | None, now: float) -> list[Command]:
+        """The answer to our refresh re-INVITE to the caller (None: it timed out)."""
+        refresh = self._caller_refresh
+        if refresh is None or self.phase is not Phase.CONNECTED or self.caller_dialog is None:
+            return []
+        if response is not None and (response.cseq.seq != refresh.cseq.seq or response.status_code < 200):
+            return []
+        self._caller_refresh = None
+        if response is not None and response.status_code < 300:
+            address = self.caller.address
+            ack = self.caller_dialog.ack(via_host=address.via_host, transport=address.transport)
+            return [SendToCaller(ack), *self._arm_caller_session(now)]
+        if response is None or response.status_code in (408, 481):
+            # RFC 4028 10: a refresh that timed out (or a dialog the caller no longer has) ends it.
+            return self.hang_up(EndCause.SESSION_TIMER_EXPIRED, now)
+        # Glare (491) or a passing failure: the session goes on; try again shortly.
+        return [self._arm(CALLER_REFRESH, now + RETRY_S)]
+
+    def _arm_caller_session(self, now: float) -> list[Command]:
+        """After the caller's session was set up or refreshed: our refresh at half the interval
+        when we refresh, else the caller's deadline (RFC 4028 10)."""
+        session = self.caller_session
+        if session is None:
+            return []
+        if session.refresher == "uas":
+            return [self._arm(CALLER_REFRESH, refresh_at(now, session.interval_s))]
+        return [self._arm(CALLER_EXPIRE, expire_at(now, session.interval_s))]
+
+    def _caller_session_timer(self, name: str, now: float) -> list[Command]:
+        due = self._due.get(name)
+        if self.phase is not Phase.CONNECTED or due is None or now < due - 0.001:
+            return []  # superseded by a later refresh, or the call is over
+        del self._due[name]
+        if name == CALLER_EXPIRE:
+            return self.hang_up(EndCause.SESSION_TIMER_EXPIRED, now)
+        session, dialog = self.caller_session, self.caller_dialog
+        if session is None or dialog is None or self._caller_refresh is not None:
+            return []
+        address = self.caller.address
+        self._caller_refresh = dialog.request(
+            "INVITE",
+            via_host=address.via_host,
+            transport=address.transport,
+            headers=(("Session-Expires", session.header()), ("Supported", "timer")),
+            body=self._caller_sdp,
+            content_type=SDP,
+        )
+        dialog.invite_sent()
+        return [SendToCaller(self._caller_refresh)]
+
+    def _arm(self, name: str, at: float) -> StartTimer:
+        self._due[name] = at
+        return StartTimer(name, at)
 
     # --- blind transfer (RFC 3515) -------------------------------------------------------------
 
@@ -750,7 +833,9 @@ class RingCall(Call):
             self.caller.invite, self.tag, self.caller.address.contact, confirmed=True
         )
         body = (_sdp_of(session, caller_leg) or "").encode()
-        commands.append(AnswerCaller(self._caller_response(200, body=body)))
+        self._caller_sdp = body
+        commands.append(AnswerCaller(self._caller_response(200, body=body, session=True)))
+        commands.extend(self._arm_caller_session(now))
         self.phase = Phase.CONNECTED
         self.answered_at = now
         self.answered_wall = datetime.now(UTC)
@@ -828,10 +913,18 @@ class RingCall(Call):
 
     # --- building messages ---------------------------------------------------------------------
 
-    def _caller_response(self, status: int, *, reason: str | None = None, body: bytes = b"") -> Response:
+    def _caller_response(
+        self, status: int, *, reason: str | None = None, body: bytes = b"", session: bool = False
+    ) -> Response:
         headers: list[tuple[str, str]] = []
         if 100 < status < 300:
             headers.append(("Contact", self.caller.address.contact))
+        if session and self.caller_session is not None:
+            # RFC 4028 9: the 2xx states the interval and the refresher; Require only to a UAC
+            # that supports timers (one that does not is not bound by it: we refresh).
+            headers.append(("Session-Expires", self.caller_session.header()))
+            if self.caller_supports_timer:
+                headers.append(("Require", "timer"))
         if body:
             headers.append(("Content-Type", SDP))
         return make_response(

@@ -485,6 +485,15 @@ def fill_partial_headers(exc: SipParseError, data: bytes, limits: ParseLimits = 
         exc.partial_headers = salvage_headers(unfolded, limits.max_headers)
 
 
+def supported_tags(message: Message) -> tuple[str, ...]:
+    """The option tags of ``Supported``, lower-cased; none when the header is malformed (a peer
+    whose Supported cannot be read is taken to support nothing, RFC 3261 20.37)."""
+    try:
+        return tuple(tag.lower() for tag in message.supported)
+    except SipParseError:
+        return ()
+
+
 def make_response(
     request: Request,
     status_code: int,
