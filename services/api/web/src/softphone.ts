@@ -97,6 +97,7 @@ function renderCall(view: CallView | null): void {
   byId("call-party").textContent = view?.party ?? "";
   const message = byId("call-message");
   message.textContent = view?.message ?? "";
+  message.dataset.failed = view?.sipStatus ? "yes" : "no";
   // The status behind the words, for whoever has to tell the carrier what happened.
   const sip = byId("call-sip");
   sip.textContent = view?.sipStatus ? `SIP ${view.sipStatus} ${view.sipReason ?? ""}` : "";
