@@ -165,6 +165,13 @@ class SignalingSettings(CommonSettings):
             "RFC 5626 instance) while its audio goes on; then it ends as agent_connection_lost (0: at once)"
         ),
     )
+    keep_calls_on_stop: bool = Field(
+        False,
+        description=(
+            "On SIGTERM, leave connected calls in KV calls for the next instance with the same "
+            "ECHODESK_INSTANCE_ID (a restarted container, a StatefulSet pod) instead of ending them"
+        ),
+    )
     message_max_bytes: int = Field(
         4096,
         ge=64,

@@ -79,15 +79,19 @@ def _check_sequences(events: list[CallEventEnvelope]) -> None:
     assert [type(e) for e in events].count(CallEnded) == 1
 
 
-async def test_a_connected_call_survives_sigkill_of_signaling_and_ends_by_the_carriers_bye(
-    nats_server: NatsServer, tmp_path: Path
+@pytest.mark.parametrize("how", ["sigkill", "sigterm"])
+async def test_a_connected_call_survives_its_signaling_process_and_ends_by_the_carriers_bye(
+    nats_server: NatsServer, tmp_path: Path, how: str
 ) -> None:
+    """``sigkill``: the process dies without a word; ``sigterm``: it stops as a rollout stops it,
+    with ECHODESK_SIGNALING_KEEP_CALLS_ON_STOP leaving its connected calls to the next process."""
+    settings = {**SETTINGS, "ECHODESK_SIGNALING_KEEP_CALLS_ON_STOP": "true"} if how == "sigterm" else SETTINGS
     async with gateway_stack(
         nats_server,
         tmp_path,
         carrier_scenario="carrier_answer_hangup_uas",
         carrier_keys={"talk_ms": "14000"},
-        signaling_settings=SETTINGS,
+        signaling_settings=settings,
     ) as (gateway, carrier):
         phone = await RtpPeer.open("127.0.0.1")
         try:
@@ -100,7 +104,10 @@ async def test_a_connected_call_survives_sigkill_of_signaling_and_ends_by_the_ca
             await asyncio.sleep(1.0)
             arrivals = Arrivals(phone)
             killed_at = time.monotonic()
-            gateway.kill_signaling()
+            if how == "sigkill":
+                gateway.kill_signaling()
+            else:
+                await gateway.stop_signaling()
             ready_s = await gateway.start_signaling()
             # The new instance answers in the original dialog: a re-INVITE from the phone (CSeq 3).
             reinvite = await asyncio.to_thread(
@@ -148,7 +155,7 @@ async def test_a_connected_call_survives_sigkill_of_signaling_and_ends_by_the_ca
         # The call's snapshot went with it.
         await asyncio.sleep(0.3)
         assert await load(await gateway.bus.bucket(subjects.CALLS_KV), NODE) == {}
-        print(f"signaling ready {ready_s:.2f} s after start; longest audio gap {gap * 1000:.0f} ms")
+        print(f"{how}: signaling ready {ready_s:.2f} s after start; longest audio gap {gap * 1000:.0f} ms")
 
 
 async def test_a_call_ringing_at_the_kill_is_ended_on_both_legs(

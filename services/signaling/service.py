@@ -189,7 +189,8 @@ class SignalingService:
         if self.messages is not None:
             await self.messages.stop()
         if self.calls is not None:
-            await self.calls.stop()
+            # Connected calls are either ended or left to a successor (KV calls, b2bua/snapshot.py).
+            await self.calls.stop(hand_over=self.settings.keep_calls_on_stop)
         if self.store is not None:
             # The calls' final state (deleted snapshots) reaches KV before the process goes.
             await self.store.flushed(self.settings.drain_timeout_s)

@@ -62,6 +62,14 @@ class Gateway:
         self.signaling.kill()
         self.killed_signaling.append(self.signaling)
 
+    async def stop_signaling(self) -> None:
+        """SIGTERM the signaling process, as a rollout or ``echodesk run`` stopping does; it must
+        exit cleanly."""
+        self.signaling.send_signal(signal.SIGTERM)
+        output, _ = await asyncio.to_thread(self.signaling.communicate, None, 60)
+        assert self.signaling.returncode == 0, output
+        assert "Traceback" not in output, output
+
     async def start_signaling(self) -> float:
         """A new signaling process with the same instance id, ports and settings, as the supervisor
         (or Kubernetes) starts one; returns the seconds until it was ready."""

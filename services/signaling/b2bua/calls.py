@@ -1517,13 +1517,30 @@ class Calls:
             # A bug in a call's step must be seen, not lost with its task.
             log.error("call step failed", error=repr(error), exc_info=error)
 
-    async def stop(self) -> None:
+    async def stop(self, *, hand_over: bool = False) -> None:
+        """End every call (``hand_over``: every call but the connected ones, whose snapshots a
+        successor with this instance's name takes over; their timers stop here)."""
         now = _now()
+        kept: list[_Leg] = []
         for leg in list(self._calls.values()):
+            if hand_over and leg.call.phase is Phase.CONNECTED:
+                for timer in leg.timers:
+                    timer.cancel()
+                kept.append(leg)
+                continue
             self._execute(leg, leg.call.hang_up(EndCause.SYSTEM_SHUTDOWN, now))
         for leg in self._calls.values():
             if leg.carrier is not None:
                 leg.carrier.cancel()
+        if kept:
+            # Their latest state in KV, then nothing more from this instance: connections closing
+            # as it stops must not end them (the successor reaches the agents again).
+            if self.store is not None:
+                await self.store.flushed(MEDIA_TIMEOUT_S)
+            self.store = None
+            for leg in kept:
+                self._forget(leg.call)
+            log.info("connected calls left to the successor", calls=len(kept))
         # The hang-ups' media closes are in flight: a worker left holding sessions would wait out
         # its drain deadline for calls that are gone.
         if self._tasks:
