@@ -144,25 +144,30 @@ class S3Storage:
         self.config = config
         self._stack = contextlib.AsyncExitStack()
         self._client: Any = None
+        self._connecting = asyncio.Lock()
 
     async def _connect(self) -> Any:
-        if self._client is None:
-            from aiobotocore.config import AioConfig
-            from aiobotocore.session import get_session
-
-            config = self.config
-            options = AioConfig(connect_timeout=5, read_timeout=30, retries={"max_attempts": 2})
-            self._client = await self._stack.enter_async_context(
-                get_session().create_client(
-                    "s3",
-                    endpoint_url=config.endpoint_url,
-                    region_name=config.region,
-                    aws_access_key_id=config.access_key_id,
-                    aws_secret_access_key=config.secret_access_key,
-                    config=options,
-                )
-            )
+        async with self._connecting:  # concurrent first requests share one client
+            if self._client is None:
+                self._client = await self._open()
         return self._client
+
+    async def _open(self) -> Any:
+        from aiobotocore.config import AioConfig
+        from aiobotocore.session import get_session
+
+        config = self.config
+        options = AioConfig(connect_timeout=5, read_timeout=30, retries={"max_attempts": 2})
+        return await self._stack.enter_async_context(
+            get_session().create_client(
+                "s3",
+                endpoint_url=config.endpoint_url,
+                region_name=config.region,
+                aws_access_key_id=config.access_key_id,
+                aws_secret_access_key=config.secret_access_key,
+                config=options,
+            )
+        )
 
     async def put(self, source: Path, key: str, content_type: str) -> str:
         bucket = self.config.bucket

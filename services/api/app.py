@@ -10,6 +10,7 @@ from services.api import errors, webui
 from services.api.db import Database
 from services.api.instances import InstanceDirectory
 from services.api.publishing import ConfigPublisher
+from services.api.recording_stores import RecordingStores
 from services.api.routers import (
     agents,
     call_control,
@@ -62,6 +63,8 @@ def create_app(
     app.state.publisher = publisher
     app.state.webhooks = webhooks
     app.state.bus = bus
+    #: Where recordings' audio is read from; the host closes it (its S3 client) when it stops.
+    app.state.recording_stores = RecordingStores(settings)
     errors.install(app)
     for module in (
         health,

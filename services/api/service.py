@@ -16,6 +16,7 @@ from services.api.db.migrate import current_revision, upgrade
 from services.api.ingestion import EventIngestion
 from services.api.instances import InstanceDirectory
 from services.api.publishing import ConfigPublisher
+from services.api.recording_stores import RecordingStores
 from services.api.retention import RetentionSweeper
 from services.api.tenancy import bootstrap_development
 from services.api.webhooks import WebhookDispatcher, WebhookPolicy
@@ -46,6 +47,7 @@ class ApiService:
         self.db: Database | None = None
         self.publisher: ConfigPublisher | None = None
         self.retention: RetentionSweeper | None = None
+        self._stores: RecordingStores | None = None
         self.webhooks: WebhookDispatcher | None = None
         self._server: _EmbeddedServer | None = None
         self._task: asyncio.Task[None] | None = None
@@ -108,6 +110,7 @@ class ApiService:
             ws="websockets-sansio",  # the live event streams; uvicorn's other websockets mode is deprecated
             timeout_graceful_shutdown=max(1, int(self.settings.drain_timeout_s)),
         )
+        self._stores = app.state.recording_stores
         self._server = _EmbeddedServer(config)
         self._task = asyncio.create_task(self._server.serve(sockets=[sock]))
         log.info("web UI", url=f"http://127.0.0.1:{sock.getsockname()[1]}/")
@@ -160,6 +163,8 @@ class ApiService:
             await self.retention.stop()
         if self.webhooks is not None:
             await self.webhooks.stop()
+        if self._stores is not None:
+            await self._stores.close()
         if self.db is not None:
             await self.db.dispose()
 

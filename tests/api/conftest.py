@@ -135,6 +135,7 @@ class ApiHarness:
     async def close(self) -> None:
         for client in self.opened:
             await client.aclose()
+        await self.transport.app.state.recording_stores.close()  # type: ignore[attr-defined]
 
 
 async def harness(

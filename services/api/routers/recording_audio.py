@@ -19,10 +19,10 @@ from services.api.calllog import RecordingStatus
 from services.api.db import Recording
 from services.api.deps import Reader, Session, Settings
 from services.api.errors import Unavailable
+from services.api.recording_stores import RecordingStores
 from services.api.schemas.recording_audio import AudioFormat, RecordingLinkOut
 from services.api.signed_urls import LinkRefused, RecordingLink, sign, verify
-from shared.recording_store import LocalStorage, S3Config, S3Storage, Storage, StorageError
-from shared.settings import ApiSettings
+from shared.recording_store import Storage, StorageError
 
 router = APIRouter(tags=["recordings"])
 
@@ -79,32 +79,20 @@ def _audio_of(recording: Recording, fmt: AudioFormat) -> tuple[str, str | None]:
     return recording.location, recording.sha256
 
 
-def _store_for(settings: ApiSettings, location: str, tenant_id: str) -> tuple[Storage, str]:
+def _store_for(request: Request, location: str, tenant_id: str) -> tuple[Storage, str]:
     """The store holding ``location`` and its key there; only this api's stores, only the tenant's."""
-    stores: list[Storage] = [
-        LocalStorage(settings.recordings_dir),
-        S3Storage(
-            S3Config(
-                bucket=settings.s3_bucket,
-                endpoint_url=settings.s3_endpoint_url,
-                region=settings.s3_region,
-                access_key_id=settings.s3_access_key_id,
-                secret_access_key=settings.s3_secret_access_key,
-            )
-        ),
-    ]
-    for store in stores:
-        key = store.key_of(location)
-        if key is None:
-            continue
-        if not key.startswith(f"{tenant_id}/"):
-            # A location outside the tenant's prefix is never served, whatever an event said.
-            raise HTTPException(status.HTTP_404_NOT_FOUND, "no audio of this recording in the tenant's store")
-        return store, key
-    raise Unavailable(
-        f"the recording is stored at {location.split('/', 3)[0]}//..., a store this api does not read: "
-        "set ECHODESK_API_RECORDINGS_DIR or ECHODESK_API_S3_* to the recorder's"
-    )
+    stores: RecordingStores = request.app.state.recording_stores
+    found = stores.find(location)
+    if found is None:
+        raise Unavailable(
+            f"the recording is stored at {location.split('/', 3)[0]}//..., a store this api does not "
+            "read: set ECHODESK_API_RECORDINGS_DIR or ECHODESK_API_S3_* to the recorder's"
+        )
+    store, key = found
+    if not key.startswith(f"{tenant_id}/"):
+        # A location outside the tenant's prefix is never served, whatever an event said.
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "no audio of this recording in the tenant's store")
+    return store, key
 
 
 def _etag(sha256: str | None) -> str | None:
@@ -117,11 +105,9 @@ def _etag_listed(header: str, etag: str) -> bool:
     return "*" in tags or etag in tags
 
 
-async def _serve(
-    request: Request, settings: ApiSettings, recording: Recording, fmt: AudioFormat, cache: str
-) -> Response:
+async def _serve(request: Request, recording: Recording, fmt: AudioFormat, cache: str) -> Response:
     location, sha256 = _audio_of(recording, fmt)
-    store, key = _store_for(settings, location, recording.tenant_id)
+    store, key = _store_for(request, location, recording.tenant_id)
     etag = _etag(sha256)
     headers = {
         "Accept-Ranges": "bytes",
@@ -132,15 +118,12 @@ async def _serve(
         headers["ETag"] = etag
         match = request.headers.get("if-none-match")
         if match is not None and _etag_listed(match, etag):
-            await store.close()
             return Response(status_code=status.HTTP_304_NOT_MODIFIED, headers=headers)
     try:
         size = await store.size(key)
     except StorageError as exc:
-        await store.close()
         raise Unavailable(f"the recordings store did not answer: {exc}") from exc
     if size is None:
-        await store.close()
         raise HTTPException(
             status.HTTP_404_NOT_FOUND,
             f"the audio of recording {recording.id} is no longer in the store (removed outside EchoDesk?)",
@@ -152,7 +135,6 @@ async def _serve(
     try:
         wanted = requested_range(range_header, size)
     except Unsatisfiable as exc:
-        await store.close()
         return Response(
             status_code=status.HTTP_416_RANGE_NOT_SATISFIABLE,
             headers={**headers, "Content-Range": exc.content_range},
@@ -163,7 +145,6 @@ async def _serve(
         headers["Content-Range"] = wanted.content_range
     code = status.HTTP_206_PARTIAL_CONTENT if wanted is not None else status.HTTP_200_OK
     if size == 0:
-        await store.close()
         return Response(status_code=code, headers=headers, media_type=_CONTENT_TYPES[fmt])
     chunks = store.read(key, part.start, part.end)
     try:
@@ -171,7 +152,6 @@ async def _serve(
         first = await anext(chunks)
     except (StorageError, StopAsyncIteration) as exc:
         await chunks.aclose()
-        await store.close()
         raise Unavailable(f"the recordings store did not give the audio: {exc}") from exc
 
     async def body() -> AsyncIterator[bytes]:
@@ -181,7 +161,6 @@ async def _serve(
                 yield chunk
         finally:
             await chunks.aclose()
-            await store.close()
 
     return StreamingResponse(body(), status_code=code, headers=headers, media_type=_CONTENT_TYPES[fmt])
 
@@ -192,14 +171,13 @@ async def recording_audio(
     request: Request,
     session: Session,
     principal: Reader,
-    settings: Settings,
     format: AudioFormat = "wav",
 ) -> Response:
     """The recording's audio (``wav``, or ``ogg``: the Opus copy), whole or the part a ``Range``
     header asks for; ``ETag`` is the file's sha256."""
     recording = await _recording(session, principal.tenant_id, recording_id)
     await session.close()  # the database is not needed while the file streams
-    return await _serve(request, settings, recording, format, "private, max-age=3600")
+    return await _serve(request, recording, format, "private, max-age=3600")
 
 
 @router.get(
@@ -271,7 +249,7 @@ async def signed_recording_audio(
     await session.close()
     remaining = max(int(expires - datetime.now(UTC).timestamp()), 0)
     # A browser may keep the audio as long as the link lives, and no shared cache may.
-    return await _serve(request, settings, recording, format, f"private, max-age={remaining}")
+    return await _serve(request, recording, format, f"private, max-age={remaining}")
 
 
 __all__ = ["router"]
