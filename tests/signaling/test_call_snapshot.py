@@ -198,6 +198,7 @@ def test_the_session_timer_runs_on_and_its_refresh_reinvite_continues_the_carrie
 def test_a_refresh_nobody_answers_ends_the_restored_call() -> None:
     restored = round_trip(connected_outbound(), Flows(caller=DESK, callee=None, carrier=CARRIER), now=0.0)
     (timer,) = restored.start(0.0)
+    assert isinstance(timer, StartTimer)
     restored.timer_fired("session-refresh", timer.at)
     commands = restored.branch_failed(CALLEE, timed_out=True, now=timer.at + 32)
     assert [c.request.method for c in only(commands, SendToCaller) + only(commands, SendToBranch)] == [

@@ -1024,7 +1024,9 @@ class Calls:
                 if session is not None:
                     kept.append(session)
                     restored += 1
-                    continue
+                else:
+                    ended += 1
+                continue
             await self._abandon(snapshot, now + offset)
             ended += 1
             if self.store is not None:
@@ -1034,26 +1036,27 @@ class Calls:
         return kept
 
     async def _restore(self, snapshot: CallSnapshot, now: float, offset: float) -> str | None:
-        """One connected call back on its dialogs; the session id it keeps (None: not restored)."""
+        """One connected call back on its dialogs; the media session it keeps (None: the call could
+        not go on and was ended on both legs)."""
         taken = restore(snapshot, now=now, wall_offset=offset, source=self.node)
         call = taken.call
-        if taken.session is None or taken.caller_flow is None:
-            return None
-        caller_flow, caller_away = await self._reach(taken.caller_flow)
+        caller_flow, caller_away = await self._reach(taken.caller_flow, snapshot.trunk_id)
         callee_flows: list[Flow] = []
         callee_away = False
         if call.callee is not None:
-            if taken.callee_flow is None:
-                return None
-            callee_flow, callee_away = await self._reach(taken.callee_flow)
+            callee_flow, callee_away = await self._reach(taken.callee_flow, snapshot.trunk_id)
             callee_flows.append(callee_flow)
-        leg = _Leg(
-            call, caller_flow, None, branch_flows=callee_flows, sessions={call.media_key: taken.session}
-        )
+        sessions = {call.media_key: taken.session} if taken.session is not None else {}
+        leg = _Leg(call, caller_flow, None, branch_flows=callee_flows, sessions=sessions)
         self._calls[call.call_id] = leg
         self._index(leg, (call.caller.dialog.call_id, call.caller.dialog.local_tag))
         if call.callee is not None:
             self._index(leg, (call.callee.dialog.call_id, call.callee.dialog.local_tag))
+        if taken.session is None:
+            # Nothing bridges the two ends any more: both get BYE.
+            log.warning("restored call has no media session", call=call.call_id)
+            self._execute(leg, call.hang_up(EndCause.MEDIA_FAILURE, now))
+            return None
         self.workers.alive(taken.session[0], now)
         self._execute(leg, call.start(now))
         for slot, ref, away in (
@@ -1071,13 +1074,23 @@ class Calls:
             self._arm_reconnections()
         return taken.session[1]
 
-    async def _reach(self, ref: FlowRef) -> tuple[Flow, bool]:
+    async def _reach(self, ref: FlowRef | None, trunk_id: str | None = None) -> tuple[Flow, bool]:
         """A flow to an end of a restored call, and whether the end is away until it registers again.
-        UDP needs only the address; a carrier on TCP/TLS gets a new connection; an agent on a
-        connection (a browser's WebSocket) must come back itself."""
+        UDP needs only the address; a carrier on TCP/TLS gets a new connection to its trunk's address
+        (the one it called us from had a port of its own); an agent on a connection (a browser's
+        WebSocket) must come back itself."""
+        if ref is None:
+            return Flow(TransportKind.UDP, ("0.0.0.0", 0), ("0.0.0.0", 0), connection_id=-1), True
         kind = TransportKind(ref.transport)
         remote = (ref.host, ref.port)
-        if kind is TransportKind.UDP or (ref.aor is None and kind in (TransportKind.TCP, TransportKind.TLS)):
+        carrier = ref.aor is None and kind in (TransportKind.TCP, TransportKind.TLS)
+        trunk = next((t for t in self.trunks.active() if t.trunk_id == trunk_id), None) if carrier else None
+        if trunk is not None:
+            try:
+                return await self.trunks.flow_to(trunk), False
+            except (TransportUnavailable, OSError) as exc:
+                log.warning("carrier of a restored call unreachable", trunk=trunk.trunk_id, error=str(exc))
+        if kind is TransportKind.UDP or carrier:
             try:
                 return await self.stack.transport.connect(kind, ref.host, ref.port), False
             except TransportUnavailable as exc:
