@@ -28,6 +28,8 @@ _TOKEN = re.compile(TOKEN_PATTERN)
 
 #: Queue group shared by all media workers for session allocation.
 MEDIA_QUEUE = "media"
+#: Queue group of the signaling instances for commands any one of them may carry out.
+SIGNALING_QUEUE = "signaling"
 #: Queue group of the recorders for commands any one of them may carry out.
 RECORDER_QUEUE = "recorder"
 
@@ -69,6 +71,11 @@ def message_events(tenant_id: str = "*", message_id: str = "*") -> str:
 def pending_message(tenant_id: str = "*", agent_id: str = "*", message_id: str = "*") -> str:
     """A message waiting for an agent to register (one copy per agent it may go to)."""
     return f"messages.pending.{_tok_or_wild(tenant_id)}.{_tok_or_wild(agent_id)}.{_tok_or_wild(message_id)}"
+
+
+def message_command(verb: str) -> str:
+    """A command about text messages (``send``), served by any one signaling instance."""
+    return f"messages.command.{token(verb)}"
 
 
 def dead_letter(stream: str = "*", consumer: str = "*") -> str:

@@ -20,7 +20,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.api.calllog import apply_call_event, apply_recording_event, new_call, new_recording
 from services.api.db import AgentPresenceRow, Call, Database, Recording, StoredEvent, TrunkRegistrationRow
+from services.api.db.messages import Message
 from services.api.db.upsert import insert_new_returning_ids
+from services.api.messagelog import apply_message_event, new_message
 from shared import subjects
 from shared.bus import Bus, Delivery
 from shared.events import (
@@ -28,6 +30,7 @@ from shared.events import (
     CallEvent,
     CallEventEnvelope,
     Event,
+    MessageEvent,
     RecordingEvent,
     TrunkRegistration,
 )
@@ -43,6 +46,7 @@ EVENT_STREAMS: tuple[subjects.StreamSpec, ...] = (
     subjects.RECORDING_EVENTS,
     subjects.AGENT_EVENTS,
     subjects.TRUNK_EVENTS,
+    subjects.MESSAGE_EVENTS,
 )
 
 
@@ -77,6 +81,7 @@ def stored_event(delivery: Delivery[Event]) -> dict[str, Any]:
 #: The event classes of a call's lifecycle and of its recordings (both have a ``call_id``).
 CALL_EVENT_TYPES: tuple[type, ...] = get_args(CallEvent)
 RECORDING_EVENT_TYPES: tuple[type, ...] = get_args(RecordingEvent)
+MESSAGE_EVENT_TYPES: tuple[type, ...] = get_args(MessageEvent)
 
 
 def is_call_event(event: Event) -> TypeGuard[CallEvent]:
@@ -85,6 +90,10 @@ def is_call_event(event: Event) -> TypeGuard[CallEvent]:
 
 def is_recording_event(event: Event) -> TypeGuard[RecordingEvent]:
     return isinstance(event, RECORDING_EVENT_TYPES)
+
+
+def is_message_event(event: Event) -> TypeGuard[MessageEvent]:
+    return isinstance(event, MESSAGE_EVENT_TYPES)
 
 
 class EventIngestion:
@@ -106,6 +115,7 @@ class EventIngestion:
                 return
             await self._apply_calls(session, [d.value for d in fresh])
             await self._apply_recordings(session, [d.value for d in fresh])
+            await self._apply_messages(session, [d.value for d in fresh])
             await self._apply_states(session, [d.value for d in fresh])
         INGESTED.labels("applied").inc(len(fresh))
         if len(fresh) < len(deliveries):
@@ -166,6 +176,26 @@ class EventIngestion:
                 recording = recordings[key] = new_recording(event.tenant_id, event)
                 session.add(recording)
             apply_recording_event(recording, event)
+
+    async def _apply_messages(self, session: AsyncSession, events: list[Event]) -> None:
+        message_events: list[MessageEvent] = [e for e in events if is_message_event(e)]
+        if not message_events:
+            return
+        keys = sorted({(e.tenant_id, e.message_id) for e in message_events})
+        rows = await session.scalars(
+            select(Message)
+            .where(tuple_(Message.tenant_id, Message.id).in_(keys))
+            .order_by(Message.tenant_id, Message.id)
+            .with_for_update()
+        )
+        messages = {(m.tenant_id, m.id): m for m in rows}
+        for event in message_events:
+            key = (event.tenant_id, event.message_id)
+            row = messages.get(key)
+            if row is None:
+                row = messages[key] = new_message(event.tenant_id, event.message_id, event.occurred_at)
+                session.add(row)
+            apply_message_event(row, event)
 
     async def _apply_states(self, session: AsyncSession, events: list[Event]) -> None:
         """Agents' presence and trunks' registration: the newest event wins (by ``occurred_at``;

@@ -25,6 +25,7 @@ from shared.events import EventEnvelope
 from shared.heartbeat import Heartbeat
 from shared.logging import get_logger
 from shared.media import MediaEvent, ReleaseSessions
+from shared.messages import SendMessage
 from shared.service import ServiceContext
 from shared.settings import SignalingSettings
 
@@ -119,6 +120,9 @@ class SignalingService:
             self.stack, self.settings, self.directory, self.trunks, self._publish, JetStreamPending(ctx.bus)
         )
         self.messages.start()
+        await ctx.bus.serve(
+            subjects.message_command("send"), SendMessage, self.messages.send, queue=subjects.SIGNALING_QUEUE
+        )
         # The api's commands for this instance's calls (shared/commands.py).
         for verb, model in COMMANDS.items():
             await ctx.bus.serve(

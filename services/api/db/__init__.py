@@ -8,6 +8,7 @@ from services.api.db.agents import Agent
 from services.api.db.base import Base
 from services.api.db.calls import AgentPresenceRow, Call, Recording, StoredEvent, TrunkRegistrationRow
 from services.api.db.engine import Database
+from services.api.db.messages import Message
 from services.api.db.outbox import KvDeletion
 from services.api.db.retention import DataRetention
 from services.api.db.tenants import ApiKey, Tenant
@@ -23,6 +24,7 @@ __all__ = [
     "DataRetention",
     "Database",
     "KvDeletion",
+    "Message",
     "Recording",
     "StoredEvent",
     "Tenant",

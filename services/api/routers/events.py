@@ -51,6 +51,7 @@ _FAMILY_STREAM = {
     "recording": subjects.RECORDING_EVENTS,
     "agent": subjects.AGENT_EVENTS,
     "trunk": subjects.TRUNK_EVENTS,
+    "message": subjects.MESSAGE_EVENTS,
 }
 
 

@@ -69,6 +69,18 @@ def read_body(request: Request, max_bytes: int) -> Text | BodyRefused:
     return Text(decoded, TEXT_PLAIN, body)
 
 
+def check_text(body: bytes, max_bytes: int) -> Text | BodyRefused:
+    """Text that did not come in a SIP request (the api's): the same limits as a body's."""
+    if len(body) > max_bytes:
+        return BodyRefused(413, f"Message too large: {len(body)} bytes, at most {max_bytes}")
+    if not body:
+        return BodyRefused(400, "Empty message")
+    decoded = _utf8(body)
+    if isinstance(decoded, BodyRefused):
+        return decoded
+    return Text(decoded, TEXT_PLAIN, body)
+
+
 def _utf8(body: bytes) -> str | BodyRefused:
     try:
         text = body.decode("utf-8")
@@ -116,4 +128,4 @@ def _cpim_text(body: str) -> str | BodyRefused:
     return content
 
 
-__all__ = ["ACCEPTED_TYPES", "CPIM", "TEXT_PLAIN", "BodyRefused", "Text", "read_body"]
+__all__ = ["ACCEPTED_TYPES", "CPIM", "TEXT_PLAIN", "BodyRefused", "Text", "check_text", "read_body"]

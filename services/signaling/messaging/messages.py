@@ -23,12 +23,12 @@ import uuid
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Literal
 
 from services.signaling.b2bua.calls import _called_number, _caller_number
 from services.signaling.b2bua.dialplan import CallCounts, Refused, TenantPolicy, ToAgent, ToTrunk, route
 from services.signaling.directory import AgentDirectory
-from services.signaling.messaging.content import ACCEPTED_TYPES, BodyRefused, read_body
+from services.signaling.messaging.content import ACCEPTED_TYPES, BodyRefused, Text, check_text, read_body
 from services.signaling.messaging.delivery import (
     CarrierMessage,
     Delivered,
@@ -45,6 +45,7 @@ from services.signaling.stack import SipStack
 from services.signaling.transport.flow import Flow
 from services.signaling.transport.layer import TransportUnavailable
 from services.signaling.trunk.trunks import Trunks
+from shared.bus import Rejected
 from shared.conversations import conversation_id
 from shared.events import (
     Direction,
@@ -59,6 +60,7 @@ from shared.events import (
     MessageSent,
 )
 from shared.logging import get_logger
+from shared.messages import REFUSED_TARGET, REFUSED_TEXT, UNKNOWN_AGENT, MessageOutcome, SendMessage
 from shared.records import AgentRecord, TrunkRecord
 from shared.settings import SignalingSettings
 
@@ -85,6 +87,8 @@ class _Attempt:
     branch_agents: list[str] = field(default_factory=list)
     answered: bool = False
     timer: asyncio.TimerHandle | None = None
+    #: For a message the api sent: gets the answer a phone's sender would (status, reason).
+    waiter: asyncio.Future[tuple[int, str]] | None = None
 
 
 class Messages:
@@ -159,6 +163,44 @@ class Messages:
             return
         dialed_uri = request.uri
         dialed = dialed_uri.user if isinstance(dialed_uri, SipUri) and dialed_uri.user else ""
+        self._originate(agent, dialed, body, txn=txn, request=request)
+
+    async def send(self, command: SendMessage) -> MessageOutcome:
+        """The api's ``messages.command.send``: a message from an agent, as if their phone sent it."""
+        agent = next(
+            (
+                a
+                for a in self.directory.agents()
+                if a.tenant_id == command.tenant_id and a.agent_id == command.agent_id
+            ),
+            None,
+        )
+        if agent is None:
+            raise Rejected(UNKNOWN_AGENT, f"no enabled agent {command.agent_id} in this tenant")
+        body = check_text(command.text.encode(), self.settings.message_max_bytes)
+        if isinstance(body, BodyRefused):
+            raise Rejected(REFUSED_TEXT, body.reason)
+        waiter: asyncio.Future[tuple[int, str]] = asyncio.get_running_loop().create_future()
+        message_id, refused = self._originate(agent, command.to, body, txn=None, request=None, waiter=waiter)
+        if refused is not None:
+            raise Rejected(REFUSED_TARGET, refused.reason[:200])
+        status, reason = await waiter
+        outcome: Literal["delivered", "pending", "failed"] = (
+            "delivered" if status == 200 else "pending" if status == 202 else "failed"
+        )
+        return MessageOutcome(message_id=message_id, outcome=outcome, sip_status=status, reason=reason[:200])
+
+    def _originate(
+        self,
+        agent: AgentRecord,
+        dialed: str,
+        body: Text,
+        *,
+        txn: ServerTransaction | None,
+        request: Request | None,
+        waiter: asyncio.Future[tuple[int, str]] | None = None,
+    ) -> tuple[str, Refused | None]:
+        """Route and send ``agent``'s message to ``dialed``; (its id, the dial plan's refusal)."""
         decision = route(
             dialed, agent, self.directory.agents(), self.trunks.active(), _NO_CALLS, self._policy
         )
@@ -179,8 +221,8 @@ class Messages:
                 **base, agent_ids=(target.agent_id,), direction=Direction.INTERNAL, to_number=target.extension
             )
             self._accepted(message, body.text, len(body.body), agent.extension, to_agent_id=target.agent_id)
-            self._deliver(_Attempt(message, txn, request, queued=False), [target])
-            return
+            self._deliver(_Attempt(message, txn, request, queued=False, waiter=waiter), [target])
+            return message_id, None
         if isinstance(decision, ToTrunk):
             number = decision.number
             message = PendingMessage(
@@ -194,10 +236,10 @@ class Messages:
             self._accepted(
                 message, body.text, len(body.body), agent.extension, trunk_id=decision.trunk.trunk_id
             )
-            attempt = _Attempt(message, txn, request, queued=False)
+            attempt = _Attempt(message, txn, request, queued=False, waiter=waiter)
             self._arm_answer(attempt)
             self._spawn(self._to_carrier(attempt, decision.trunk, agent))
-            return
+            return message_id, None
         refusal = (
             decision
             if isinstance(decision, Refused)
@@ -212,6 +254,7 @@ class Messages:
         attempt = _Attempt(message, txn, request, queued=False)
         self._respond(attempt, refusal.sip_status, refusal.reason[:120])
         self._failed(attempt, MessageFailure.NO_ROUTE, refusal.sip_status, refusal.reason)
+        return message_id, refusal
 
     def _from_carrier(
         self, txn: ServerTransaction, request: Request, flow: Flow, carriers: list[TrunkRecord]
@@ -498,7 +541,7 @@ class Messages:
     def _arm_answer(self, attempt: _Attempt) -> None:
         """The sender's transaction may not wait for ever (RFC 3428 7: 202 when the outcome is not
         known yet); the outcome follows as an event."""
-        if attempt.txn is None or attempt.answered:
+        if (attempt.txn is None and attempt.waiter is None) or attempt.answered:
             return
         attempt.timer = asyncio.get_running_loop().call_later(
             self.settings.message_answer_wait_s,
@@ -509,7 +552,16 @@ class Messages:
         )
 
     def _respond(self, attempt: _Attempt, status: int, reason: str) -> None:
-        if attempt.answered or attempt.txn is None or attempt.request is None:
+        if attempt.answered:
+            return
+        if attempt.waiter is not None:
+            attempt.answered = True
+            if attempt.timer is not None:
+                attempt.timer.cancel()
+            if not attempt.waiter.done():
+                attempt.waiter.set_result((status, reason))
+            return
+        if attempt.txn is None or attempt.request is None:
             return
         attempt.answered = True
         if attempt.timer is not None:
