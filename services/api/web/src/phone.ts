@@ -67,6 +67,8 @@ export interface CallView {
   sipReason: string | null;
   /** How a transfer of this call is going, in words; null when none was asked for. */
   transfer: string | null;
+  /** ms from placing (or accepting) the call to its answer being applied. */
+  setupMs: number | null;
 }
 
 export interface PhoneEvents {
@@ -86,6 +88,8 @@ export class Phone {
   private view: CallView | null = null;
   /** Whether the current call was handed over by a transfer (its BYE then means "transferred"). */
   private transferred = false;
+  /** Restarts the incoming call's set-up clock when the agent accepts. */
+  private accepting: () => void = () => undefined;
   /** Whether SIP.js's debug output (every SIP message) goes to the log panel and the console. */
   debug = false;
 
@@ -284,6 +288,7 @@ export class Phone {
     if (session === null || this.view?.state !== "incoming") {
       throw new Error("no call is ringing");
     }
+    this.accepting();
     (session as Invitation)
       .accept({ sessionDescriptionHandlerOptions: { constraints: AUDIO_CONSTRAINTS } })
       .catch((error: unknown) => this.update({ state: "ended", message: `Could not answer: ${String(error)}` }));
@@ -418,15 +423,25 @@ export class Phone {
       sipStatus: null,
       sipReason: null,
       transfer: null,
+      setupMs: null,
     };
     this.events.call({ ...this.view });
+    let started = performance.now();
+    if (direction === "inbound") {
+      // An incoming call's set-up time is counted from the agent's Accept.
+      this.accepting = () => {
+        started = performance.now();
+      };
+    }
     session.stateChange.addListener((state) => {
       if (this.session !== session) {
         return;
       }
       if (state === SessionState.Established) {
         this.attachAudio(session);
-        this.update({ state: "established", answeredAt: Date.now() });
+        const setupMs = Math.round(performance.now() - started);
+        this.events.log("log", `call established ${setupMs} ms after it was placed or accepted`);
+        this.update({ state: "established", answeredAt: Date.now(), setupMs });
       } else if (state === SessionState.Terminated) {
         this.remoteAudio.srcObject = null;
         if (this.view?.state !== "ended") {

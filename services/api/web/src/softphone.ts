@@ -94,6 +94,7 @@ function renderCall(view: CallView | null): void {
   const up = state === "established" || state === "held";
   const live = view !== null && state !== "ended";
   show("call-state", view === null ? "No call" : CALL_WORDS[view.state], state);
+  byId("call-state").dataset.setupMs = view?.setupMs === null || view === null ? "" : String(view.setupMs);
   byId("call-party").textContent = view?.party ?? "";
   const message = byId("call-message");
   message.textContent = view?.message ?? "";

@@ -204,10 +204,24 @@ const STATE_WORDS: Record<Registration["state"], string> = {
   unregistered: "Not registered",
   unknown: "No report from signaling yet",
 };
+/** A trunk that does not register is "registered" once its carrier answers an OPTIONS. */
+const OPTIONS_WORDS: Record<Registration["state"], string> = {
+  ...STATE_WORDS,
+  registered: "Reachable: the carrier answers OPTIONS",
+  registering: "Checking…",
+  failed: "Not reachable",
+  unregistered: "Not checked (the trunk is inactive)",
+};
+
+function registers(trunk: Trunk): boolean {
+  return trunk.registers && Boolean(trunk.username);
+}
 
 function report(trunk: Trunk, registration: Registration, settled: boolean): void {
+  const probeOff = !registers(trunk) && Number(trunk.keepalive_s) === 0;
+  const words = registers(trunk) ? STATE_WORDS : OPTIONS_WORDS;
   const rows: [string, string][] = [
-    ["State", STATE_WORDS[registration.state]],
+    ["State", probeOff ? "Not checked: the trunk neither registers nor sends OPTIONS keep-alives" : words[registration.state]],
     ["Registrar", registration.registrar ?? ""],
     ["SIP status", registration.sip_status === null ? "" : String(registration.sip_status)],
     ["Reason", registration.reason ?? ""],
@@ -215,7 +229,7 @@ function report(trunk: Trunk, registration: Registration, settled: boolean): voi
     ["Retry in", registration.retry_in_s === null ? "" : `${registration.retry_in_s.toFixed(0)} s`],
     ["Reported", formatTime(registration.changed_at)],
   ];
-  const mode = trunk.registers && trunk.username ? "REGISTER with the trunk's credentials" : "OPTIONS keep-alive (the trunk does not register)";
+  const mode = registers(trunk) ? "REGISTER with the trunk's credentials" : "OPTIONS keep-alive (the trunk does not register)";
   const box = byId("test-report");
   box.hidden = false;
   box.replaceChildren(
