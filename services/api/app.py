@@ -39,8 +39,9 @@ from shared.service import package_version
 from shared.settings import ApiSettings
 
 DESCRIPTION = """Browser calling for the EchoDesk helpdesk: trunks (carriers), agents and what their
-softphones need. Every `/v1` resource except `/v1/services` needs an API key
-(`Authorization: Bearer edk_...`) and sees only its own tenant. See docs/api.md."""
+softphones need. Every `/v1` resource except `/v1/services`, `/v1/sip-outcomes` and signed recording
+links needs an API key (`Authorization: Bearer edk_...`) and sees only its own tenant. See
+docs/api.md; the web UI (docs/web-ui.md) is served at `/`."""
 
 
 def create_app(
