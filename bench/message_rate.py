@@ -16,6 +16,9 @@ events from NATS, so for each offered rate it prints
 
     .venv/bin/python bench/message_rate.py --rates 100,200,400 --duration 5
 
+``--py-spy DIR`` also samples signaling during each rate (``signaling-<rate>.txt``, collapsed
+stacks, as bench/call_rate.py writes them).
+
 Everything runs on 127.0.0.1 and ends by itself (every wait is bounded by ``--timeout``).
 """
 
@@ -36,7 +39,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from call_rate import AGENTS, DOMAIN, configure, percentile, start_gateway  # bench/ is on sys.path
+from call_rate import AGENTS, DOMAIN, configure, percentile, sample, start_gateway  # bench/ is on sys.path
 from setup_delay import Agent
 from sip_register import cpu_seconds
 
@@ -143,7 +146,12 @@ def _ms(values: list[float]) -> str:
 
 
 async def measure(
-    nats_url: str, services: list[subprocess.Popen[str]], rates: list[int], duration: float, timeout: float
+    nats_url: str,
+    services: list[subprocess.Popen[str]],
+    rates: list[int],
+    duration: float,
+    timeout: float,
+    spy: Path | None = None,
 ) -> None:
     await configure(nats_url, 9)  # the trunk is never used: messages stay between agents
     media, signaling, env = await asyncio.to_thread(start_gateway, nats_url)
@@ -187,6 +195,7 @@ async def measure(
             entries: list[Sent] = []
             tasks = []
             cpu_before = cpu_seconds(signaling.pid)
+            samplers = sample(spy, rate, {"signaling": signaling.pid})
             started = time.perf_counter()
             for index in range(count):
                 serial += 1
@@ -209,6 +218,9 @@ async def measure(
                         reported.clear()
             elapsed = time.perf_counter() - started
             cpu = cpu_seconds(signaling.pid) - cpu_before
+            for sampler in samplers:
+                sampler.send_signal(signal.SIGINT)  # py-spy writes its file on SIGINT
+                sampler.wait(30)
             for outcome in outcomes:
                 if isinstance(outcome, BaseException):
                     print(f"  failed: {outcome!r}")
@@ -237,13 +249,14 @@ def main() -> None:
     parser.add_argument("--rates", default="100,200,400", help="messages per second offered, comma-separated")
     parser.add_argument("--duration", type=float, default=5.0, help="seconds each rate is offered")
     parser.add_argument("--timeout", type=float, default=60.0, help="bound on one rate's run (s)")
+    parser.add_argument("--py-spy", type=Path, default=None, help="write signaling's py-spy samples here")
     args = parser.parse_args()
     rates = [int(r) for r in args.rates.split(",") if r]
     work = Path(tempfile.mkdtemp(prefix="echodesk-bench-"))
     nats = NatsServer(store_dir=work / "nats").start()
     services: list[subprocess.Popen[str]] = []
     try:
-        asyncio.run(measure(nats.url, services, rates, args.duration, args.timeout))
+        asyncio.run(measure(nats.url, services, rates, args.duration, args.timeout, args.py_spy))
     finally:
         for process in reversed(services):
             process.send_signal(signal.SIGTERM)
