@@ -4,6 +4,7 @@ live stream can resume from) and finished webhook deliveries (their log), per te
 A tenant's own choice (``data_retention``, set through ``/v1/tenant/data-retention``) wins over the
 platform's settings (``ECHODESK_API_EVENT_RETENTION_DAYS``, ``..._WEBHOOK_DELIVERY_RETENTION_DAYS``);
 0 keeps forever. A delivery still pending is never removed, however old: it is work, not history.
+Text messages (their rows, with what was written) go with the events: they are the same history.
 The call log's rows (one per call) and recordings' metadata stay; recordings themselves follow the
 recording policy (the recorder deletes them).
 
@@ -22,7 +23,7 @@ from typing import Any
 
 from sqlalchemy import delete, select
 
-from services.api.db import Database, DataRetention, StoredEvent, Tenant, WebhookDelivery
+from services.api.db import Database, DataRetention, Message, StoredEvent, Tenant, WebhookDelivery
 from services.api.db.base import utcnow
 from services.api.db.webhooks import DeliveryStatus
 from shared.logging import get_logger
@@ -57,6 +58,7 @@ class Swept:
 
     events: dict[str, int] = field(default_factory=dict)
     deliveries: dict[str, int] = field(default_factory=dict)
+    messages: dict[str, int] = field(default_factory=dict)
 
 
 async def _delete_batches(db: Database, table: Any, condition: Any) -> int:
@@ -65,6 +67,27 @@ async def _delete_batches(db: Database, table: Any, condition: Any) -> int:
         async with db.sessions() as session:
             ids = select(table.id).where(*condition).limit(BATCH).scalar_subquery()
             result = await session.execute(delete(table).where(table.id.in_(ids)))
+            await session.commit()
+        count = int(result.rowcount or 0)  # type: ignore[attr-defined]
+        removed += count
+        if count < BATCH:
+            return removed
+
+
+async def _delete_messages(db: Database, tenant_id: str, cutoff: datetime) -> int:
+    """A tenant's messages accepted before ``cutoff``, in batches (ids are unique within a tenant)."""
+    removed = 0
+    while True:
+        async with db.sessions() as session:
+            ids = (
+                select(Message.id)
+                .where(Message.tenant_id == tenant_id, Message.accepted_at < cutoff)
+                .limit(BATCH)
+                .scalar_subquery()
+            )
+            result = await session.execute(
+                delete(Message).where(Message.tenant_id == tenant_id, Message.id.in_(ids))
+            )
             await session.commit()
         count = int(result.rowcount or 0)  # type: ignore[attr-defined]
         removed += count
@@ -93,6 +116,9 @@ async def sweep(db: Database, settings: ApiSettings, now: datetime | None = None
             )
             if removed:
                 swept.events[tenant_id] = removed
+            removed = await _delete_messages(db, tenant_id, cutoff)
+            if removed:
+                swept.messages[tenant_id] = removed
         if days.deliveries:
             cutoff = now - timedelta(days=days.deliveries)
             removed = await _delete_batches(
@@ -125,12 +151,13 @@ class RetentionSweeper:
         while True:
             try:
                 swept = await sweep(self.db, self.settings)
-                if swept.events or swept.deliveries:
+                if swept.events or swept.deliveries or swept.messages:
                     log.info(
                         "retention sweep",
                         events=sum(swept.events.values()),
+                        messages=sum(swept.messages.values()),
                         deliveries=sum(swept.deliveries.values()),
-                        tenants=len(swept.events.keys() | swept.deliveries.keys()),
+                        tenants=len(swept.events.keys() | swept.deliveries.keys() | swept.messages.keys()),
                     )
             except Exception as exc:  # the database is away: the next sweep catches up
                 log.warning("retention sweep failed", error=str(exc) or type(exc).__name__)

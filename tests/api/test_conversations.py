@@ -10,6 +10,7 @@ from typing import Any
 
 from services.api.db import Database
 from services.api.ingestion import EventIngestion
+from services.api.retention import sweep
 from shared import subjects
 from shared.bus import Delivery
 from shared.conversations import conversation_id
@@ -232,3 +233,15 @@ async def test_an_empty_conversation_is_an_empty_page(acme: Tenancy) -> None:
         "next_cursor": None,
     }
     assert uuid.UUID(page["conversation_id"]).version == 5
+
+
+async def test_messages_follow_the_events_retention(acme: Tenancy, database: Database) -> None:
+    timeline = Timeline(database, acme.tenant_id)
+    await timeline.received("old", 0, "a month and a half ago")
+    await timeline.received("recent", 40 * 24 * 60, "ten days later")
+    chosen = await acme.client.patch("/v1/tenant/data-retention", json={"event_days": 30})
+    assert chosen.status_code == 200, chosen.text
+    swept = await sweep(database, acme.api.settings, BASE + timedelta(days=45))
+    assert swept.messages == {acme.tenant_id: 1}
+    page = (await acme.client.get(f"/v1/conversations/{CUSTOMER}")).json()
+    assert kinds(page) == ["recent"]

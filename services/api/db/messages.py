@@ -26,6 +26,8 @@ class Message(Base):
             "accepted_at",
             "id",
         ),
+        # The retention sweep: a tenant's oldest messages first (services/api/retention.py).
+        Index("ix_messages_tenant_id_accepted_at", "tenant_id", "accepted_at"),
     )
 
     tenant_id: Mapped[str] = mapped_column(String(64), primary_key=True)

@@ -50,8 +50,10 @@ def upgrade() -> None:
         "messages",
         ["tenant_id", "customer_number", "accepted_at", "id"],
     )
+    op.create_index("ix_messages_tenant_id_accepted_at", "messages", ["tenant_id", "accepted_at"])
 
 
 def downgrade() -> None:
+    op.drop_index("ix_messages_tenant_id_accepted_at", table_name="messages")
     op.drop_index("ix_messages_tenant_id_customer_number_accepted_at_id", table_name="messages")
     op.drop_table("messages")
