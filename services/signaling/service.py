@@ -7,13 +7,15 @@ import contextlib
 import ssl
 from functools import partial
 
+from nats.aio.msg import Msg
 from nats.js.kv import KeyValue
+from pydantic import ValidationError
 
 from services.signaling.b2bua.call_store import PURGE_EVERY_S, CallStore, load, purge_ended
 from services.signaling.b2bua.calls import BusMedia, Calls
 from services.signaling.directory import AgentDirectory
 from services.signaling.messaging.messages import Messages
-from services.signaling.messaging.pending import JetStreamPending
+from services.signaling.messaging.pending import JetStreamPending, PendingMessage
 from services.signaling.stack import SipStack
 from services.signaling.tenants import TenantDirectory
 from services.signaling.trunk.trunks import Trunks
@@ -123,11 +125,23 @@ class SignalingService:
         await ctx.bus.serve(
             subjects.message_command("send"), SendMessage, self.messages.send, queue=subjects.SIGNALING_QUEUE
         )
+        # Messages another instance keeps for agents registered here.
+        await ctx.bus.nc.subscribe(subjects.pending_message(), cb=self._pending_message)
         # The api's commands for this instance's calls (shared/commands.py).
         for verb, model in COMMANDS.items():
             await ctx.bus.serve(
                 subjects.call_command(self.calls.node, verb), model, partial(self.calls.command, verb)
             )
+
+    async def _pending_message(self, msg: Msg) -> None:
+        if self.messages is None:
+            return
+        try:
+            message = PendingMessage.model_validate_json(msg.data)
+        except ValidationError:
+            log.warning("unreadable pending message ignored", subject=msg.subject)
+            return
+        self.messages.pending_arrived(message)
 
     async def _media_event(self, event: MediaEvent, _subject: str) -> None:
         if self.calls is not None:

@@ -8,6 +8,7 @@ import asyncio
 import signal
 import subprocess
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 import pytest
@@ -53,6 +54,7 @@ class Signaling:
         await kv.put(agent_key(DOMAIN, user), record.model_dump_json().encode())
 
 
+@asynccontextmanager
 async def _signaling(nats_server: NatsServer, settings: dict[str, str]) -> AsyncIterator[Signaling]:
     bus = await Bus.connect(nats_server.url, name="test", timeout=5)
     await bus.ensure_streams()
@@ -78,7 +80,7 @@ async def _signaling(nats_server: NatsServer, settings: dict[str, str]) -> Async
 
 @pytest.fixture
 async def signaling(nats_server: NatsServer) -> AsyncIterator[Signaling]:
-    async for stack in _signaling(nats_server, {"ECHODESK_SIGNALING_MESSAGE_MAX_BYTES": "512"}):
+    async with _signaling(nats_server, {"ECHODESK_SIGNALING_MESSAGE_MAX_BYTES": "512"}) as stack:
         yield stack
 
 
@@ -231,7 +233,7 @@ async def test_recipient_refusal_fails_the_message(signaling: Signaling) -> None
 
 
 async def test_message_that_waits_too_long_fails_as_expired(nats_server: NatsServer) -> None:
-    async for stack in _signaling(nats_server, {"ECHODESK_SIGNALING_MESSAGE_PENDING_TTL_S": "1"}):
+    async with _signaling(nats_server, {"ECHODESK_SIGNALING_MESSAGE_PENDING_TTL_S": "1"}) as stack:
         sender = stack.client("udp")
         answer = await asyncio.to_thread(
             send_message, sender, "100", DOMAIN, "secret-100", f"sip:102@{DOMAIN}", b"call me back"
@@ -250,3 +252,35 @@ async def test_message_that_waits_too_long_fails_as_expired(nats_server: NatsSer
             await asyncio.to_thread(recipient.receive_message)
         sender.close()
         recipient.close()
+
+
+async def test_a_message_reaches_an_agent_registered_on_another_instance(nats_server: NatsServer) -> None:
+    async with (
+        _signaling(nats_server, {"ECHODESK_INSTANCE_ID": "signaling-a"}) as first,
+        _signaling(nats_server, {"ECHODESK_INSTANCE_ID": "signaling-b"}) as second,
+    ):
+        recipient = second.client("tcp")
+        assert (await asyncio.to_thread(recipient.register, "101", DOMAIN, "secret-101")).status_code == 200
+        receiving = asyncio.create_task(asyncio.to_thread(receive_message, recipient))
+        sender = first.client("udp")
+        answer = await asyncio.to_thread(
+            send_message, sender, "100", DOMAIN, "secret-100", f"sip:101@{DOMAIN}", GEORGIAN.encode()
+        )
+        # The first instance has no phone of 101's: it keeps the message, the second delivers it.
+        assert answer.status_code == 202
+        assert (await receiving).body == GEORGIAN.encode()
+        sent, delivered = await message_events(first.bus, 2)
+        assert isinstance(delivered, MessageDelivered)
+        assert (delivered.message_id, delivered.agent_id, delivered.data.queued) == (
+            sent.message_id,
+            "agent-101",
+            True,
+        )
+        # Delivered once, and gone from the store: 101 registering again brings nothing.
+        again = second.client("udp")
+        assert (await asyncio.to_thread(again.register, "101", DOMAIN, "secret-101")).status_code == 200
+        again.sock.settimeout(1.0)
+        with pytest.raises(TimeoutError):
+            await asyncio.to_thread(again.receive_message)
+        for client in (recipient, sender, again):
+            client.close()

@@ -69,6 +69,8 @@ log = get_logger("echodesk.signaling.messages")
 #: Outcome events get an id derived from the message's: two instances (or a retry) that report the
 #: same outcome publish the same event, which JetStream's de-duplication keeps once.
 _OUTCOME_NAMESPACE = uuid.UUID("0f6f3f0e-9d2b-4c55-8d8e-3b1c2a7e5d41")
+#: How long an instance remembers the messages it stored itself (their copies come back at once).
+STORED_MEMORY_S = 60.0
 #: The dial plan's concurrency limits are for calls: a message holds no line.
 _NO_CALLS = CallCounts({}, {}, {})
 
@@ -112,6 +114,9 @@ class Messages:
         #: Messages being delivered from the pending store right now (not taken twice).
         self._in_flight: set[str] = set()
         self._domains: tuple[tuple[AgentRecord, ...], frozenset[str]] | None = None
+        #: Messages this instance stored itself (by id, with when): their copies coming back from
+        #: the bus are not for it to deliver (its own phones for them did not answer).
+        self._stored_here: dict[str, float] = {}
         self._sweeper: asyncio.Task[None] | None = None
         stack.accept("MESSAGE", ACCEPTED_TYPES)
         stack.handle("MESSAGE", self._on_message)
@@ -354,6 +359,10 @@ class Messages:
             self._respond(attempt, 503, "The message cannot be queued now")
             self._failed(attempt, MessageFailure.NOT_QUEUED, None, "The message could not be queued")
             return
+        now = _now()
+        self._stored_here[message.message_id] = now
+        for stale in [k for k, at in self._stored_here.items() if now - at > STORED_MEMORY_S]:
+            del self._stored_here[stale]
         self._respond(attempt, 202, "Accepted: the agent will get it when they register")
 
     def _settle(self, attempt: _Attempt, outcome: Delivered | Undelivered) -> None:
@@ -468,6 +477,24 @@ class Messages:
                 continue
             self._in_flight.add(message.message_id)
             self._deliver(_Attempt(message, None, None, queued=True), [agent])
+
+    def pending_arrived(self, message: PendingMessage) -> None:
+        """Another instance stored a message for agents it has no phone of: when they are registered
+        here, it goes to their phones now (an agent is registered on one instance, its sender may be
+        on another)."""
+        if message.message_id in self._in_flight or message.message_id in self._stored_here:
+            return
+        now = _now()
+        agents = [
+            a
+            for a in self.directory.agents()
+            if a.tenant_id == message.tenant_id
+            and a.agent_id in message.agent_ids
+            and self.stack.bindings_of(a, now)
+        ]
+        if agents:
+            self._in_flight.add(message.message_id)
+            self._deliver(_Attempt(message, None, None, queued=True), agents)
 
     async def sweep(self) -> int:
         """Fail what waited longer than the pending time; returns how many."""
