@@ -22,6 +22,7 @@ from services.signaling.b2bua.call_store import load
 from services.signaling.sip.message import Request, make_response
 from shared import subjects
 from shared.bus import Bus
+from shared.commands import CommandAccepted, HoldCall
 from shared.events import CallEnded, CallEventEnvelope, CallStatus, EndCause, Party
 from tests.support.desk_phone import acknowledge, in_dialog, place_call
 from tests.support.gateway import call_events, gateway_stack
@@ -131,6 +132,22 @@ async def test_a_connected_call_survives_its_signaling_process_and_ends_by_the_c
             assert heard["purity"] > 0.9, heard
             # The audio never stopped: no silence longer than a few packets while signaling was away.
             assert gap < 0.3, gap
+            # The api's commands reach the call on the new instance (calls.command.<node>.<verb>).
+            call = {
+                "tenant_id": "acme",
+                "call_id": (await call_events(gateway.bus, 0, at_least=1))[0].call_id,
+            }
+            held = await gateway.bus.request(
+                subjects.call_command(NODE, "hold"), HoldCall(**call), CommandAccepted, timeout=5
+            )
+            assert held.status is CallStatus.HELD
+            resumed = await gateway.bus.request(
+                subjects.call_command(NODE, "resume"), HoldCall(**call), CommandAccepted, timeout=5
+            )
+            assert resumed.status is CallStatus.IN_PROGRESS
+            await asyncio.sleep(1.0)
+            heard = analyse(phone.audio(last_seconds=0.5))
+            assert heard["dominant_hz"] == pytest.approx(1000, abs=15), heard
             # The carrier hangs up; its BYE reaches the phone through the new instance.
             while True:
                 message = await asyncio.to_thread(client.receive_message)
@@ -145,7 +162,15 @@ async def test_a_connected_call_survives_its_signaling_process_and_ends_by_the_c
             phone.close()
         (await carrier.wait_async(timeout=30)).assert_success(calls=2)
         events = await call_events(gateway.bus)
-        assert [e.type for e in events] == ["call.created", "call.ringing", "call.answered", "call.ended"]  # type: ignore[attr-defined]
+        types = [e.type for e in events]  # type: ignore[attr-defined]
+        assert types == [
+            "call.created",
+            "call.ringing",
+            "call.answered",
+            "call.held",
+            "call.resumed",
+            "call.ended",
+        ]
         _check_sequences(events)
         ended = events[-1]
         assert isinstance(ended, CallEnded)

@@ -22,12 +22,14 @@ from services.signaling.directory import AgentDirectory
 from services.signaling.sip.message import Request, Response, make_response, parse_message
 from services.signaling.stack import SipStack
 from services.signaling.trunk.trunks import Trunks
-from shared.events import CallEnded, EndCause, EventEnvelope, Party
+from shared.events import CallEnded, CallQuality, EndCause, EventEnvelope, LegKind, LegQuality, Party
 from shared.media import (
     CreateSession,
     DiscardLegs,
     Hold,
     LocalDescription,
+    MediaEvent,
+    MediaEventKind,
     PrepareLeg,
     RecordingControl,
     RemoteDescription,
@@ -104,9 +106,11 @@ class Peer(asyncio.DatagramProtocol):
 class Bucket:
     def __init__(self) -> None:
         self.deleted: list[str] = []
+        self.written: list[str] = []
 
     async def put(self, key: str, value: bytes) -> int:
-        return 1
+        self.written.append(key)
+        return len(self.written)
 
     async def delete(self, key: str) -> bool:
         self.deleted.append(key)
@@ -298,3 +302,31 @@ async def test_a_browser_end_waits_for_its_instance_to_register_again(gateway: G
     assert await gateway.calls.resume({snapshot.call_id: snapshot.model_dump_json().encode()}) == ["s1"]
     assert gateway.calls.reconnections.away(snapshot.call_id)
     assert gateway.events == []  # nothing ended
+
+
+async def test_quality_reports_do_not_each_cost_a_snapshot(gateway: Gateway) -> None:
+    snapshot = connected_snapshot(gateway, sessions={"main": ("w1", "s1")})
+    await gateway.calls.resume({snapshot.call_id: snapshot.model_dump_json().encode()})
+    assert gateway.calls.store is not None
+    await gateway.calls.store.flushed(1.0)
+    written = len(gateway.bucket.written)
+    assert written == 1  # taken over: written again, with the next block of event numbers
+    figures = LegQuality(leg=LegKind.AGENT, codec="PCMU", packets_received=50, packets_lost=0, jitter_ms=1.0)
+    report = MediaEvent(
+        tenant_id="acme",
+        call_id=snapshot.call_id,
+        session_id="s1",
+        worker_id="w1",
+        kind=MediaEventKind.QUALITY,
+        quality=[figures],
+    )
+    for _ in range(7):  # within the block of event numbers the snapshot reserved
+        gateway.calls.media_event(report)
+    await gateway.calls.store.flushed(1.0)
+    assert len(gateway.bucket.written) == written
+    for _ in range(2):  # past it: the next block is reserved
+        gateway.calls.media_event(report)
+    await asyncio.sleep(0.05)
+    await gateway.calls.store.flushed(1.0)
+    assert len(gateway.bucket.written) == written + 1
+    assert len([e for e in gateway.events if isinstance(e, CallQuality)]) == 9

@@ -59,6 +59,7 @@ from services.signaling.b2bua.referral import ReferError, refer_target
 from services.signaling.b2bua.ringing import Caller, RingCall, RingTarget
 from services.signaling.b2bua.session_timer import MIN_SE_S, TooBrief, uas_session
 from services.signaling.b2bua.snapshot import (
+    SEQUENCE_BLOCK,
     CallSnapshot,
     FlowRef,
     Flows,
@@ -91,9 +92,11 @@ from shared.commands import (
 from shared.events import (
     CallCreated,
     CallCreatedData,
+    CallDtmf,
     CallEnded,
     CallEndedData,
     CallEventEnvelope,
+    CallQuality,
     CallStatus,
     Direction,
     EndCause,
@@ -219,6 +222,8 @@ class _Leg:
     refer_pending: bool = False
     #: Each flow as its snapshot names it (the registration of an agent's flow is looked up once).
     refs: dict[Flow, FlowRef] = field(default_factory=dict)
+    #: The block of event numbers its snapshot last reserved (b2bua/snapshot.py ``SEQUENCE_BLOCK``).
+    sequence_block: int = -1
 
 
 class Calls:
@@ -1058,6 +1063,10 @@ class Calls:
             self._execute(leg, call.hang_up(EndCause.MEDIA_FAILURE, now))
             return None
         self.workers.alive(taken.session[0], now)
+        if self.store is not None:
+            # Written again at once: it reserves the next block of event numbers for this run.
+            leg.sequence_block = call._sequence // SEQUENCE_BLOCK
+            self.store.changed(call.call_id)
         self._execute(leg, call.start(now))
         for slot, ref, away in (
             (None, taken.caller_flow, caller_away),
@@ -1294,7 +1303,7 @@ class Calls:
                 self.publish(command.event)
                 if isinstance(command.event, CallEnded):
                     self._forget(call)
-        if self.store is not None and commands:
+        if self.store is not None and commands and _changes_snapshot(leg, commands):
             self.store.changed(call.call_id)
 
     def _to_caller(self, leg: _Leg, request: Request) -> None:
@@ -1576,6 +1585,17 @@ class _TransferPlan:
 
 def _ignore(_txn: ClientTransaction, _response: Response | None) -> None:
     return None
+
+
+def _changes_snapshot(leg: _Leg, commands: list[Command]) -> bool:
+    """Whether what a call just did may change its snapshot: anything but reports (quality figures,
+    a digit) numbered within the block of events its snapshot already reserved. Quality reports come
+    every few seconds for every call: they must not each cost a snapshot."""
+    block = leg.call._sequence // SEQUENCE_BLOCK
+    if block != leg.sequence_block:
+        leg.sequence_block = block
+        return True
+    return not all(isinstance(c, Publish) and isinstance(c.event, CallQuality | CallDtmf) for c in commands)
 
 
 def _holds(offer: str) -> bool:
