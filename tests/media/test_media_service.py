@@ -533,3 +533,21 @@ async def test_a_restarted_signaling_instance_has_its_old_sessions_released(
     assert set(worker.bridges) == {theirs.session_id}
     for peer in (agent_a, customer_a, agent_b, customer_b):
         peer.close()
+
+
+async def test_sessions_of_calls_the_restarted_instance_took_over_are_kept(
+    bus: Bus, start_worker: StartWorker
+) -> None:
+    """The calls a restarted signaling instance took over from KV ``calls`` keep their sessions
+    (``keep``); its other old sessions close."""
+    worker = await start_worker()
+    events = await _events(bus, "t1", "*")
+    ended, agent_a, customer_a = await _rtp_call(bus, "call-ended", owner="sig-1")
+    kept, agent_b, customer_b = await _rtp_call(bus, "call-kept", owner="sig-1")
+    release = ReleaseSessions(owner="sig-1", keep=[kept.session_id])
+    await bus.publish(subjects.media_release("sig-1"), release)
+    closed = await _next_event(events, MediaEventKind.CLOSED)
+    assert closed.session_id == ended.session_id
+    assert set(worker.bridges) == {kept.session_id}
+    for peer in (agent_a, customer_a, agent_b, customer_b):
+        peer.close()

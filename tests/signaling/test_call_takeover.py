@@ -21,6 +21,7 @@ from services.signaling.b2bua.snapshot import CallSnapshot, FlowRef, Flows, capt
 from services.signaling.directory import AgentDirectory
 from services.signaling.sip.message import Request, Response, make_response, parse_message
 from services.signaling.stack import SipStack
+from services.signaling.transport.flow import Flow, TransportKind
 from services.signaling.trunk.trunks import Trunks
 from shared.events import CallEnded, CallQuality, EndCause, EventEnvelope, LegKind, LegQuality, Party
 from shared.media import (
@@ -330,3 +331,32 @@ async def test_quality_reports_do_not_each_cost_a_snapshot(gateway: Gateway) -> 
     await gateway.calls.store.flushed(1.0)
     assert len(gateway.bucket.written) == written + 1
     assert len([e for e in gateway.events if isinstance(e, CallQuality)]) == 9
+
+
+async def test_a_browser_already_registered_again_is_reached_at_once(gateway: Gateway) -> None:
+    """The softphone reconnected while the new instance was still loading: no waiting for it."""
+    register = Request(
+        "REGISTER",
+        "sip:acme.test",
+        [
+            ("Via", "SIP/2.0/WSS a1b2.invalid;branch=z9hG4bKreg1"),
+            ("From", "<sip:100@acme.test>;tag=r1"),
+            ("To", "<sip:100@acme.test>"),
+            ("Call-ID", "reg-1"),
+            ("CSeq", "3 REGISTER"),
+            ("Contact", '<sip:x7k2@a1b2.invalid;transport=ws>;+sip.instance="<urn:uuid:1>";reg-id=1'),
+            ("Expires", "600"),
+        ],
+    )
+    socket = Flow(TransportKind.WS, ("192.0.2.8", 40000), ("127.0.0.1", 8088), connection_id=7)
+    gateway.calls.stack.registrar.register(register, "acme/a100", socket, asyncio.get_running_loop().time())
+    call = new_call()
+    invite = dial(call)
+    call.carrier_response(carrier_says(invite, 200, body=b"v=0", contact="<sip:carrier@203.0.113.1>"), 2.0)
+    browser = FlowRef(transport="wss", host="192.0.2.7", port=50000, aor="acme/a100", instance="<urn:uuid:1>")
+    flows = Flows(caller=browser, callee=None, carrier=gateway.carrier.ref)
+    snapshot = capture(call, flows, {"main": ("w1", "s1")}, OFFSET)
+    assert snapshot is not None
+    assert await gateway.calls.resume({snapshot.call_id: snapshot.model_dump_json().encode()}) == ["s1"]
+    assert not gateway.calls.reconnections.away(snapshot.call_id)
+    assert gateway.calls._calls[snapshot.call_id].caller_flow == socket

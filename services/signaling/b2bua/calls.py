@@ -1074,6 +1074,22 @@ class Calls:
         ):
             if not away or ref is None:
                 continue
+            # The agent may have registered again already (its softphone reconnects while this
+            # instance loads its trunks): its new flow is the end's.
+            back = next(
+                (
+                    b
+                    for b in self.stack.registrar.bindings(ref.aor or "", now)
+                    if ref.instance is not None and b.instance == ref.instance
+                ),
+                None,
+            )
+            if back is not None:
+                if slot is None:
+                    leg.caller_flow = back.flow
+                else:
+                    leg.branch_flows[slot] = back.flow
+                continue
             # A browser's WebSocket died with the process: it waits to be registered again.
             waiting = self.reconnections.lost(call.call_id, slot, ref.aor or "", ref.instance, now)
             if waiting is None:
