@@ -220,6 +220,11 @@ class MediaSettings(CommonSettings):
     media_timeout_s: float = Field(
         30.0, description="A leg that sends no RTP for this long (and is not on hold) is reported (s)"
     )
+    quality_interval_s: float = Field(
+        10.0,
+        ge=0,
+        description="How often each session's per-leg loss, jitter, RTT and MOS are reported (s); 0: never",
+    )
     recording_backlog_chunks: int = Field(
         32768,
         description="Recording chunks (~3 KB each) held while NATS is unreachable; newer ones are dropped",

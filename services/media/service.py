@@ -139,6 +139,8 @@ class MediaService:
         self._spawn(self._publish_events(), "media-events")
         self._spawn(self.outbox.run(ctx.bus), "media-recording-chunks")
         self._spawn(self._watch_timeouts(), "media-timeouts")
+        if settings.quality_interval_s > 0:
+            self._spawn(self._report_quality(settings.quality_interval_s), "media-quality")
         self._spawn(self._keep_membership(), "media-queue-membership")
         log.info(
             "media_worker_ready",
@@ -441,6 +443,16 @@ class MediaService:
                 for leg in bridge.timed_out_legs(now, limit):
                     log.info("media_timeout", session=bridge.session_id, leg=leg.value)
                     self._emit(bridge, MediaEventKind.MEDIA_TIMEOUT, leg=leg, detail=f"no RTP for {limit:g}s")
+
+    async def _report_quality(self, interval: float) -> None:
+        """Every session's per-leg figures, for the call's quality chart and its summary at the end
+        (the worker computes them from its RTCP and reception statistics, RFC 3550 6.4)."""
+        while True:
+            await asyncio.sleep(interval)
+            for bridge in list(self.bridges.values()):
+                quality = bridge.quality()
+                if any(leg.packets_received for leg in quality):
+                    self._emit(bridge, MediaEventKind.QUALITY, quality=quality)
 
     def _spawn(self, coro: Awaitable[Any], name: str) -> None:
         task = asyncio.ensure_future(coro)

@@ -156,7 +156,7 @@ def _assert_tone(peer: RtpPeer, frequency: float) -> None:
 async def test_rtp_bridge_carries_both_tones_dtmf_and_reports_quality(
     bus: Bus, start_worker: StartWorker
 ) -> None:
-    worker = await start_worker()
+    worker = await start_worker(quality_interval_s=0.5)
     events = await _events(bus, "t1", "call-1")
     created, agent, customer = await _rtp_call(bus)
     assert created.worker_id == "w1"
@@ -166,6 +166,10 @@ async def test_rtp_bridge_carries_both_tones_dtmf_and_reports_quality(
     await asyncio.sleep(1.0)
     _assert_tone(customer, 440)
     _assert_tone(agent, 1000)
+    # The periodic figures for the call's quality chart: both legs, packets flowing, none lost.
+    report = await _next_event(events, MediaEventKind.QUALITY)
+    assert {q.leg for q in report.quality} == {LegKind.AGENT, LegKind.CUSTOMER}
+    assert all(q.packets_received > 0 and q.packets_lost == 0 for q in report.quality), report.quality
     # Each side sees one clean stream of ours: one SSRC, consecutive sequence numbers.
     assert len({r.ssrc for r in customer.received}) == 1
     # A digit from the carrier: one event (not four, for the repeated ends) and the packets relayed

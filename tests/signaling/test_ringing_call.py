@@ -27,11 +27,13 @@ from shared.events import (
     CallAnswered,
     CallCreated,
     CallEnded,
+    CallQuality,
     CallRinging,
     CallStatus,
     Direction,
     EndCause,
     LegKind,
+    LegQuality,
     Party,
 )
 from shared.media import SessionCreated, SessionKind
@@ -326,3 +328,23 @@ def test_media_plan_puts_browsers_on_the_webrtc_leg(
     caller: bool, callee: bool, expected: tuple[SessionKind, LegKind, LegKind]
 ) -> None:
     assert media_plan(caller, callee) == expected
+
+
+def test_the_workers_figures_are_charted_and_the_last_ones_summarise_the_call() -> None:
+    call = new_call(target("a100", "sip:x@a.invalid;transport=ws"))
+    (invite,) = ringing(call)
+    call.branch_response(0, says(invite, 200, body=b"v=0 browser"), 1.0)
+    legs = [
+        LegQuality(
+            leg=LegKind.AGENT, codec="PCMU/8000", packets_received=500, packets_lost=2, jitter_ms=3.5, mos=4.3
+        ),
+        LegQuality(
+            leg=LegKind.CUSTOMER, codec="PCMU/8000", packets_received=498, packets_lost=0, jitter_ms=1.0
+        ),
+    ]
+    (report,) = events(call.quality(legs))
+    assert isinstance(report, CallQuality)
+    assert report.data.legs == legs
+    (ended,) = [e for e in events(call.hang_up(EndCause.NORMAL_CLEARING, 20.0)) if isinstance(e, CallEnded)]
+    assert ended.data.quality == legs
+    assert call.quality(legs) == []  # nothing after the end

@@ -235,6 +235,8 @@ class Call:
     source: str = "echodesk"
     _sequence: int = 0
     _held_by: set[Party] = field(default_factory=set)
+    #: The worker's latest per-leg figures: call.ended carries them as the call's summary.
+    _quality: list[LegQuality] = field(default_factory=list)
     #: Paused, resumed or stopped by a command (shared/commands.py ControlRecording).
     recording_state: RecordingState = RecordingState.RECORDING
 
@@ -350,6 +352,7 @@ class Call:
         """The worker's periodic per-leg figures, for the call's quality chart."""
         if self.phase is not Phase.CONNECTED:
             return []
+        self._quality = legs
         return [Publish(CallQuality(**self._envelope(), data=CallQualityData(legs=legs)))]
 
     def _dialogs(self) -> tuple[Dialog | None, ...]:
@@ -383,7 +386,7 @@ class Call:
                 answered_at=self.answered_wall,
                 duration_s=max(0.0, now - self.created_at),
                 talk_time_s=max(0.0, talk),
-                quality=[],
+                quality=self._quality,
             ),
         )
         commands: list[Command] = self._release_media(outcome.cause.value) if media else []
