@@ -176,24 +176,28 @@ def update(i: int, sip_port: int, carrier: int, cseq: int) -> bytes:
     ).encode()
 
 
-def in_process_costs(count: int) -> tuple[float, float]:
-    """Microseconds per call to capture + serialize a connected call, and to parse + restore it."""
+def in_process_costs(count: int, repeats: int = 5) -> tuple[float, float]:
+    """Microseconds per call to capture + serialize a connected call, and to parse + restore it
+    (the best of ``repeats`` runs: the machine's other work only ever adds)."""
     epoch = time.time()
     snapshots = [snapshot(i, 5060, 5062, 5064, epoch) for i in range(count)]
     datas = [s.model_dump_json(exclude_defaults=True).encode() for s in snapshots]
-    started = time.perf_counter()
-    restored = [
-        restore(CallSnapshot.model_validate_json(d), now=0.0, wall_offset=epoch, source=NODE) for d in datas
-    ]
-    restore_us = (time.perf_counter() - started) / count * 1e6
     flows = Flows(caller=snapshots[0].caller.flow if snapshots[0].caller else None, callee=None)
-    started = time.perf_counter()
-    for taken in restored:
-        data = capture(taken.call, flows, {"main": (WORKER, "s")}, epoch)
-        assert data is not None
-        data.model_dump_json(exclude_defaults=True).encode()
-    capture_us = (time.perf_counter() - started) / count * 1e6
-    return capture_us, restore_us
+    capture_s = restore_s = float("inf")
+    for _ in range(repeats):
+        started = time.perf_counter()
+        restored = [
+            restore(CallSnapshot.model_validate_json(d), now=0.0, wall_offset=epoch, source=NODE)
+            for d in datas
+        ]
+        restore_s = min(restore_s, time.perf_counter() - started)
+        started = time.perf_counter()
+        for taken in restored:
+            data = capture(taken.call, flows, {"main": (WORKER, "s")}, epoch)
+            assert data is not None
+            data.model_dump_json(exclude_defaults=True).encode()
+        capture_s = min(capture_s, time.perf_counter() - started)
+    return capture_s / count * 1e6, restore_s / count * 1e6
 
 
 async def heartbeats(bus: Bus) -> None:
@@ -303,10 +307,10 @@ async def one_run(nats: NatsServer, count: int) -> None:
         if phones.transport is not None:
             phones.transport.close()
         await bus.close()
+    served = f", first call answering {first_s:.2f} s, all {count} answering {all_s:.2f} s" if count else ""
     print(
         f"{count:5d} calls: snapshots written to NATS in {written_s * 1000:.0f} ms; after process start: "
-        f"ready {ready_s:.2f} s, first call answering {first_s:.2f} s, all {count} answering {all_s:.2f} s"
-        f" ({refused} refused)"
+        f"ready {ready_s:.2f} s{served} ({refused} refused)"
     )
 
 
