@@ -75,6 +75,10 @@ STORED_MEMORY_S = 60.0
 _NO_CALLS = CallCounts({}, {}, {})
 
 
+#: The directory's agents, their SIP domains, and the agents by (tenant, agent id).
+_AgentIndex = tuple[tuple[AgentRecord, ...], frozenset[str], dict[tuple[str, str], AgentRecord]]
+
+
 @dataclass
 class _Attempt:
     """One delivery attempt of one message: its sender's transaction (None for a message that waited)
@@ -113,7 +117,7 @@ class Messages:
         self._tasks: set[asyncio.Task[None]] = set()
         #: Messages being delivered from the pending store right now (not taken twice).
         self._in_flight: set[str] = set()
-        self._domains: tuple[tuple[AgentRecord, ...], frozenset[str]] | None = None
+        self._agents_index: _AgentIndex | None = None
         #: Messages this instance stored itself (by id, with when): their copies coming back from
         #: the bus are not for it to deliver (its own phones for them did not answer).
         self._stored_here: dict[str, float] = {}
@@ -172,14 +176,7 @@ class Messages:
 
     async def send(self, command: SendMessage) -> MessageOutcome:
         """The api's ``messages.command.send``: a message from an agent, as if their phone sent it."""
-        agent = next(
-            (
-                a
-                for a in self.directory.agents()
-                if a.tenant_id == command.tenant_id and a.agent_id == command.agent_id
-            ),
-            None,
-        )
+        agent = self._agent(command.tenant_id, command.agent_id)
         if agent is None:
             raise Rejected(UNKNOWN_AGENT, f"no enabled agent {command.agent_id} in this tenant")
         body = check_text(command.text.encode(), self.settings.message_max_bytes)
@@ -464,9 +461,7 @@ class Messages:
 
     def _on_binding_added(self, binding: Binding, _replaced: Binding | None) -> None:
         tenant_id, _, agent_id = binding.aor.partition("/")
-        agent = next(
-            (a for a in self.directory.agents() if a.tenant_id == tenant_id and a.agent_id == agent_id), None
-        )
+        agent = self._agent(tenant_id, agent_id)
         if agent is not None:
             self._spawn(self._deliver_pending(agent))
 
@@ -487,10 +482,8 @@ class Messages:
         now = _now()
         agents = [
             a
-            for a in self.directory.agents()
-            if a.tenant_id == message.tenant_id
-            and a.agent_id in message.agent_ids
-            and self.stack.bindings_of(a, now)
+            for agent_id in message.agent_ids
+            if (a := self._agent(message.tenant_id, agent_id)) is not None and self.stack.bindings_of(a, now)
         ]
         if agents:
             self._in_flight.add(message.message_id)
@@ -614,10 +607,22 @@ class Messages:
         return f"{host}:{port}", flow.transport.value
 
     def _agent_domains(self) -> frozenset[str]:
+        return self._index()[1]
+
+    def _agent(self, tenant_id: str, agent_id: str) -> AgentRecord | None:
+        """An enabled agent by tenant and id (every registration asks: a lookup, not a scan)."""
+        return self._index()[2].get((tenant_id, agent_id))
+
+    def _index(self) -> _AgentIndex:
+        # Rebuilt when the directory changes (its tuple of agents is then a new object).
         agents = self.directory.agents()
-        if self._domains is None or self._domains[0] is not agents:
-            self._domains = (agents, frozenset(a.domain.lower() for a in agents))
-        return self._domains[1]
+        if self._agents_index is None or self._agents_index[0] is not agents:
+            self._agents_index = (
+                agents,
+                frozenset(a.domain.lower() for a in agents),
+                {(a.tenant_id, a.agent_id): a for a in agents},
+            )
+        return self._agents_index
 
     def _spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:
         task = asyncio.ensure_future(coroutine)
