@@ -14,7 +14,9 @@ For each concurrency (attempts started at the same instant) it prints p50/p99 of
   browser lives it);
 - ``18x->agent``: the carrier's 180 sent -> the agent's 180 received;
 - ``200->agent``: the carrier's 200 sent -> the agent's 200 received (the answer SDP applied on
-  the media worker first).
+  the media worker first);
+- the CPU signaling and the media worker spent per call (set-up and hang-up), which is what the
+  attempts queue behind when they all come at once.
 
     .venv/bin/python bench/setup_delay.py --concurrency 1,100 --rounds 3
 
@@ -42,6 +44,7 @@ import websockets
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from call_rate import AGENTS, DOMAIN, configure, percentile, start_gateway  # bench/ is on sys.path
+from sip_register import cpu_seconds
 
 from services.signaling.sip.auth import DigestClient
 from services.signaling.sip.message import Request, Response, parse_message
@@ -304,11 +307,13 @@ async def measure(
         print(
             f"{'attempts':>9}{'calls':>7}{'failed':>7}  {'invite->carrier':>16}  {'with 407':>16}"
             f"  {'18x->agent':>16}  {'200->agent':>16}   (ms, p50 p99)"
+            f"{'sig ms/call':>13}{'media ms/call':>15}"
         )
         serial = 0
         for concurrency in concurrencies:
             done: list[Attempt] = []
             failed = 0
+            cpu_before = [cpu_seconds(signaling.pid), cpu_seconds(media.pid)]
             for _ in range(rounds):
                 batch = []
                 for index in range(concurrency):
@@ -332,6 +337,12 @@ async def measure(
                 f"  {_ms([a.carrier_invite - a.first_invite for a in done])}"
                 f"  {_ms([a.ringing - a.carrier_ringing for a in done])}"
                 f"  {_ms([a.answer - a.carrier_answer for a in done])}"
+                + "".join(
+                    f"{(cpu_seconds(pid) - before) * 1000 / max(1, len(done)):>{width}.2f}"
+                    for pid, before, width in zip(
+                        (signaling.pid, media.pid), cpu_before, (13, 15), strict=True
+                    )
+                )
             )
     finally:
         for agent in agents:
