@@ -162,7 +162,9 @@ async def test_a_connected_call_survives_its_signaling_process_and_ends_by_the_c
             phone.close()
         (await carrier.wait_async(timeout=30)).assert_success(calls=2)
         events = await call_events(gateway.bus)
-        types = [e.type for e in events]  # type: ignore[attr-defined]
+        # Quality reports come every few seconds (their number depends on timing): left out here,
+        # numbered with the others below.
+        types = [e.type for e in events if e.type != "call.quality"]  # type: ignore[attr-defined]
         assert types == [
             "call.created",
             "call.ringing",

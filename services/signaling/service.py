@@ -41,6 +41,8 @@ EVENT_QUEUE_LIMIT = 10000
 EVENT_BATCH = 256
 #: How long a batch's acknowledgement may take before the batch is sent again.
 EVENT_ACK_TIMEOUT_S = 5.0
+#: How long reading the previous incarnation's calls (KV ``calls``) may hold the start up.
+CALLS_LOAD_TIMEOUT_S = 10.0
 
 
 class SignalingService:
@@ -63,8 +65,14 @@ class SignalingService:
         # What a previous incarnation of this instance left in KV ``calls`` (b2bua/snapshot.py): read
         # first, so its calls are taken over the moment the transports are bound again.
         node = subjects.token(self.settings.instance_id)
-        calls_kv = await ctx.bus.bucket(subjects.CALLS_KV)
-        inherited = await load(calls_kv, node)
+        calls_kv: KeyValue | None = None
+        inherited: dict[str, bytes] = {}
+        try:
+            async with asyncio.timeout(CALLS_LOAD_TIMEOUT_S):
+                calls_kv = await ctx.bus.bucket(subjects.CALLS_KV)
+                inherited = await load(calls_kv, node)
+        except Exception as exc:  # JetStream not answering: serve new calls rather than none
+            log.error("calls of the previous incarnation not read", error=str(exc) or type(exc).__name__)
         if inherited:
             log.info("calls left by the previous incarnation", count=len(inherited))
         loaded = asyncio.Event()
@@ -108,10 +116,7 @@ class SignalingService:
         kept = await self.calls.resume(inherited)
         release = ReleaseSessions(owner=self.calls.node, keep=kept)
         await ctx.bus.publish(subjects.media_release(self.calls.node), release)
-        self._store_tasks = [
-            asyncio.create_task(self.store.run(calls_kv)),
-            asyncio.create_task(_purge_now_and_then(calls_kv)),
-        ]
+        self._store_tasks = [asyncio.create_task(self._keep_calls(ctx, calls_kv))]
         # The workers' reports on our calls' sessions, and their heartbeats: a worker that dies
         # takes its calls down with it, and they must end on both legs at once.
         await ctx.bus.subscribe(subjects.media_events(), MediaEvent, self._media_event)
@@ -142,6 +147,20 @@ class SignalingService:
             log.warning("unreadable pending message ignored", subject=msg.subject)
             return
         self.messages.pending_arrived(message)
+
+    async def _keep_calls(self, ctx: ServiceContext, kv: KeyValue | None) -> None:
+        """Write the calls' snapshots (b2bua/call_store.py), once the bucket can be had."""
+        delay = 0.5
+        while kv is None:
+            try:
+                kv = await ctx.bus.bucket(subjects.CALLS_KV)
+            except Exception as exc:
+                log.warning("KV calls unavailable, retrying", error=str(exc) or type(exc).__name__)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10.0)
+        assert self.store is not None
+        self._store_tasks.append(asyncio.create_task(_purge_now_and_then(kv)))
+        await self.store.run(kv)
 
     async def _media_event(self, event: MediaEvent, _subject: str) -> None:
         if self.calls is not None:
