@@ -7,6 +7,8 @@ Agent 100 writes to agent 101 while 101 is offline: the gateway answers 202 and 
 input from the browser (too large, a type that is not text) is answered 413 and 415 and disturbs
 neither browser. Every message's events go out with one outcome each.
 
+A customer's text from sipp as the carrier, to the tenant's number, reaches both agents' browsers.
+
 Runs in a loopback-only network namespace, as tests/test_browser_call.py explains.
 """
 
@@ -18,16 +20,25 @@ from pathlib import Path
 
 import pytest
 
-from shared.events import Direction, MessageDelivered, MessageFailed, MessageFailure, MessageSent
+from shared.events import (
+    Direction,
+    MessageDelivered,
+    MessageFailed,
+    MessageFailure,
+    MessageReceived,
+    MessageSent,
+)
 from tests.support.browser import AgentError, BrowserAgent, browser_agent
-from tests.support.gateway import AGENT_PASSWORD, DOMAIN, Gateway, add_agent, gateway_stack
+from tests.support.gateway import AGENT_PASSWORD, DOMAIN, Gateway, add_agent, add_inbound_trunk, gateway_stack
 from tests.support.messaging import GEORGIAN, message_events
 from tests.support.nats import NatsServer
 from tests.support.netns import isolated, rerun_isolated
+from tests.support.sipp import Sipp
 
 pytestmark = [pytest.mark.needs_chromium, pytest.mark.needs_sipp, pytest.mark.needs_nats]
 
 MAX_BYTES = 1024
+DID = "+995322000000"
 
 
 async def test_two_browsers_write_to_each_other_in_georgian(
@@ -39,6 +50,19 @@ async def test_two_browsers_write_to_each_other_in_georgian(
     nats_server = NatsServer(store_dir=tmp_path / "nats").start()
     try:
         await _messages(nats_server, tmp_path)
+    finally:
+        nats_server.stop()
+
+
+async def test_a_customers_text_reaches_the_ring_groups_browsers(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    if not isolated():
+        await asyncio.to_thread(rerun_isolated, request.node.nodeid)
+        return
+    nats_server = NatsServer(store_dir=tmp_path / "nats").start()
+    try:
+        await _inbound(nats_server, tmp_path)
     finally:
         nats_server.stop()
 
@@ -133,3 +157,34 @@ async def _messages(nats_server: NatsServer, tmp_path: Path) -> None:
         )
         failures = {e.data.cause: e.data.sip_status for e in events if isinstance(e, MessageFailed)}
         assert failures == {MessageFailure.NO_ROUTE: 404, MessageFailure.REJECTED: 488}
+
+
+async def _inbound(nats_server: NatsServer, tmp_path: Path) -> None:
+    async with gateway_stack(nats_server, tmp_path) as (gateway, _):
+        await add_agent(gateway.bus, "101", "pw-101")
+        port = await add_inbound_trunk(gateway.bus, (DID,))
+        async with browser_agent() as first, browser_agent() as second:
+            await _register(first, gateway, "100", AGENT_PASSWORD)
+            await _register(second, gateway, "101", "pw-101")
+            carrier = Sipp(
+                "carrier_message_uac",
+                tmp_path,
+                remote=gateway.sip,
+                injection=[["555123456", DID.lstrip("+"), GEORGIAN]],
+                calls=1,
+                timeout=20,
+                recv_timeout=15,
+                local_port=port,
+            )
+            (await carrier.run_async()).assert_success(calls=1)
+            # sipp ends the body with the scenario's line break; the browsers get it as sent.
+            for agent in (first, second):
+                got = await agent.wait_for_message()
+                assert got.body == GEORGIAN + "\r\n"
+                assert got.from_uri == f"sip:+995555123456@{DOMAIN}"
+                assert got.display_name == "Customer"
+        received, delivered = await message_events(gateway.bus, 2)
+        assert isinstance(received, MessageReceived)
+        assert isinstance(delivered, MessageDelivered)
+        assert received.customer_number == "+995555123456"
+        assert delivered.agent_id in ("a100", "a101")
