@@ -5,7 +5,9 @@ trunk, challenged with 407 and sent again with the trunk's credentials (RFC 3428
 from __future__ import annotations
 
 import asyncio
+import secrets
 import signal
+import socket
 import subprocess
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -14,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from services.signaling.sip.auth import Algorithm, ha1, parse_credentials, request_digest
+from services.signaling.sip.message import Response, parse_message
 from shared import subjects
 from shared.bus import Bus
 from shared.conversations import conversation_id
@@ -33,6 +36,40 @@ SECRET_KEY = "test-secret-key"
 DOMAIN = "acme.test"
 DID = "+99532200200"
 CUSTOMER = "+995555123456"
+
+
+class CarrierSocket:
+    """Raw MESSAGEs from the carrier's own address and port (what sipp cannot send: bad bytes)."""
+
+    def __init__(self, gateway: tuple[str, int], port: int) -> None:
+        self.gateway = gateway
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", port))
+        self.sock.settimeout(5.0)
+
+    def message(self, uri: str, body: bytes, content_type: str) -> Response:
+        port = self.sock.getsockname()[1]
+        head = "\r\n".join(
+            [
+                f"MESSAGE {uri} SIP/2.0",
+                f"Via: SIP/2.0/UDP 127.0.0.1:{port};branch=z9hG4bK{secrets.token_hex(8)};rport",
+                "Max-Forwards: 70",
+                f"From: <sip:+995555123456@127.0.0.1:{port}>;tag={secrets.token_hex(4)}",
+                f"To: <{uri}>",
+                f"Call-ID: {secrets.token_hex(8)}",
+                "CSeq: 1 MESSAGE",
+                f"Content-Type: {content_type}",
+                f"Content-Length: {len(body)}",
+            ]
+        )
+        self.sock.sendto(head.encode() + b"\r\n\r\n" + body, self.gateway)
+        while True:
+            response = parse_message(self.sock.recv(65535))
+            if isinstance(response, Response) and response.status_code >= 200:
+                return response
+
+    def close(self) -> None:
+        self.sock.close()
 
 
 @dataclass
@@ -151,7 +188,32 @@ async def test_customers_message_reaches_the_ring_groups_phones(gateway: Gateway
     assert received.customer_number == delivered.customer_number == CUSTOMER
     assert received.conversation_id == delivered.conversation_id == conversation_id("acme", CUSTOMER)
     assert delivered.agent_id in ("a100", "a101")
+
+    # The same carrier sending what cannot be taken: each answered, nobody's phone disturbed.
+    carrier_phone = CarrierSocket(gateway.sip, carrier_port)
+    for uri, body, content_type, expected in (
+        (
+            f"sip:{DID}@127.0.0.1",
+            b"\xff\xfe",
+            "text/plain",
+            (400, "Invalid UTF-8 in the body at byte 0: invalid start byte"),
+        ),
+        (f"sip:{DID}@127.0.0.1", b"<b>hi</b>", "text/html", (415, "Unsupported Media Type")),
+        (
+            f"sip:{DID}@127.0.0.1",
+            b"x" * 5000,
+            "text/plain",
+            (413, "Message body too large: 5000 bytes, at most 4096"),
+        ),
+        ("sip:+99532999999@127.0.0.1", b"hi", "text/plain", (404, "Number not served here")),
+    ):
+        answer = await asyncio.to_thread(carrier_phone.message, uri, body, content_type)
+        assert (answer.status_code, answer.reason) == expected
+    carrier_phone.close()
     for phone in (*phones.values(), outsider):
+        phone.sock.settimeout(1.0)
+        with pytest.raises(TimeoutError):
+            await asyncio.to_thread(phone.receive_message)
         phone.close()
 
 
