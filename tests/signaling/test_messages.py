@@ -101,7 +101,8 @@ async def test_agent_to_agent_georgian_byte_for_byte(
     assert answer.status_code == 200
     assert delivered.method == "MESSAGE"
     assert delivered.body == body
-    assert delivered.content_type == "text/plain"
+    # MIME's default charset for text is US-ASCII (RFC 2046 4.1.2): the gateway names UTF-8.
+    assert delivered.headers.get("Content-Type") == "text/plain;charset=UTF-8"
     assert delivered.headers.get("Contact") is None  # RFC 3428 4: MESSAGE makes no dialog
     assert "sip:100@acme.test" in (delivered.headers.get("From") or "")
     sent, done = await message_events(signaling.bus, 2)

@@ -327,7 +327,7 @@ class Messages:
                 to_uri=f"sip:{agent.extension}@{agent.domain}",
                 via_host=host,
                 transport=transport,
-                content_type=message.content_type,
+                content_type=_wire_type(message.content_type),
                 body=body,
                 user_agent=self.stack.server_header,
             )
@@ -440,7 +440,7 @@ class Messages:
             to_uri=f"sip:{message.to_number}@{domain}",
             via_host=f"{host}:{port}",
             transport=flow.transport.value,
-            content_type=message.content_type,
+            content_type=_wire_type(message.content_type),
             body=message.body.encode(),
             user_agent=self.stack.server_header,
         )
@@ -645,6 +645,12 @@ def _for_sender(outcome: Undelivered) -> tuple[int, str]:
     if outcome.cause is MessageFailure.CARRIER_ERROR and outcome.sip_status >= 500:
         return 502, outcome.reason[:120]
     return outcome.sip_status, outcome.reason[:120]
+
+
+def _wire_type(content_type: str) -> str:
+    """The Content-Type a message goes on with: text/plain names its charset, as MIME's default for
+    text is US-ASCII (RFC 2046 4.1.2) and the text is UTF-8."""
+    return "text/plain;charset=UTF-8" if content_type == "text/plain" else content_type
 
 
 def _waited(message: PendingMessage) -> float:
