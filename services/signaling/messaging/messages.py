@@ -467,7 +467,14 @@ class Messages:
 
     async def _deliver_pending(self, agent: AgentRecord) -> None:
         """An agent registered: what waited for them goes to their phones now."""
-        for message in await self.pending.for_agent(agent.tenant_id, agent.agent_id):
+        try:
+            waiting = await self.pending.for_agent(agent.tenant_id, agent.agent_id)
+        except Exception as exc:  # NATS away: the messages stay stored for the next registration
+            log.warning(
+                "pending messages not read", agent=agent.agent_id, error=str(exc) or type(exc).__name__
+            )
+            return
+        for message in waiting:
             if message.message_id in self._in_flight:
                 continue
             self._in_flight.add(message.message_id)
