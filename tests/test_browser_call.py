@@ -19,7 +19,6 @@ import asyncio
 import contextlib
 import re
 import time
-import uuid
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -29,9 +28,13 @@ import pytest
 from shared import subjects
 from shared.events import CallStatus, Party, RecordingCompleted, parse_event
 from tests.support.browser import AUTOPLAY, browser_agent, write_tone
-from tests.support.gateway import AGENT_PASSWORD, AGENT_USER, DOMAIN, call_events, gateway_stack
+from tests.support.gateway import (
+    call_events,
+    gateway_stack,
+    register_browser,
+)
 from tests.support.nats import NatsServer
-from tests.support.netns import isolated, rerun_isolated
+from tests.support.netns import with_nats_isolated
 from tests.support.recording import read_wav
 from tests.support.rtp_peer import analyse
 
@@ -43,29 +46,14 @@ TONE_HZ = 440
 async def test_browser_agent_calls_a_customer_and_hears_its_own_tone(
     request: pytest.FixtureRequest, tmp_path: Path
 ) -> None:
-    if not isolated():
-        await asyncio.to_thread(rerun_isolated, request.node.nodeid)
-        return
-    nats_server = NatsServer(store_dir=tmp_path / "nats").start()
-    try:
-        await _browser_call(nats_server, tmp_path)
-    finally:
-        nats_server.stop()
+    await with_nats_isolated(request, tmp_path, _browser_call)
 
 
 async def _browser_call(nats_server: NatsServer, tmp_path: Path) -> None:
     tone = write_tone(tmp_path / "tone-440.wav", TONE_HZ)
     async with gateway_stack(nats_server, tmp_path) as (gateway, carrier):
         async with browser_agent(fake_audio=tone, extra_args=(AUTOPLAY,), step_timeout=20) as agent:
-            registration = await agent.register(
-                server=gateway.ws_url,
-                aor=f"sip:{AGENT_USER}@{DOMAIN}",
-                user=AGENT_USER,
-                password=AGENT_PASSWORD,
-                instance_id=str(uuid.uuid4()),
-                reg_id=1,
-            )
-            assert registration.state == "Registered"
+            await register_browser(agent, gateway)
             started = time.monotonic()
             call = await agent.invite("555123456")
             setup_s = time.monotonic() - started
@@ -120,29 +108,14 @@ async def test_a_recorded_browser_call_yields_a_recording_as_long_as_the_call(
     worker forks the WebRTC leg's and the carrier leg's audio, a recorder process writes the file),
     and recording.completed names a stereo WAV as long as the call's talk time (within 0.1 s) whose
     left channel, the agent, carries the browser's tone."""
-    if not isolated():
-        await asyncio.to_thread(rerun_isolated, request.node.nodeid)
-        return
-    nats_server = NatsServer(store_dir=tmp_path / "nats").start()
-    try:
-        await _recorded_browser_call(nats_server, tmp_path)
-    finally:
-        nats_server.stop()
+    await with_nats_isolated(request, tmp_path, _recorded_browser_call)
 
 
 async def _recorded_browser_call(nats_server: NatsServer, tmp_path: Path) -> None:
     tone = write_tone(tmp_path / "tone-440.wav", TONE_HZ)
     async with gateway_stack(nats_server, tmp_path, recorder=True) as (gateway, carrier):
         async with browser_agent(fake_audio=tone, extra_args=(AUTOPLAY,), step_timeout=20) as agent:
-            registration = await agent.register(
-                server=gateway.ws_url,
-                aor=f"sip:{AGENT_USER}@{DOMAIN}",
-                user=AGENT_USER,
-                password=AGENT_PASSWORD,
-                instance_id=str(uuid.uuid4()),
-                reg_id=1,
-            )
-            assert registration.state == "Registered"
+            await register_browser(agent, gateway)
             call = await agent.invite("555123456")
             assert (call.state, call.status) == ("Established", 200)
             heard = await agent.analyse_remote_audio(3.0)

@@ -11,8 +11,6 @@ As in test_browser_call.py the test runs in a network namespace with only loopba
 
 from __future__ import annotations
 
-import asyncio
-import uuid
 from pathlib import Path
 
 import pytest
@@ -20,9 +18,13 @@ import pytest
 from services.media.prompt import CHIME_NOTES
 from shared.events import CallStatus, Direction, Party
 from tests.support.browser import AUTOPLAY, browser_agent, write_tone
-from tests.support.gateway import AGENT_PASSWORD, AGENT_USER, DOMAIN, call_events, gateway_stack
+from tests.support.gateway import (
+    call_events,
+    gateway_stack,
+    register_browser,
+)
 from tests.support.nats import NatsServer
-from tests.support.netns import isolated, rerun_isolated
+from tests.support.netns import with_nats_isolated
 
 pytestmark = [pytest.mark.needs_chromium, pytest.mark.needs_sipp, pytest.mark.needs_nats]
 
@@ -30,29 +32,14 @@ pytestmark = [pytest.mark.needs_chromium, pytest.mark.needs_sipp, pytest.mark.ne
 async def test_browser_agent_dials_the_demo_line_and_hears_the_prompt(
     request: pytest.FixtureRequest, tmp_path: Path
 ) -> None:
-    if not isolated():
-        await asyncio.to_thread(rerun_isolated, request.node.nodeid)
-        return
-    nats_server = NatsServer(store_dir=tmp_path / "nats").start()
-    try:
-        await _demo_call(nats_server, tmp_path)
-    finally:
-        nats_server.stop()
+    await with_nats_isolated(request, tmp_path, _demo_call)
 
 
 async def _demo_call(nats_server: NatsServer, tmp_path: Path) -> None:
     tone = write_tone(tmp_path / "tone-440.wav", 440)
     async with gateway_stack(nats_server, tmp_path) as (gateway, _):
         async with browser_agent(fake_audio=tone, extra_args=(AUTOPLAY,), step_timeout=20) as agent:
-            registration = await agent.register(
-                server=gateway.ws_url,
-                aor=f"sip:{AGENT_USER}@{DOMAIN}",
-                user=AGENT_USER,
-                password=AGENT_PASSWORD,
-                instance_id=str(uuid.uuid4()),
-                reg_id=1,
-            )
-            assert registration.state == "Registered"
+            await register_browser(agent, gateway)
             call = await agent.invite("*44")
             assert (call.state, call.status) == ("Established", 200)
             assert "a=ice-lite" in call.answer, call.answer

@@ -11,26 +11,23 @@ Runs in a loopback-only network namespace, as tests/test_browser_call.py explain
 
 from __future__ import annotations
 
-import asyncio
-import uuid
 from pathlib import Path
 
 import pytest
 
 from shared.events import CallAnswered, CallStatus, Direction, Party
-from tests.support.browser import AUTOPLAY, BrowserAgent, browser_agent, write_tone
+from tests.support.browser import AUTOPLAY, browser_agent, write_tone
 from tests.support.gateway import (
     AGENT_PASSWORD,
-    DOMAIN,
-    Gateway,
     add_agent,
     add_inbound_trunk,
     call_events,
     gateway_stack,
     inbound_carrier,
+    register_browser,
 )
 from tests.support.nats import NatsServer
-from tests.support.netns import isolated, rerun_isolated
+from tests.support.netns import with_nats_isolated
 
 pytestmark = [pytest.mark.needs_chromium, pytest.mark.needs_sipp, pytest.mark.needs_nats]
 
@@ -40,26 +37,7 @@ DID = "+995322000000"
 async def test_a_customer_call_rings_two_browsers_and_the_first_to_answer_takes_it(
     request: pytest.FixtureRequest, tmp_path: Path
 ) -> None:
-    if not isolated():
-        await asyncio.to_thread(rerun_isolated, request.node.nodeid)
-        return
-    nats_server = NatsServer(store_dir=tmp_path / "nats").start()
-    try:
-        await _inbound(nats_server, tmp_path)
-    finally:
-        nats_server.stop()
-
-
-async def _register(agent: BrowserAgent, gateway: Gateway, user: str, password: str) -> None:
-    registration = await agent.register(
-        server=gateway.ws_url,
-        aor=f"sip:{user}@{DOMAIN}",
-        user=user,
-        password=password,
-        instance_id=str(uuid.uuid4()),
-        reg_id=1,
-    )
-    assert registration.state == "Registered"
+    await with_nats_isolated(request, tmp_path, _inbound)
 
 
 async def _inbound(nats_server: NatsServer, tmp_path: Path) -> None:
@@ -71,8 +49,8 @@ async def _inbound(nats_server: NatsServer, tmp_path: Path) -> None:
             browser_agent(fake_audio=tone, extra_args=(AUTOPLAY,), step_timeout=20) as first,
             browser_agent(fake_audio=tone, extra_args=(AUTOPLAY,), step_timeout=20) as second,
         ):
-            await _register(first, gateway, "100", AGENT_PASSWORD)
-            await _register(second, gateway, "101", "pw-101")
+            await register_browser(first, gateway, "100", AGENT_PASSWORD)
+            await register_browser(second, gateway, "101", "pw-101")
             customer = await inbound_carrier(tmp_path, gateway, port, DID, talk_ms=5000).start_async()
             rung_first = await first.wait_for_invite()
             rung_second = await second.wait_for_invite()

@@ -13,16 +13,20 @@ from __future__ import annotations
 
 import asyncio
 import time
-import uuid
 from pathlib import Path
 
 import pytest
 
 from shared.events import CallStatus, EndCause, Party
 from tests.support.browser import AUTOPLAY, BrowserAgent, browser_agent, write_tone
-from tests.support.gateway import AGENT_PASSWORD, AGENT_USER, DOMAIN, Gateway, call_events, gateway_stack
+from tests.support.gateway import (
+    Gateway,
+    call_events,
+    gateway_stack,
+    register_browser,
+)
 from tests.support.nats import NatsServer
-from tests.support.netns import isolated, rerun_isolated
+from tests.support.netns import with_nats_isolated
 
 pytestmark = [pytest.mark.needs_chromium, pytest.mark.needs_sipp, pytest.mark.needs_nats]
 
@@ -35,29 +39,11 @@ CUT_S = 10.0
 async def test_a_dropped_websocket_keeps_the_call_and_its_audio(
     request: pytest.FixtureRequest, tmp_path: Path, back_in_time: bool
 ) -> None:
-    if not isolated():
-        await asyncio.to_thread(rerun_isolated, request.node.nodeid)
-        return
-    nats_server = NatsServer(store_dir=tmp_path / "nats").start()
-    try:
-        if back_in_time:
-            await _back_within_grace(nats_server, tmp_path)
-        else:
-            await _grace_runs_out(nats_server, tmp_path)
-    finally:
-        nats_server.stop()
+    await with_nats_isolated(request, tmp_path, _back_within_grace if back_in_time else _grace_runs_out)
 
 
 async def _established_call(gateway: Gateway, agent: BrowserAgent) -> None:
-    registration = await agent.register(
-        server=gateway.ws_url,
-        aor=f"sip:{AGENT_USER}@{DOMAIN}",
-        user=AGENT_USER,
-        password=AGENT_PASSWORD,
-        instance_id=str(uuid.uuid4()),
-        reg_id=1,
-    )
-    assert registration.state == "Registered"
+    await register_browser(agent, gateway)
     call = await agent.invite("555123456")
     assert (call.state, call.status) == ("Established", 200)
     await _hears_its_tone(agent)

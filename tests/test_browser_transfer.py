@@ -10,7 +10,6 @@ Runs in a loopback-only network namespace, as tests/test_browser_call.py explain
 from __future__ import annotations
 
 import asyncio
-import uuid
 from pathlib import Path
 
 import pytest
@@ -19,16 +18,15 @@ from shared.events import CallTransferred
 from tests.support.browser import AUTOPLAY, BrowserAgent, browser_agent, write_tone
 from tests.support.gateway import (
     AGENT_PASSWORD,
-    DOMAIN,
-    Gateway,
     add_agent,
     add_inbound_trunk,
     call_events,
     gateway_stack,
     inbound_carrier,
+    register_browser,
 )
 from tests.support.nats import NatsServer
-from tests.support.netns import isolated, rerun_isolated
+from tests.support.netns import with_nats_isolated
 
 pytestmark = [pytest.mark.needs_chromium, pytest.mark.needs_sipp, pytest.mark.needs_nats]
 
@@ -38,26 +36,7 @@ DID = "+995322000000"
 async def test_a_browser_transfers_the_customer_to_a_colleagues_browser(
     request: pytest.FixtureRequest, tmp_path: Path
 ) -> None:
-    if not isolated():
-        await asyncio.to_thread(rerun_isolated, request.node.nodeid)
-        return
-    nats_server = NatsServer(store_dir=tmp_path / "nats").start()
-    try:
-        await _transfer(nats_server, tmp_path)
-    finally:
-        nats_server.stop()
-
-
-async def _register(agent: BrowserAgent, gateway: Gateway, user: str, password: str) -> None:
-    registration = await agent.register(
-        server=gateway.ws_url,
-        aor=f"sip:{user}@{DOMAIN}",
-        user=user,
-        password=password,
-        instance_id=str(uuid.uuid4()),
-        reg_id=1,
-    )
-    assert registration.state == "Registered"
+    await with_nats_isolated(request, tmp_path, _transfer)
 
 
 async def _hears(agent: BrowserAgent, frequency: float) -> None:
@@ -76,12 +55,12 @@ async def _transfer(nats_server: NatsServer, tmp_path: Path) -> None:
             browser_agent(fake_audio=low, extra_args=(AUTOPLAY,), step_timeout=20) as first,
             browser_agent(fake_audio=high, extra_args=(AUTOPLAY,), step_timeout=20) as second,
         ):
-            await _register(first, gateway, "100", AGENT_PASSWORD)
+            await register_browser(first, gateway, "100", AGENT_PASSWORD)
             customer = await inbound_carrier(tmp_path, gateway, port, DID, talk_ms=12000).start_async()
             await first.wait_for_invite()
             await first.accept()
             await _hears(first, 440)
-            await _register(second, gateway, "101", "pw-101")
+            await register_browser(second, gateway, "101", "pw-101")
             referral = asyncio.ensure_future(first.refer("101", timeout=20))
             rung = await second.wait_for_invite(timeout=15)
             assert rung.from_uri.startswith("sip:+995555123456@"), rung  # 101 sees the customer

@@ -415,3 +415,37 @@ async def test_the_tenants_policy_and_the_recording_command_decide_what_is_recor
     # the request's own time.
     paused = (resumed_at - paused_at) + (ended_at - stopped_at)
     assert completed.data.paused_s == pytest.approx(paused, abs=0.15), (completed.data.paused_s, paused)
+
+
+async def test_the_workers_quality_reports_chart_the_call_and_summarise_it(
+    nats_server: NatsServer, tmp_path: Path
+) -> None:
+    """With quality reports every half second, a two-second call has call.quality events for both
+    legs on its timeline, and call.ended carries the last of them."""
+    media = {"ECHODESK_MEDIA_QUALITY_INTERVAL_S": "0.5"}
+    async with gateway_stack(nats_server, tmp_path, media_settings=media) as (gateway, carrier):
+        phone = await RtpPeer.open("127.0.0.1")
+        try:
+            client, answered, dialog = await asyncio.to_thread(place_call, gateway.sip, phone.description())
+            assert answered.status_code == 200, answered
+            phone.learn(answered.body.decode())
+            target = acknowledge(client, answered)
+            phone.start_tone(1000)
+            await asyncio.sleep(2.0)
+            assert (await asyncio.to_thread(hang_up, client, answered, dialog, target)).status_code == 200
+        finally:
+            phone.close()
+        (await carrier.wait_async(timeout=20)).assert_success(calls=2)
+        events = await call_events(gateway.bus)
+    reports = [e for e in events if e.type == "call.quality"]  # type: ignore[attr-defined]
+    assert len(reports) >= 2, [e.type for e in events]  # type: ignore[attr-defined]
+    for report in reports:
+        legs = {q.leg: q for q in report.data.legs}  # type: ignore[attr-defined]
+        assert set(legs) == {LegKind.AGENT, LegKind.CUSTOMER}
+        assert legs[LegKind.AGENT].codec == "PCMU/8000"
+    ended = events[-1].data  # type: ignore[attr-defined]
+    assert ended.quality == reports[-1].data.legs  # type: ignore[attr-defined]
+    agent = next(q for q in ended.quality if q.leg is LegKind.AGENT)
+    assert agent.packets_received > 50
+    assert agent.mos is not None
+    assert agent.mos > 4

@@ -16,10 +16,12 @@ import asyncio
 import signal
 import subprocess
 import time
+import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import nats.errors
 
@@ -31,6 +33,9 @@ from shared.supervisor import free_port
 from tests.support.nats import NatsServer
 from tests.support.processes import free_ports_env, start_service
 from tests.support.sipp import Sipp, require_sipp
+
+if TYPE_CHECKING:  # the browser tests' agent; the others need no Playwright
+    from tests.support.browser import BrowserAgent
 
 DOMAIN = "acme.test"
 AGENT_USER = "100"
@@ -89,6 +94,7 @@ async def gateway_stack(
     carrier_keys: dict[str, str] | None = None,
     recorder: bool = False,
     carrier_timeout_s: float = 60.0,
+    media_settings: dict[str, str] | None = None,
 ) -> AsyncIterator[tuple[Gateway, Sipp]]:
     """Carrier, directory, media worker and signaling up; stopped (and checked clean) on exit.
 
@@ -97,6 +103,7 @@ async def gateway_stack(
     ``carrier_scenario`` and ``carrier_keys`` choose how sipp plays the carrier (its -key values).
     ``recorder`` starts a recorder too, writing under ``tmp_path/recordings``.
     ``carrier_timeout_s`` bounds the carrier's whole run (half of it any one wait, at least 30 s).
+    ``media_settings`` adds ``ECHODESK_MEDIA_*`` variables (quality reports are off unless set here).
     """
     require_sipp()
     bus = await Bus.connect(nats_server.url, name="test", timeout=5)
@@ -144,6 +151,9 @@ async def gateway_stack(
         "ECHODESK_MEDIA_RTP_PORT_MIN": str(rtp_low),
         "ECHODESK_MEDIA_RTP_PORT_MAX": str(rtp_low + 40),
         "ECHODESK_INSTANCE_ID": "worker-1",
+        # Tests list a call's events exactly: the periodic call.quality only where a test asks.
+        "ECHODESK_MEDIA_QUALITY_INTERVAL_S": "0",
+        **(media_settings or {}),
     }
     signaling_env = {
         **base,
@@ -206,6 +216,22 @@ async def gateway_stack(
         await bus.close()
         for output in outputs:
             assert "Traceback" not in output, output
+
+
+async def register_browser(
+    agent: BrowserAgent, gateway: Gateway, user: str = AGENT_USER, password: str = AGENT_PASSWORD
+) -> None:
+    """Register a browser page as ``user`` over the gateway's WebSocket, with an RFC 5626 instance
+    as our softphone registers (a reconnected page is the same agent)."""
+    registration = await agent.register(
+        server=gateway.ws_url,
+        aor=f"sip:{user}@{DOMAIN}",
+        user=user,
+        password=password,
+        instance_id=str(uuid.uuid4()),
+        reg_id=1,
+    )
+    assert registration.state == "Registered", registration
 
 
 async def add_agent(bus: Bus, user: str, password: str, *, ring_groups: tuple[str, ...] = ()) -> None:

@@ -11,22 +11,28 @@ offer carries an outside address and the pair depends on the machine. Inside ``u
             return
         ...  # the test proper, inside the namespace
 
+or, for a whole-stack test that needs a nats-server of its own in there, :func:`with_nats_isolated`.
+
 The test runs again there in a pytest of its own; its outcome (pass, skip or failure with the
 inner output) becomes the outer test's.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import re
 import socket
 import subprocess
 import sys
+from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.support.nats import NatsServer
 from tests.support.tools import IN_CI, REPO_ROOT, require_tool
 
 #: Set in the inner pytest's environment; together with "only lo exists" it says we are inside.
@@ -115,3 +121,18 @@ def assert_tone(heard: dict[str, float] | None, frequency: float) -> None:
     assert abs(heard["dominant_hz"] - frequency) <= 10, heard
     assert heard["purity"] > 0.9, heard
     assert heard["rms"] > 1000, heard
+
+
+async def with_nats_isolated(
+    request: pytest.FixtureRequest, tmp_path: Path, body: Callable[[NatsServer, Path], Awaitable[None]]
+) -> None:
+    """Run ``body`` in the test's own loopback-only namespace (the test runs again there), with a
+    nats-server of its own started inside and stopped after."""
+    if not isolated():
+        await asyncio.to_thread(rerun_isolated, request.node.nodeid)
+        return
+    nats_server = NatsServer(store_dir=tmp_path / "nats").start()
+    try:
+        await body(nats_server, tmp_path)
+    finally:
+        nats_server.stop()
