@@ -62,6 +62,7 @@ $(CHECKOV_STAMP): requirements/checkov.txt
 
 lint: install
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 
 typecheck: install node-install
 	$(BIN)/mypy shared services bench
