@@ -24,8 +24,15 @@ from shared import subjects
 from shared.bus import Bus
 from shared.commands import CommandAccepted, HoldCall
 from shared.events import CallEnded, CallEventEnvelope, CallStatus, EndCause, Party
-from tests.support.desk_phone import acknowledge, in_dialog, place_call
-from tests.support.gateway import call_events, gateway_stack
+from tests.support.desk_phone import DeskPhone, acknowledge, in_dialog, place_call
+from tests.support.gateway import (
+    AGENT_PASSWORD,
+    DOMAIN,
+    add_inbound_trunk,
+    call_events,
+    gateway_stack,
+    inbound_carrier,
+)
 from tests.support.nats import NatsServer
 from tests.support.rtp_peer import RtpPeer, analyse
 
@@ -216,3 +223,48 @@ async def test_a_call_ringing_at_the_kill_is_ended_on_both_legs(
         assert ended.data.message.startswith("Call ended: the gateway restarted")
         await asyncio.sleep(0.3)
         assert await load(await gateway.bus.bucket(subjects.CALLS_KV), NODE) == {}
+
+
+async def test_an_inbound_call_a_desk_phone_answered_survives_sigkill_of_signaling(
+    nats_server: NatsServer, tmp_path: Path
+) -> None:
+    """The customer's carrier called in and agent 100's desk phone answered: after the takeover the
+    carrier's BYE reaches the phone in the dialog the old process made with it."""
+    did = "+995322000000"
+    settings = {**SETTINGS, "ECHODESK_SIGNALING_SIP_DIGEST_ALGORITHMS": "MD5"}
+    async with gateway_stack(nats_server, tmp_path, signaling_settings=settings) as (gateway, _outbound):
+        port = await add_inbound_trunk(gateway.bus, (did,))
+        phone = await asyncio.to_thread(DeskPhone.registered, gateway.sip, "100", DOMAIN, AGENT_PASSWORD)
+        audio = await RtpPeer.open("127.0.0.1")
+        try:
+            customer = await inbound_carrier(tmp_path, gateway, port, did, talk_ms=12000).start_async()
+            invite = await asyncio.to_thread(phone.wait_request, "INVITE")
+            audio.learn(invite.body.decode())
+            phone.reply(invite, 200, body=audio.description().encode())
+            await asyncio.to_thread(phone.wait_request, "ACK")
+            audio.start_tone(1000)
+            await snapshots(gateway.bus, connected=True)
+            await asyncio.sleep(0.5)
+            arrivals = Arrivals(audio)
+            killed_at = time.monotonic()
+            gateway.kill_signaling()
+            await gateway.start_signaling()
+            await asyncio.sleep(1.5)
+            assert arrivals.longest_gap(killed_at - 0.5) < 0.3
+            heard = analyse(audio.audio(last_seconds=1.0))
+            assert heard["dominant_hz"] == pytest.approx(1000, abs=15), heard
+            bye = await asyncio.to_thread(phone.wait_request, "BYE")
+            assert bye.call_id == invite.call_id
+            assert bye.from_.tag == invite.from_.tag  # our tag in the phone's dialog, as before
+            phone.reply(bye, 200)
+            (await customer.wait_async(timeout=30)).assert_success(calls=1)
+        finally:
+            audio.close()
+            phone.close()
+        events = await call_events(gateway.bus)
+    types = [e.type for e in events if e.type != "call.quality"]  # type: ignore[attr-defined]
+    assert types == ["call.created", "call.answered", "call.ended"]  # the phone answered without 180
+    _check_sequences(events)
+    ended = events[-1]
+    assert isinstance(ended, CallEnded)
+    assert (ended.data.cause, ended.data.ended_by) == (EndCause.NORMAL_CLEARING, Party.CUSTOMER)

@@ -250,6 +250,8 @@ def test_an_inbound_call_an_agent_answered_comes_back_with_the_agent_as_callee()
     )
     assert (bridged.caller.media_leg, bridged.callee.media_leg) == (LegKind.CUSTOMER, LegKind.AGENT)
     commands = bridged.bye(from_caller=True, now=5.0)
+    (stop,) = only(commands, StopMedia)
+    assert stop.key == "webrtc"  # the session's key on the original call
     (bye,) = only(commands, SendToBranch)
     assert (bye.branch, bye.request.method, bye.request.call_id) == (CALLEE, "BYE", call.winner.sip_call_id)
     (ended,) = [c.event for c in only(commands, Publish)]

@@ -208,6 +208,11 @@ class BridgedCall(Call):
 
     # --- steps --------------------------------------------------------------------------------
 
+    def _release_media(self, reason: str) -> list[Command]:
+        # The session keeps the key it had on the original call ("webrtc", "rtp" for a call that
+        # rang agents), not the base class's "main".
+        return [StopMedia(reason, self.media_key)] if self.media_session is not None else []
+
     def _bye(self, end: End | None, *, caller: bool) -> list[Command]:
         if end is None or end.dialog.state is DialogState.TERMINATED:
             return []
