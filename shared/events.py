@@ -335,6 +335,11 @@ class EventEnvelope(ContractModel):
 class CallEventEnvelope(EventEnvelope):
     call_id: Token
     sequence: int = Field(ge=0, description="Per-call order; consumers sort and de-duplicate by it")
+    contact_id: str | None = Field(
+        default=None,
+        max_length=128,
+        description="The helpdesk's contact id linked to the customer's number (PUT /v1/contacts/{number})",
+    )
 
 
 class CallCreated(CallEventEnvelope):
@@ -533,6 +538,11 @@ class MessageEventEnvelope(EventEnvelope):
     customer_number: E164 | None = Field(default=None, description="The customer's number, if one takes part")
     conversation_id: uuid.UUID | None = Field(
         default=None, description="Same as the customer's calls' conversation_id (shared.conversations)"
+    )
+    contact_id: str | None = Field(
+        default=None,
+        max_length=128,
+        description="The helpdesk's contact id linked to the customer's number (PUT /v1/contacts/{number})",
     )
 
 

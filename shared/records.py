@@ -11,7 +11,7 @@ from typing import Annotated
 
 from pydantic import Field
 
-from shared.events import ContractModel, Token
+from shared.events import E164, ContractModel, Token
 
 _HEX32 = r"^[0-9a-f]{32}$"
 _HEX64 = r"^[0-9a-f]{64}$"
@@ -125,6 +125,15 @@ class TenantRecord(ContractModel):
     recording_retention_days: int | None = Field(default=None, ge=1, le=36500)
 
 
+class ContactLink(ContractModel):
+    """The helpdesk's own id for one customer's number in a tenant (KV ``contacts``, written by the
+    api for an integrator): every later call and message event for that number carries it."""
+
+    tenant_id: Token
+    number: E164
+    contact_id: str = Field(min_length=1, max_length=128, pattern=r"^[^\x00-\x1f\x7f]+$")
+
+
 def _safe(part: str) -> str:
     """KV keys allow ``[-/_=.a-zA-Z0-9]``; escape anything else so every key is valid and unique."""
     return re.sub(r"[^A-Za-z0-9_.\-]", lambda m: f"={ord(m.group()):02X}", part)
@@ -141,3 +150,8 @@ def trunk_key(tenant_id: str, trunk_id: str) -> str:
 
 def tenant_key(tenant_id: str) -> str:
     return _safe(tenant_id)
+
+
+def contact_key(tenant_id: str, number: str) -> str:
+    """KV ``contacts`` key: a tenant's customer number (E.164)."""
+    return f"{_safe(tenant_id)}/{_safe(number)}"

@@ -224,6 +224,11 @@ TENANTS_KV = BucketSpec(
 )
 CALLS_KV = BucketSpec("calls", description="live call state, so a restarted signaling picks calls up")
 
+#: Integrators' contact ids for customer numbers (shared.records.ContactLink), written by the api.
+CONTACTS_KV = BucketSpec(
+    "contacts", description="helpdesk contact ids of customer numbers, written by the api, read by signaling"
+)
+
 RECORDINGS_KV = BucketSpec(
     "recordings", description="recording leases: which recorder records each live call (shared/recording.py)"
 )
@@ -238,6 +243,7 @@ BUCKETS: tuple[BucketSpec, ...] = (
     AGENTS_KV,
     TENANTS_KV,
     CALLS_KV,
+    CONTACTS_KV,
     RECORDINGS_KV,
     RECORDER_JOBS_KV,
 )

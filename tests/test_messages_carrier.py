@@ -21,7 +21,7 @@ from shared import subjects
 from shared.bus import Bus
 from shared.conversations import conversation_id
 from shared.events import Direction, MessageDelivered, MessageReceived, MessageSent
-from shared.records import TrunkRecord, agent_key, agent_record, trunk_key
+from shared.records import ContactLink, TrunkRecord, agent_key, agent_record, contact_key, trunk_key
 from shared.sealing import seal
 from shared.supervisor import free_port
 from tests.support.messaging import GEORGIAN, message_events, receive_message, send_message
@@ -146,6 +146,10 @@ async def start(gateway: Gateway) -> None:
 async def test_customers_message_reaches_the_ring_groups_phones(gateway: Gateway, tmp_path: Path) -> None:
     carrier_port = free_port()
     await gateway.put_trunk("geo-in", carrier_port, dids=(DID,), ring_group="support")
+    # The helpdesk linked this customer to its own contact (what PUT /v1/contacts/{number} writes).
+    link = ContactLink(tenant_id="acme", number=CUSTOMER, contact_id="crm-42")
+    contacts = await gateway.bus.bucket(subjects.CONTACTS_KV)
+    await contacts.put(contact_key("acme", CUSTOMER), link.model_dump_json().encode())
     await start(gateway)
     phones = {"100": gateway.client("tcp"), "101": gateway.client("udp")}
     outsider = gateway.client("udp")
@@ -187,6 +191,7 @@ async def test_customers_message_reaches_the_ring_groups_phones(gateway: Gateway
     assert received.data.trunk_id == "geo-in"
     assert received.customer_number == delivered.customer_number == CUSTOMER
     assert received.conversation_id == delivered.conversation_id == conversation_id("acme", CUSTOMER)
+    assert received.contact_id == delivered.contact_id == "crm-42"
     assert delivered.agent_id in ("a100", "a101")
 
     # The same carrier sending what cannot be taken: each answered, nobody's phone disturbed.

@@ -13,6 +13,7 @@ from pydantic import ValidationError
 
 from services.signaling.b2bua.call_store import PURGE_EVERY_S, CallStore, load, purge_ended
 from services.signaling.b2bua.calls import BusMedia, Calls
+from services.signaling.contacts import ContactDirectory
 from services.signaling.directory import AgentDirectory
 from services.signaling.messaging.messages import Messages
 from services.signaling.messaging.pending import JetStreamPending, PendingMessage
@@ -50,6 +51,7 @@ class SignalingService:
         self.settings = settings
         self.directory = AgentDirectory()
         self.tenants = TenantDirectory()
+        self.contacts = ContactDirectory()
         self.stack: SipStack | None = None
         self.trunks: Trunks | None = None
         self.calls: Calls | None = None
@@ -90,6 +92,8 @@ class SignalingService:
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(10):
                 await tenants_loaded.wait()
+        # The helpdesk's contact ids of customers' numbers (put on their events by _publish).
+        await ctx.bus.watch_bucket(subjects.CONTACTS_KV, self.contacts.apply)
         self._publisher = asyncio.create_task(self._publish_events(ctx))
         await self.stack.start()
         # Trunks register once the transports are bound: their Contact names our listening ports.
@@ -183,7 +187,8 @@ class SignalingService:
             self.stack.agent_removed(before)
 
     def _publish(self, event: EventEnvelope) -> None:
-        event = threaded(event)  # calls with a customer carry the customer's conversation_id
+        # Calls and messages with a customer carry the customer's conversation and contact ids.
+        event = self.contacts.tag(threaded(event))
         if self._events.full():
             dropped = self._events.get_nowait()
             self._events.task_done()
