@@ -30,7 +30,7 @@ from shared.events import (
     parse_event,
 )
 from shared.records import TenantRecord, tenant_key
-from tests.support.desk_phone import acknowledge, hang_up, in_dialog, place_call
+from tests.support.desk_phone import acknowledge, hang_up, in_dialog, place_call, talking
 from tests.support.gateway import Gateway, call_events, gateway_stack
 from tests.support.nats import NatsServer
 from tests.support.rtp_peer import RtpPeer, analyse
@@ -106,11 +106,7 @@ async def test_hold_resume_a_garbage_reinvite_and_info_dtmf_in_a_call(stack: tup
     gateway, carrier = stack
     phone = await RtpPeer.open("127.0.0.1")
     try:
-        client, answered, dialog = await asyncio.to_thread(place_call, gateway.sip, phone.description())
-        assert answered.status_code == 200, answered
-        phone.learn(answered.body.decode())
-        target = acknowledge(client, answered)
-        phone.start_tone(1000)
+        client, answered, dialog, target = await talking(gateway.sip, phone)
         sdp = ("Content-Type: application/sdp",)
 
         async def reinvite(cseq: int, body: bytes) -> Response:
@@ -208,11 +204,7 @@ async def test_the_api_holds_resumes_sends_digits_and_hangs_up_a_call(stack: tup
     bus = gateway.bus
     phone = await RtpPeer.open("127.0.0.1")
     try:
-        client, answered, _ = await asyncio.to_thread(place_call, gateway.sip, phone.description())
-        assert answered.status_code == 200, answered
-        phone.learn(answered.body.decode())
-        acknowledge(client, answered)
-        phone.start_tone(1000)
+        client, _, _, _ = await talking(gateway.sip, phone)
         created = (await call_events(bus, call_count=0, at_least=1))[0]
         node, call = created.source, {"tenant_id": "acme", "call_id": created.call_id}  # type: ignore[attr-defined]
 
@@ -292,11 +284,7 @@ async def test_a_recorded_call_yields_a_recording_as_long_as_the_call(
         )
         phone = await RtpPeer.open("127.0.0.1")
         try:
-            client, answered, dialog = await asyncio.to_thread(place_call, gateway.sip, phone.description())
-            assert answered.status_code == 200, answered
-            phone.learn(answered.body.decode())
-            target = acknowledge(client, answered)
-            phone.start_tone(1000)
+            client, answered, dialog, target = await talking(gateway.sip, phone)
             await asyncio.sleep(2.0)
             assert (await asyncio.to_thread(hang_up, client, answered, dialog, target)).status_code == 200
         finally:
@@ -334,11 +322,7 @@ async def test_the_tenants_policy_and_the_recording_command_decide_what_is_recor
         await asyncio.sleep(0.5)  # signaling's watcher has it
         phone = await RtpPeer.open("127.0.0.1")
         try:
-            client, answered, dialog = await asyncio.to_thread(place_call, gateway.sip, phone.description())
-            assert answered.status_code == 200, answered
-            phone.learn(answered.body.decode())
-            target = acknowledge(client, answered)
-            phone.start_tone(1000)
+            client, answered, dialog, target = await talking(gateway.sip, phone)
             await asyncio.sleep(1.0)
             assert (await asyncio.to_thread(hang_up, client, answered, dialog, target)).status_code == 200
         finally:
@@ -350,11 +334,7 @@ async def test_the_tenants_policy_and_the_recording_command_decide_what_is_recor
         await asyncio.sleep(0.5)
         phone = await RtpPeer.open("127.0.0.1")
         try:
-            client, answered, dialog = await asyncio.to_thread(place_call, gateway.sip, phone.description())
-            assert answered.status_code == 200, answered
-            phone.learn(answered.body.decode())
-            target = acknowledge(client, answered)
-            phone.start_tone(1000)
+            client, answered, dialog, target = await talking(gateway.sip, phone)
             created = next(
                 e for e in await call_events(bus, call_count=1, at_least=5) if e.call_id != unrecorded.call_id
             )
@@ -426,11 +406,7 @@ async def test_the_workers_quality_reports_chart_the_call_and_summarise_it(
     async with gateway_stack(nats_server, tmp_path, media_settings=media) as (gateway, carrier):
         phone = await RtpPeer.open("127.0.0.1")
         try:
-            client, answered, dialog = await asyncio.to_thread(place_call, gateway.sip, phone.description())
-            assert answered.status_code == 200, answered
-            phone.learn(answered.body.decode())
-            target = acknowledge(client, answered)
-            phone.start_tone(1000)
+            client, answered, dialog, target = await talking(gateway.sip, phone)
             await asyncio.sleep(2.0)
             assert (await asyncio.to_thread(hang_up, client, answered, dialog, target)).status_code == 200
         finally:

@@ -18,7 +18,7 @@ import pytest
 
 from services.signaling.sip.message import Request, make_response
 from shared.events import EndCause, Party
-from tests.support.desk_phone import acknowledge, hang_up, place_call
+from tests.support.desk_phone import hang_up, talking
 from tests.support.gateway import call_events, gateway_stack
 from tests.support.nats import NatsServer
 from tests.support.rtp_peer import RtpPeer, analyse
@@ -50,11 +50,7 @@ async def test_the_gateway_refreshes_when_the_carrier_makes_it_refresher(
     ) as (gateway, carrier):
         phone = await RtpPeer.open("127.0.0.1")
         try:
-            client, answered, dialog = await asyncio.to_thread(place_call, gateway.sip, phone.description())
-            assert answered.status_code == 200, answered
-            phone.learn(answered.body.decode())
-            target = acknowledge(client, answered)
-            phone.start_tone(1000)
+            client, answered, dialog, target = await talking(gateway.sip, phone)
             await _hears(phone, 1000)
             # The refresh is due at 45 s; the call goes on past it with its audio.
             await asyncio.sleep(INTERVAL_S / 2 + 3)
@@ -87,11 +83,8 @@ async def test_a_refresh_the_carrier_never_sends_ends_the_call(
     ) as (gateway, carrier):
         phone = await RtpPeer.open("127.0.0.1")
         try:
-            client, answered, _ = await asyncio.to_thread(place_call, gateway.sip, phone.description())
-            assert answered.status_code == 200, answered
-            phone.learn(answered.body.decode())
-            acknowledge(client, answered)
-            phone.start_tone(1000)  # a silent phone would be ended by the media timeout first
+            # The phone talks: a silent one would be ended by the media timeout first.
+            client, _, _, _ = await talking(gateway.sip, phone)
             answered_at = time.monotonic()
             client.sock.settimeout(INTERVAL_S)
             bye = await asyncio.to_thread(client.receive_message)

@@ -4,12 +4,14 @@ cancelled, or says busy. Blocking calls: run them with ``asyncio.to_thread``."""
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 from dataclasses import dataclass, field
 
 from services.signaling.sip.auth import DigestClient
 from services.signaling.sip.message import Request, Response, make_response, new_tag
 from tests.support.gateway import AGENT_PASSWORD, DOMAIN
+from tests.support.rtp_peer import RtpPeer
 from tests.support.sip_client import SipClient
 
 
@@ -132,6 +134,21 @@ def place_call(
         "INVITE", uri, [*headers, "CSeq: 2 INVITE", f"Proxy-Authorization: {answer.value}"], offer.encode()
     )
     return client, final, dialog
+
+
+async def talking(
+    sip: tuple[str, int], line: RtpPeer, number: str = "555123456", *, tone: float | None = 1000
+) -> tuple[SipClient, Response, dict[str, str], str]:
+    """Agent 100 calls ``number`` with ``line``'s audio and the call is answered: ``line`` sends to
+    the answer (playing ``tone``), the 2xx is acknowledged. Returns the socket, the 2xx, the dialog
+    and the target of in-dialog requests, as :func:`in_dialog` and :func:`hang_up` take them."""
+    client, answered, dialog = await asyncio.to_thread(place_call, sip, line.description(), number)
+    assert answered.status_code == 200, answered
+    line.learn(answered.body.decode())
+    target = acknowledge(client, answered)
+    if tone is not None:
+        line.start_tone(tone)
+    return client, answered, dialog, target
 
 
 def _ack(response: Response, uri: str, cseq: int, client: SipClient, *, new_branch: bool = False) -> bytes:
