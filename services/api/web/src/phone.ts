@@ -11,6 +11,8 @@
 import {
   type Invitation,
   Inviter,
+  type Message,
+  Messager,
   Registerer,
   RegistererState,
   RequestPendingError,
@@ -76,6 +78,14 @@ export interface PhoneEvents {
   registration(state: RegistrationState, detail: string): void;
   call(view: CallView | null): void;
   log(level: string, text: string): void;
+  /** A text message arrived (RFC 3428 MESSAGE): who from (a number or extension), their name, the text. */
+  message(from: string, displayName: string, text: string): void;
+}
+
+/** The final answer to a message sent: 200 delivered, 202 kept for an agent not registered. */
+export interface MessageAnswer {
+  status: number;
+  reason: string;
 }
 
 export class Phone {
@@ -127,6 +137,7 @@ export class Phone {
         onConnect: () => this.onConnect(),
         onDisconnect: (error) => this.onDisconnect(error),
         onInvite: (invitation) => this.onInvite(invitation),
+        onMessage: (message) => this.onMessage(message),
       },
     };
     this.ua = new UserAgent(options);
@@ -235,6 +246,34 @@ export class Phone {
       window.clearTimeout(this.retryTimer);
       this.retryTimer = null;
     }
+  }
+
+  // --- text messages (RFC 3428) ---------------------------------------------------------------
+
+  /** Send `text` to `to` (an extension or a number, as dialed) with SIP.js's Messager. */
+  async sendMessage(to: string, text: string): Promise<MessageAnswer> {
+    const user = dialable(to);
+    if (user === "" || text === "") {
+      throw new Error("type who to write to and a message");
+    }
+    const target = UserAgent.makeURI(`sip:${user}@${this.ua.configuration.uri.host}`);
+    if (target === undefined) {
+      throw new Error(`cannot write to ${to}`);
+    }
+    const messager = new Messager(this.ua, target, text, "text/plain;charset=UTF-8");
+    return new Promise<MessageAnswer>((resolve, reject) => {
+      const settle = (response: { message: { statusCode?: number; reasonPhrase?: string } }): void =>
+        resolve({ status: response.message.statusCode ?? 0, reason: response.message.reasonPhrase ?? "" });
+      messager.message({ requestDelegate: { onAccept: settle, onReject: settle } }).catch(reject);
+    });
+  }
+
+  private onMessage(message: Message): void {
+    const request = message.request;
+    const from = request.from.uri.user ?? request.from.uri.toString();
+    this.events.message(from, request.from.displayName, request.body ?? "");
+    // The text is on the screen: 200 tells the gateway (and its sender) it was delivered.
+    message.accept().catch((error: unknown) => this.events.log("warn", `message not answered: ${String(error)}`));
   }
 
   // --- calls ---------------------------------------------------------------------------------

@@ -234,6 +234,50 @@ function dialPad(): void {
   });
 }
 
+/** One line of the chat pane: who (and which way), the text, and how it went. */
+function chatLine(direction: "in" | "out", party: string, text: string, state: string): HTMLElement {
+  const line = el(
+    "li",
+    { "data-direction": direction, "data-state": state },
+    el("span", { class: "party" }, direction === "in" ? `${party}:` : `to ${party}:`),
+    " ",
+    el("span", { class: "text" }, text),
+    " ",
+    el("span", { class: "state" }, state),
+  );
+  const log = byId<HTMLElement>("chat-log");
+  log.append(line);
+  line.scrollIntoView({ block: "nearest" });
+  return line;
+}
+
+async function sendChat(messageFor: (status: number) => string): Promise<void> {
+  const to = byId<HTMLInputElement>("chat-to").value.trim();
+  const input = byId<HTMLInputElement>("chat-text");
+  const text = input.value;
+  if (phone === null || to === "" || text === "") {
+    return;
+  }
+  const line = chatLine("out", to, text, "sending");
+  input.value = "";
+  const setState = (state: string, words: string): void => {
+    line.dataset.state = state;
+    (line.querySelector(".state") as HTMLElement).textContent = words;
+  };
+  try {
+    const answer = await phone.sendMessage(to, text);
+    if (answer.status === 200) {
+      setState("delivered", "delivered");
+    } else if (answer.status === 202) {
+      setState("pending", `waiting: ${answer.reason}`);
+    } else {
+      setState("failed", `not sent: ${answer.reason || messageFor(answer.status)} (${answer.status})`);
+    }
+  } catch (error: unknown) {
+    setState("failed", `not sent: ${error instanceof Error ? error.message : String(error)}`);
+  }
+}
+
 async function register(messageFor: (status: number) => string): Promise<void> {
   const agentId = byId<HTMLSelectElement>("agent").value;
   const config = await api<WebRtcConfig>(`/v1/agents/${encodeURIComponent(agentId)}/webrtc-config`);
@@ -258,6 +302,13 @@ async function register(messageFor: (status: number) => string): Promise<void> {
       registration: (state, detail) => show("registration-state", `${REGISTRATION_WORDS[state]}${detail ? `: ${detail}` : ""}`, state),
       call: renderCall,
       log: appendLog,
+      message: (from, displayName, text) => {
+        chatLine("in", displayName && displayName !== from ? `${displayName} (${from})` : from, text, "received");
+        const to = byId<HTMLInputElement>("chat-to");
+        if (to.value === "") {
+          to.value = from; // a reply goes back to whoever wrote
+        }
+      },
     },
     messageFor,
     byId<HTMLAudioElement>("remote-audio"),
@@ -315,6 +366,10 @@ async function render(): Promise<void> {
     guard(() => phone?.transfer(byId<HTMLInputElement>("transfer-target").value)),
   );
   byId("mute").addEventListener("click", () => guard(() => phone?.setMuted(byId("mute").textContent === "Mute")));
+  byId<HTMLFormElement>("chat-form").addEventListener("submit", (event) => {
+    event.preventDefault();
+    void sendChat(messageFor);
+  });
   byId("unregister").addEventListener("click", () =>
     guard(async () => {
       await phone?.stop();
