@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import shutil
 import signal
 import statistics
@@ -29,6 +30,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -119,6 +121,26 @@ def start_gateway(
     return media, signaling, signaling_env
 
 
+@contextlib.contextmanager
+def bench_bus() -> Iterator[tuple[Path, NatsServer, list[subprocess.Popen[str]]]]:
+    """A work directory, a nats-server of the bench's own in it, and a list for the service
+    processes started beside it: on the way out they get SIGTERM (drained, then killed after 30 s)
+    and the nats-server stops."""
+    work = Path(tempfile.mkdtemp(prefix="echodesk-bench-"))
+    nats = NatsServer(store_dir=work / "nats").start()
+    services: list[subprocess.Popen[str]] = []
+    try:
+        yield work, nats, services
+    finally:
+        for process in reversed(services):
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.communicate(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+        nats.stop()
+
+
 def percentile(values: list[float], fraction: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))] if ordered else float("nan")
@@ -168,81 +190,75 @@ def main() -> None:
     args = parser.parse_args()
     rates = [int(r) for r in args.rates.split(",") if r]
 
-    work = Path(tempfile.mkdtemp(prefix="echodesk-bench-"))
-    nats = NatsServer(store_dir=work / "nats").start()
-    services: list[subprocess.Popen[str]] = []
-    carrier = Sipp(
-        "carrier_answer_uas",
-        work / "carrier",
-        calls=sum(int(rate * args.duration) for rate in rates) + 1,  # + the trunk's OPTIONS probe
-        timeout=len(rates) * (args.duration * 3 + 20) + 60,
-        recv_timeout=30,
-        trace_messages=False,
-    )
-    try:
-        url = nats.url
-        carrier.start()
-        asyncio.run(configure(url, carrier.port))
-        media, signaling, signaling_env = start_gateway(url, record=args.record)
-        services += [media, signaling]
-        time.sleep(1.0)  # the trunk's first OPTIONS probe
-        sip_port = int(signaling_env["ECHODESK_SIGNALING_SIP_UDP_PORT"])
-        injection = [
-            [str(100 + n), authentication_field(str(100 + n), f"pw{n}"), DOMAIN, "555123456"]
-            for n in range(AGENTS)
-        ]
-        print(f"signaling pid {signaling.pid}, media pid {media.pid}, UDP, {args.duration:g} s per rate\n")
-        print(
-            f"{'offered/s':>10}{'achieved/s':>12}{'ok':>7}{'failed':>8}{'pdd p50 ms':>12}{'pdd p99 ms':>12}"
-            f"{'sig ms/call':>13}{'media ms/call':>15}{'nats ms/call':>14}"
+    with bench_bus() as (work, nats, services):
+        carrier = Sipp(
+            "carrier_answer_uas",
+            work / "carrier",
+            calls=sum(int(rate * args.duration) for rate in rates) + 1,  # + the trunk's OPTIONS probe
+            timeout=len(rates) * (args.duration * 3 + 20) + 60,
+            recv_timeout=30,
+            trace_messages=False,
         )
-        assert nats.process is not None
-        pids = (signaling.pid, media.pid, nats.process.pid)
-        for rate in rates:
-            before = [cpu_seconds(pid) for pid in pids]
-            run = Sipp(
-                "agent_call_uac",
-                work / f"agents-{rate}",
-                remote=("127.0.0.1", sip_port),
-                injection=injection,
-                calls=int(rate * args.duration),
-                rate=rate,
-                timeout=args.duration * 3 + 20,
-                trace_messages=False,
-                auth_uri=DOMAIN,
-                limit=max(200, rate),
-                extra_args=("-d", str(args.talk_ms), "-trace_rtt", "-rtt_freq", "1"),
-            )
-            samplers = sample(args.py_spy, rate, {"signaling": signaling.pid, "media": media.pid})
-            started = time.monotonic()
-            result = run.run()
-            elapsed = time.monotonic() - started
-            for sampler in samplers:
-                sampler.send_signal(signal.SIGINT)  # py-spy writes its file on SIGINT
-                sampler.wait(30)
-            used = [cpu_seconds(pid) - b for pid, b in zip(pids, before, strict=True)]
-            ok = result.successful
-            pdd = delays_ms(result)
-            per_call = [u / ok * 1000 if ok else float("nan") for u in used]
+        try:
+            url = nats.url
+            carrier.start()
+            asyncio.run(configure(url, carrier.port))
+            media, signaling, signaling_env = start_gateway(url, record=args.record)
+            services += [media, signaling]
+            time.sleep(1.0)  # the trunk's first OPTIONS probe
+            sip_port = int(signaling_env["ECHODESK_SIGNALING_SIP_UDP_PORT"])
+            injection = [
+                [str(100 + n), authentication_field(str(100 + n), f"pw{n}"), DOMAIN, "555123456"]
+                for n in range(AGENTS)
+            ]
             print(
-                f"{rate:>10}{ok / elapsed:>12.0f}{ok:>7}{result.failed:>8}"
-                f"{percentile(pdd, 0.5):>12.2f}{percentile(pdd, 0.99):>12.2f}"
-                f"{per_call[0]:>13.2f}{per_call[1]:>15.2f}{per_call[2]:>14.2f}"
+                f"signaling pid {signaling.pid}, media pid {media.pid}, UDP, {args.duration:g} s per rate\n"
             )
-            if result.failed:
-                print(f"  failures: {result.failure_reasons}")
-        if pdd:
-            print(f"\nlast rate: {len(pdd)} delays, mean {statistics.fmean(pdd):.2f} ms")
-    finally:
-        for process in reversed(services):
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.communicate(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-        if carrier.process is not None:
-            carrier.stop()
-        nats.stop()
+            print(
+                f"{'offered/s':>10}{'achieved/s':>12}{'ok':>7}{'failed':>8}"
+                f"{'pdd p50 ms':>12}{'pdd p99 ms':>12}"
+                f"{'sig ms/call':>13}{'media ms/call':>15}{'nats ms/call':>14}"
+            )
+            assert nats.process is not None
+            pids = (signaling.pid, media.pid, nats.process.pid)
+            for rate in rates:
+                before = [cpu_seconds(pid) for pid in pids]
+                run = Sipp(
+                    "agent_call_uac",
+                    work / f"agents-{rate}",
+                    remote=("127.0.0.1", sip_port),
+                    injection=injection,
+                    calls=int(rate * args.duration),
+                    rate=rate,
+                    timeout=args.duration * 3 + 20,
+                    trace_messages=False,
+                    auth_uri=DOMAIN,
+                    limit=max(200, rate),
+                    extra_args=("-d", str(args.talk_ms), "-trace_rtt", "-rtt_freq", "1"),
+                )
+                samplers = sample(args.py_spy, rate, {"signaling": signaling.pid, "media": media.pid})
+                started = time.monotonic()
+                result = run.run()
+                elapsed = time.monotonic() - started
+                for sampler in samplers:
+                    sampler.send_signal(signal.SIGINT)  # py-spy writes its file on SIGINT
+                    sampler.wait(30)
+                used = [cpu_seconds(pid) - b for pid, b in zip(pids, before, strict=True)]
+                ok = result.successful
+                pdd = delays_ms(result)
+                per_call = [u / ok * 1000 if ok else float("nan") for u in used]
+                print(
+                    f"{rate:>10}{ok / elapsed:>12.0f}{ok:>7}{result.failed:>8}"
+                    f"{percentile(pdd, 0.5):>12.2f}{percentile(pdd, 0.99):>12.2f}"
+                    f"{per_call[0]:>13.2f}{per_call[1]:>15.2f}{per_call[2]:>14.2f}"
+                )
+                if result.failed:
+                    print(f"  failures: {result.failure_reasons}")
+            if pdd:
+                print(f"\nlast rate: {len(pdd)} delays, mean {statistics.fmean(pdd):.2f} ms")
+        finally:
+            if carrier.process is not None:
+                carrier.stop()
 
 
 if __name__ == "__main__":

@@ -30,10 +30,8 @@ import argparse
 import asyncio
 import contextlib
 import secrets
-import signal
 import subprocess
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,12 +41,11 @@ import websockets
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from call_rate import AGENTS, DOMAIN, configure, percentile, start_gateway  # bench/ is on sys.path
+from call_rate import AGENTS, DOMAIN, bench_bus, configure, percentile, start_gateway  # bench/ is on sys.path
 from sip_register import cpu_seconds
 
 from services.signaling.sip.auth import DigestClient
 from services.signaling.sip.message import Request, Response, parse_message
-from tests.support.nats import NatsServer
 from tests.support.sdp_samples import CHROMIUM_OFFER
 
 #: The carrier's answer: plain RTP, PCMU (the media worker sends to a port nobody reads).
@@ -361,21 +358,10 @@ def main() -> None:
     args = parser.parse_args()
     concurrencies = [int(c) for c in args.concurrency.split(",") if c]
 
-    work = Path(tempfile.mkdtemp(prefix="echodesk-bench-"))
-    nats = NatsServer(store_dir=work / "nats").start()
-    services: list[subprocess.Popen[str]] = []
-    try:
+    with bench_bus() as (_, nats, services):
         asyncio.run(
             measure(nats.url, services, concurrencies, args.rounds, args.ring_ms / 1000, args.timeout)
         )
-    finally:
-        for process in reversed(services):
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.communicate(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-        nats.stop()
 
 
 if __name__ == "__main__":
