@@ -64,6 +64,76 @@ interface Page {
   next_cursor: string | null;
 }
 
+interface TextMessage {
+  id: string;
+  direction: string | null;
+  text: string | null;
+  status: string;
+  reason: string | null;
+}
+
+/** One item of a customer's conversation (GET /v1/conversations/{number}). */
+interface ConversationItem {
+  kind: "call" | "message";
+  at: string;
+  call?: Call;
+  recordings?: Recording[];
+  message?: TextMessage;
+}
+
+/** The customer of a call: the caller of an inbound call, the number called of an outbound one. */
+function customerOf(call: Call): string | null {
+  const number = call.direction === "inbound" ? call.from_number : call.direction === "outbound" ? call.to_number : null;
+  return number !== null && number.startsWith("+") ? number : null;
+}
+
+/** The customer's calls and messages, newest first, the shown call marked. */
+async function conversation(call: Call): Promise<void> {
+  const box = byId("customer");
+  const number = customerOf(call);
+  if (number === null) {
+    box.hidden = true;
+    return;
+  }
+  const page = await api<{ items: ConversationItem[] }>(`/v1/conversations/${encodeURIComponent(number)}?limit=20`);
+  byId("customer-number").textContent = number;
+  byId("conversation").replaceChildren(
+    ...page.items.map((item) => {
+      const at = new Date(item.at).toLocaleString();
+      if (item.kind === "message" && item.message !== undefined) {
+        const m = item.message;
+        const who = m.direction === "inbound" ? "Customer wrote" : "Agent wrote";
+        const how = m.status === "failed" ? `failed: ${m.reason ?? ""}` : m.status;
+        return el(
+          "li",
+          { "data-kind": "message", "data-status": m.status },
+          el("span", { class: "at" }, at),
+          ` ${who}: `,
+          el("q", { class: "text" }, m.text ?? ""),
+          ` (${how})`,
+        );
+      }
+      const c = item.call as Call;
+      const talk = c.talk_time_s ? `, ${formatSeconds(c.talk_time_s)}` : "";
+      const recorded = item.recordings && item.recordings.length > 0 ? ", recorded" : "";
+      const link = el("a", { href: `/calls?call=${encodeURIComponent(c.id)}` }, `${c.direction ?? ""} call`);
+      link.addEventListener("click", (event) => {
+        event.preventDefault();
+        void showCall(c.id);
+      });
+      return el(
+        "li",
+        { "data-kind": "call", "data-status": c.status, ...(c.id === call.id ? { "data-current": "" } : {}) },
+        el("span", { class: "at" }, at),
+        " ",
+        link,
+        `: ${c.status}${talk}${recorded}`,
+      );
+    }),
+  );
+  box.hidden = false;
+}
+
 let cursor: string | null = null;
 /** Whether older pages were appended: a live refresh then leaves the list alone. */
 let appended = false;
@@ -289,6 +359,7 @@ async function showCall(id: string): Promise<void> {
     }),
   );
   history.replaceState(null, "", `/calls?call=${encodeURIComponent(id)}`);
+  await conversation(call);
 }
 
 /**
