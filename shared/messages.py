@@ -18,7 +18,8 @@ UNKNOWN_AGENT = "unknown_agent"
 
 class SendMessage(ContractModel):
     tenant_id: Token
-    agent_id: Token
+    #: The agent it is sent as; None: the tenant itself (to a customer's number, from its trunk).
+    agent_id: Token | None = None
     #: An extension or a phone number, as an agent would write it (the dial plan reads it).
     to: str = Field(min_length=1, max_length=64)
     text: str = Field(min_length=1, max_length=60000)

@@ -18,9 +18,10 @@ import pytest
 from services.signaling.sip.auth import Algorithm, ha1, parse_credentials, request_digest
 from services.signaling.sip.message import Response, parse_message
 from shared import subjects
-from shared.bus import Bus
+from shared.bus import Bus, RemoteError
 from shared.conversations import conversation_id
 from shared.events import Direction, MessageDelivered, MessageReceived, MessageSent
+from shared.messages import MessageOutcome, SendMessage
 from shared.records import ContactLink, TrunkRecord, agent_key, agent_record, contact_key, trunk_key
 from shared.sealing import seal
 from shared.supervisor import free_port
@@ -281,3 +282,48 @@ async def test_message_to_a_customer_answers_the_carriers_challenge(gateway: Gat
     assert sent.conversation_id == conversation_id("acme", CUSTOMER)
     assert delivered.data.sip_status == 202
     agent.close()
+
+
+async def test_the_tenant_writes_to_a_customer_from_its_trunk(gateway: Gateway, tmp_path: Path) -> None:
+    """What POST /v1/messages without an agent asks any signaling instance (messages.command.send)."""
+    carrier = Sipp("carrier_message_uas", tmp_path, calls=2, timeout=40, recv_timeout=30)
+    await carrier.start_async()
+    try:
+        await gateway.put_trunk(
+            "geo",
+            carrier.port,
+            username="trunk1",
+            domain="carrier.test",
+            password_sealed=seal("carrier-secret", SECRET_KEY),
+            is_default=True,
+        )
+        await start(gateway)
+        command = SendMessage(tenant_id="acme", to="0555 12 34 56", text=GEORGIAN)
+        outcome = await gateway.bus.request(
+            subjects.message_command("send"), command, MessageOutcome, timeout=15
+        )
+        assert (outcome.outcome, outcome.sip_status) == ("delivered", 200)
+        with pytest.raises(RemoteError, match="is not a customer's phone number"):
+            await gateway.bus.request(
+                subjects.message_command("send"),
+                SendMessage(tenant_id="acme", to="100", text="hi"),
+                MessageOutcome,
+                timeout=15,
+            )
+        result = await carrier.wait_async()
+    finally:
+        await carrier.stop_async()
+    result.assert_success(calls=2)
+    assert result.count("407", "Sent") == 1
+    assert f"MESSAGE body: {GEORGIAN}" in result.scenario_log
+    sent, delivered = await message_events(gateway.bus, 2)
+    assert isinstance(sent, MessageSent)
+    assert isinstance(delivered, MessageDelivered)
+    assert sent.message_id == outcome.message_id
+    assert (sent.agent_id, sent.data.from_agent_id, sent.data.from_number, sent.data.to_number) == (
+        None,
+        None,
+        "trunk1",
+        CUSTOMER,
+    )
+    assert (delivered.customer_number, delivered.data.sip_status) == (CUSTOMER, 202)

@@ -83,6 +83,8 @@ async def test_the_api_sends_as_an_agent(stack: tuple[Gateway, ApiHarness]) -> N
             "Message too large: 6000 bytes, at most 4096",
         ),
         ({"agent_id": "a100", "to": "101", "text": "a\x00b"}, "text", "NUL character in the body at byte 1"),
+        # Without an agent it is the tenant writing: to customers' numbers only.
+        ({"to": "101", "text": "hi"}, "to", "101 is not a customer's phone number"),
     ):
         refused = await client.post("/v1/messages", json=body)
         assert refused.status_code == 422, refused.text

@@ -1,4 +1,4 @@
-"""``/v1/messages``: send a text message as one of the tenant's agents.
+"""``/v1/messages``: send a text message as one of the tenant's agents, or as the tenant itself.
 
 Any signaling instance takes it (``messages.command.send``, shared/messages.py) and sends it as if
 the agent's phone had: to a colleague's extension, or to a customer's number through the tenant's
@@ -33,7 +33,14 @@ _RESPONSES: dict[int | str, dict[str, Any]] = {
 
 
 class MessageIn(BaseModel):
-    agent_id: Annotated[str, Field(min_length=1, max_length=64, description="The agent it is sent as")]
+    agent_id: Annotated[
+        str | None,
+        Field(
+            min_length=1,
+            max_length=64,
+            description="The agent it is sent as; none: the tenant (to a customer number, from its trunk)",
+        ),
+    ] = None
     to: Annotated[str, Field(min_length=1, max_length=64, description="An extension or a phone number")]
     text: Annotated[str, Field(min_length=1, max_length=60000, description="UTF-8 text")]
 
@@ -47,7 +54,8 @@ class MessageSentOut(BaseModel):
 
 @router.post("", status_code=status.HTTP_202_ACCEPTED, responses=_RESPONSES)
 async def send_message(body: MessageIn, request: Request, principal: Writer) -> MessageSentOut:
-    """Send ``text`` to ``to`` as agent ``agent_id`` (signaling knows the tenant's enabled agents)."""
+    """Send ``text`` to ``to`` as agent ``agent_id`` (signaling knows the tenant's enabled agents), or
+    without one as the tenant: to a customer's number, from the trunk's caller id."""
     bus: Bus | None = request.app.state.bus
     if bus is None or not bus.connected:
         raise Unavailable("the api is not connected to the bus: sending messages needs NATS")

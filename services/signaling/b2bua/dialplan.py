@@ -112,6 +112,26 @@ def route(
     return _to_trunk(number.number, number.kind, own_trunks, counts)
 
 
+def route_number(
+    dialed: str, tenant_id: str, trunks: Iterable[TrunkRecord], policy: TenantPolicy | None = None
+) -> ToTrunk | Refused:
+    """Where a number goes for the tenant itself, with no agent behind it (a text the helpdesk
+    sends): the same normalization, allow-lists and premium-rate block as an agent's; no call limits."""
+    policy = policy or TenantPolicy()
+    own_trunks = [t for t in trunks if t.tenant_id == tenant_id and t.is_active]
+    region = next((t.default_region for t in own_trunks if t.is_default), policy.default_region)
+    text = dialed.strip()
+    try:
+        number = normalize(text, region)
+    except NumberError as exc:
+        return Refused("invalid_number", 484, f"{text!r} is not a number: {exc.reason}")
+    if not number.is_phone_number:
+        return Refused("not_a_phone_number", 484, f"{text} is not a customer's phone number")
+    decision = _to_trunk(number.number, number.kind, own_trunks, CallCounts({}, {}, {}))
+    assert isinstance(decision, ToTrunk | Refused)
+    return decision
+
+
 def _to_trunk(e164: str, kind: NumberKind, trunks: list[TrunkRecord], counts: CallCounts) -> Route:
     if not trunks:
         return Refused("no_trunk", 503, "the tenant has no active trunk")

@@ -26,7 +26,15 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 from services.signaling.b2bua.calls import _called_number, _caller_number
-from services.signaling.b2bua.dialplan import CallCounts, Refused, TenantPolicy, ToAgent, ToTrunk, route
+from services.signaling.b2bua.dialplan import (
+    CallCounts,
+    Refused,
+    TenantPolicy,
+    ToAgent,
+    ToTrunk,
+    route,
+    route_number,
+)
 from services.signaling.directory import AgentDirectory
 from services.signaling.messaging.content import ACCEPTED_TYPES, BodyRefused, Text, check_text, read_body
 from services.signaling.messaging.delivery import (
@@ -175,15 +183,21 @@ class Messages:
         self._originate(agent, dialed, body, txn=txn, request=request)
 
     async def send(self, command: SendMessage) -> MessageOutcome:
-        """The api's ``messages.command.send``: a message from an agent, as if their phone sent it."""
-        agent = self._agent(command.tenant_id, command.agent_id)
-        if agent is None:
+        """The api's ``messages.command.send``: a message from an agent, as if their phone sent it, or
+        from the tenant itself to a customer's number."""
+        agent = self._agent(command.tenant_id, command.agent_id) if command.agent_id is not None else None
+        if command.agent_id is not None and agent is None:
             raise Rejected(UNKNOWN_AGENT, f"no enabled agent {command.agent_id} in this tenant")
         body = check_text(command.text.encode(), self.settings.message_max_bytes)
         if isinstance(body, BodyRefused):
             raise Rejected(REFUSED_TEXT, body.reason)
         waiter: asyncio.Future[tuple[int, str]] = asyncio.get_running_loop().create_future()
-        message_id, refused = self._originate(agent, command.to, body, txn=None, request=None, waiter=waiter)
+        if agent is None:
+            message_id, refused = self._from_tenant(command.tenant_id, command.to, body, waiter)
+        else:
+            message_id, refused = self._originate(
+                agent, command.to, body, txn=None, request=None, waiter=waiter
+            )
         if refused is not None:
             raise Rejected(REFUSED_TARGET, refused.reason[:200])
         status, reason = await waiter
@@ -191,6 +205,36 @@ class Messages:
             "delivered" if status == 200 else "pending" if status == 202 else "failed"
         )
         return MessageOutcome(message_id=message_id, outcome=outcome, sip_status=status, reason=reason[:200])
+
+    def _from_tenant(
+        self, tenant_id: str, dialed: str, body: Text, waiter: asyncio.Future[tuple[int, str]]
+    ) -> tuple[str, Refused | None]:
+        """A message from the tenant itself (no agent): to a customer's number through its trunk,
+        as the trunk's caller id."""
+        decision = route_number(dialed, tenant_id, self.trunks.active(), self._policy)
+        message_id = uuid.uuid4().hex
+        if isinstance(decision, Refused):
+            return message_id, decision
+        trunk, number = decision.trunk, decision.number
+        caller_id = _caller_id(trunk)
+        message = PendingMessage(
+            message_id=message_id,
+            tenant_id=tenant_id,
+            agent_ids=(),
+            direction=Direction.OUTBOUND,
+            from_uri=f"sip:{caller_id}@{trunk.domain or trunk.sip_server}",
+            to_number=number,
+            content_type=body.content_type,
+            body=body.body.decode(),
+            accepted_at=datetime.now(UTC),
+            customer_number=number,
+            conversation_id=conversation_id(tenant_id, number),
+        )
+        self._accepted(message, body.text, len(body.body), caller_id, trunk_id=trunk.trunk_id)
+        attempt = _Attempt(message, None, None, queued=False, waiter=waiter)
+        self._arm_answer(attempt)
+        self._spawn(self._to_carrier(attempt, trunk))
+        return message_id, None
 
     def _originate(
         self,
@@ -240,7 +284,7 @@ class Messages:
             )
             attempt = _Attempt(message, txn, request, queued=False, waiter=waiter)
             self._arm_answer(attempt)
-            self._spawn(self._to_carrier(attempt, decision.trunk, agent))
+            self._spawn(self._to_carrier(attempt, decision.trunk))
             return message_id, None
         refusal = (
             decision
@@ -414,7 +458,7 @@ class Messages:
 
     # --- to customers ---------------------------------------------------------------------------
 
-    async def _to_carrier(self, attempt: _Attempt, trunk: TrunkRecord, agent: AgentRecord) -> None:
+    async def _to_carrier(self, attempt: _Attempt, trunk: TrunkRecord) -> None:
         message = attempt.message
         try:
             flow = await self.trunks.flow_to(trunk)
@@ -431,7 +475,7 @@ class Messages:
             )
             return
         domain = trunk.domain or trunk.sip_server
-        caller_id = trunk.username or (trunk.dids[0].lstrip("+") if trunk.dids else "echodesk")
+        caller_id = _caller_id(trunk)
         host = self.trunks.contact_host(trunk.sip_server)
         port = self.stack.transport.bound.get(flow.transport, (host, 5060))[1]
         draft = MessageDraft(
@@ -652,6 +696,11 @@ def _for_sender(outcome: Undelivered) -> tuple[int, str]:
     if outcome.cause is MessageFailure.CARRIER_ERROR and outcome.sip_status >= 500:
         return 502, outcome.reason[:120]
     return outcome.sip_status, outcome.reason[:120]
+
+
+def _caller_id(trunk: TrunkRecord) -> str:
+    """Who a message through ``trunk`` is from, as calls through it are (b2bua/calls.py)."""
+    return trunk.username or (trunk.dids[0].lstrip("+") if trunk.dids else "echodesk")
 
 
 def _wire_type(content_type: str) -> str:
