@@ -4,7 +4,9 @@ signaling, media, recorder, api) and Debian's headless Chromium on the pages the
 - Sign in with the development admin key the api prints on its first start.
 - Softphone: agent 100 registers over WSS (self-signed certificate) as an RFC 5626 instance,
   the E.164 preview shows what the dial plan makes of 555123456, the dial pad calls the echo line
-  (*43) and the page hears its own 440 Hz tone back, sends DTMF, holds and resumes, hangs up; a
+  (*43) and the page hears its own 440 Hz tone back, sends DTMF, holds and resumes, hangs up;
+  agent 101 talking to 100 takes 102's call as a second line (the first held), pauses its
+  recording, swaps back and hears 100 again, hangs up on 102, then transfers 100 to 102; a
   call the dial plan refuses shows shared/outcomes.py's message for its status; signaling killed
   (the supervisor restarts it) puts the page into "reconnecting" and it registers again by itself.
 - Trunks: a trunk saved with a port out of range shows the api's 422 next to the port field; saved
@@ -208,8 +210,9 @@ async def test_web_ui_softphone_trunks_and_call_log(
             await expect(live.locator("#live-state")).to_have_attribute("data-state", "connected")
             await softphone(page, stack, shots)
             await trunks(page, carrier.port, shots)
-            # Refused, echo, declined, answered (and transferred): all there without a reload.
-            await expect(live.locator("#calls tbody tr.row")).to_have_count(4)
+            # Refused, echo, declined, answered (and transferred), the second line: all there
+            # without a reload.
+            await expect(live.locator("#calls tbody tr.row")).to_have_count(5)
             await live.close()
             await call_log(page, shots)
             await page.goto(f"{stack.api_url}/status")
@@ -226,6 +229,7 @@ async def test_web_ui_softphone_trunks_and_call_log(
         "softphone-incoming.png",
         "softphone-reconnecting.png",
         "softphone-transferred.png",
+        "softphone-two-lines.png",
         "softphone.png",
         "status.png",
         "trunk-field-error.png",
@@ -341,8 +345,7 @@ async def softphone(page: Page, stack: Stack, shots: Path) -> None:
     heard = await colleague.evaluate(ANALYSE_REMOTE_AUDIO, 1.5)
     assert heard == pytest.approx(TONE_HZ, abs=15), heard
 
-    # 101 hands the call over to 102 (a blind transfer, RFC 3515 REFER): 102 rings in a third tab
-    # and answers; 101's call ends as transferred, 100 talks to 102.
+    # Agent 102 in a third tab.
     created = await page.request.post(
         f"{stack.api_url}/v1/agents",
         data={"extension": "102", "password": "pw-102-transfer", "display_name": "Agent 102"},
@@ -353,6 +356,10 @@ async def softphone(page: Page, stack: Stack, shots: Path) -> None:
     third = await page.context.new_page()
     await sign_in(third, stack)
     await register(third, stack, "102")
+    await call_waiting(colleague, third, shots)
+
+    # 101 hands the call over to 102 (a blind transfer, RFC 3515 REFER): 102 rings in a third tab
+    # and answers; 101's call ends as transferred, 100 talks to 102.
     await colleague.fill("#transfer-target", "102")
     await colleague.click("#transfer")
     await expect(third.locator("#call-state")).to_have_attribute("data-state", "incoming")
@@ -378,6 +385,48 @@ async def softphone(page: Page, stack: Stack, shots: Path) -> None:
     await expect(page.locator("#registration-state")).to_have_attribute(
         "data-state", "registered", timeout=60_000
     )
+
+
+async def call_waiting(agent: Page, caller: Page, shots: Path) -> None:
+    """While ``agent`` (101) talks to 100, ``caller`` (102) rings it as a second line: the agent
+    answers it (the first line goes on hold), pauses and resumes its recording, swaps back to the
+    first line and hears it again, and hangs up the second."""
+    lines = agent.locator("#lines li")
+    await caller.fill("#number", "101")
+    await caller.click("#call")
+    first, second = lines.nth(0), lines.nth(1)
+    await expect(second).to_have_attribute("data-state", "incoming")
+    await expect(first).to_have_attribute("data-state", "established")
+    await expect(agent.locator("#accept")).to_be_visible()
+    await second.locator("button[data-action=accept]").click()
+    await expect(second).to_have_attribute("data-state", "established")
+    await expect(first).to_have_attribute("data-state", "held")
+    await expect(first.locator(".timer")).not_to_have_text("")
+    await expect(caller.locator("#call-state")).to_have_attribute("data-state", "established")
+    heard = await agent.evaluate(ANALYSE_REMOTE_AUDIO, 1.0)
+    assert heard == pytest.approx(TONE_HZ, abs=15), heard
+    # The agent pauses the talking line's recording (the api finds its call in the call log).
+    pause = second.locator("button[data-action=recording]")
+    await pause.click()
+    try:
+        await expect(pause).to_have_text("Resume recording")
+    except AssertionError:
+        # The page says why under the call (the api's refusal, or the call not found in the log).
+        raise AssertionError(await agent.inner_text("#call-message")) from None
+    await expect(agent.locator("#recording")).to_have_text("Resume recording")
+    await agent.screenshot(path=shots / "softphone-two-lines.png", full_page=True)
+    await pause.click()
+    await expect(pause).to_have_text("Pause recording")
+    # Swap: resuming the first line holds the second; the first is heard again.
+    await first.locator("button[data-action=resume]").click()
+    await expect(first).to_have_attribute("data-state", "established")
+    await expect(second).to_have_attribute("data-state", "held")
+    heard = await agent.evaluate(ANALYSE_REMOTE_AUDIO, 1.0)
+    assert heard == pytest.approx(TONE_HZ, abs=15), heard
+    await second.locator("button[data-action=hangup]").click()
+    await expect(second).to_have_attribute("data-state", "ended")
+    await expect(caller.locator("#call-state")).to_have_attribute("data-state", "ended")
+    await expect(agent.locator("#call-state")).to_have_attribute("data-state", "established")
 
 
 async def trunks(page: Page, carrier_port: int, shots: Path) -> None:
@@ -419,7 +468,7 @@ async def call_log(page: Page, shots: Path) -> None:
     await expect(rows.first).to_contain_text("Line busy")
     await page.select_option("#filters select[name=status]", "")
     await page.click("#filters button[type=submit]")
-    await expect(rows).to_have_count(4)  # refused, echo, declined, answered (and transferred)
+    await expect(rows).to_have_count(5)  # refused, echo, declined, answered (and transferred), 102's
     echo = page.locator("#calls tbody tr.row", has_text="*43")
     await expect(echo).to_have_count(1)
     await echo.click()
@@ -438,7 +487,12 @@ async def call_log(page: Page, shots: Path) -> None:
 
     # The call between the agents was recorded: once the recorder has finished, its detail plays it
     # through a signed link (no API key in the <audio> element's request).
-    answered = page.locator("#calls tbody tr.row").filter(has_text="101").filter(has_text="completed")
+    answered = (
+        page.locator("#calls tbody tr.row")
+        .filter(has=page.locator("td", has_text=re.compile(r"^100$")))
+        .filter(has_text="101")
+        .filter(has_text="completed")
+    )
     await expect(answered).to_have_count(1)
     audio = page.locator("#recordings li[data-status=completed] audio")
     for _ in range(60):

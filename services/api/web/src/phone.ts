@@ -1,6 +1,6 @@
 /**
  * The softphone's SIP side: one SIP.js 0.21 UserAgent over the gateway's WebSocket, its
- * registration, and at most one call. What the old product did in the browser is kept here:
+ * registration, and its calls: up to two lines, one talking and the other held or ringing. What the old product did in the browser is kept here:
  * echo cancellation, noise suppression and automatic gain control on the microphone; the STUN and
  * TURN servers of the agent's webrtc-config; reconnection with backoff when the WebSocket drops
  * (SIP.js does not reconnect by itself), re-registering as the same instance (RFC 5626 4.1:
@@ -35,6 +35,8 @@ export const AUDIO_CONSTRAINTS: MediaStreamConstraints = {
 export const ICE_GATHERING_TIMEOUT_MS = 500;
 /** s; short so that a browser closed without un-REGISTER stops being rung soon. */
 const REGISTER_EXPIRES_S = 300;
+/** Calls at once, as the gateway's default max_concurrent_calls per agent: one talking, one held or ringing. */
+export const MAX_LINES = 2;
 
 /** The user part of a dialed number: digits, *, # (escaped, RFC 3261 25.1) and a leading +. */
 function dialable(typed: string): string {
@@ -57,9 +59,13 @@ export type RegistrationState = "unregistered" | "registering" | "registered" | 
 export type CallState = "calling" | "ringing" | "incoming" | "established" | "held" | "ended";
 
 export interface CallView {
+  /** The line: 1, 2, ... in the order calls came up on this page. */
+  id: number;
   state: CallState;
   direction: "outbound" | "inbound";
   party: string;
+  /** The other party's number as the call log has it (dialed, or the caller's user part). */
+  number: string;
   /** When the call was answered (Date.now()), for the timer. */
   answeredAt: number | null;
   muted: boolean;
@@ -76,7 +82,8 @@ export interface CallView {
 export interface PhoneEvents {
   connection(state: ConnectionState, detail: string): void;
   registration(state: RegistrationState, detail: string): void;
-  call(view: CallView | null): void;
+  /** A line changed (a new line, or a state, a message, a transfer of one). */
+  call(view: CallView): void;
   log(level: string, text: string): void;
   /** A text message arrived (RFC 3428 MESSAGE): who from (a number or extension), their name, the text. */
   message(from: string, displayName: string, text: string): void;
@@ -94,12 +101,10 @@ export class Phone {
   private readonly backoff = new Backoff();
   private retryTimer: number | null = null;
   private stopped = false;
-  private session: Session | null = null;
-  private view: CallView | null = null;
-  /** Whether the current call was handed over by a transfer (its BYE then means "transferred"). */
-  private transferred = false;
-  /** Restarts the incoming call's set-up clock when the agent accepts. */
-  private accepting: () => void = () => undefined;
+  private readonly lines = new Map<number, Line>();
+  private nextLine = 1;
+  /** The session whose audio the <audio> element plays (the unheld line's). */
+  private playing: Session | null = null;
   /** Whether SIP.js's debug output (every SIP message) goes to the log panel and the console. */
   debug = false;
 
@@ -277,11 +282,29 @@ export class Phone {
   }
 
   // --- calls ---------------------------------------------------------------------------------
+  //
+  // Several lines (call waiting): the agent has up to MAX_LINES calls at once, and at most one of
+  // them is unheld. Answering or placing a call, or resuming a held one, first holds the line that
+  // is talking (a sendonly re-INVITE, RFC 3264 8.4), so the customer on it hears the gateway's
+  // silence rather than the other conversation. The gateway rings an agent while a call is up as
+  // long as the agent's max_concurrent_calls (2 by default) allows.
+
+  /** The lines that are not over yet, oldest first. */
+  private live(): Line[] {
+    return [...this.lines.values()].filter((line) => line.view.state !== "ended");
+  }
+
+  /** The line the main controls act on: the talking one, else the newest that is not over. */
+  current(): number | null {
+    const live = this.live();
+    const talking = live.find((line) => line.view.state !== "held" && line.view.state !== "incoming");
+    return (talking ?? live[live.length - 1] ?? null)?.view.id ?? null;
+  }
 
   /** Call `number` (digits as typed: a phone number, an extension or a service code like *43). */
-  call(number: string): void {
-    if (this.busy()) {
-      throw new Error("a call is already up");
+  async call(number: string): Promise<void> {
+    if (this.live().length >= MAX_LINES) {
+      throw new Error(`${MAX_LINES} calls are up: hang one up first`);
     }
     const user = dialable(number);
     if (user === "") {
@@ -291,63 +314,61 @@ export class Phone {
     if (target === undefined) {
       throw new Error(`cannot call ${number}`);
     }
+    await this.holdOthers(null);
     const inviter = new Inviter(this.ua, target, {
       sessionDescriptionHandlerOptions: { constraints: AUDIO_CONSTRAINTS },
     });
-    this.track(inviter, "outbound", number);
+    const line = this.track(inviter, "outbound", number, number);
     inviter
       .invite({
         requestDelegate: {
           onProgress: (response) => {
             if (response.message.statusCode === 180 || response.message.statusCode === 183) {
-              this.update({ state: "ringing" });
+              this.update(line, { state: "ringing" });
             }
           },
-          onReject: (response) => this.failed(response.message.statusCode ?? 0, response.message.reasonPhrase ?? ""),
+          onReject: (response) =>
+            this.failed(line, response.message.statusCode ?? 0, response.message.reasonPhrase ?? ""),
         },
       })
-      .catch((error: unknown) => this.update({ state: "ended", message: `Call failed: ${String(error)}` }));
+      .catch((error: unknown) => this.update(line, { state: "ended", message: `Call failed: ${String(error)}` }));
   }
 
   private onInvite(invitation: Invitation): void {
-    if (this.busy()) {
-      // One call at a time: the gateway tries the agent's other phones or the ring group.
+    if (this.live().length >= MAX_LINES) {
+      // Every line is taken: the gateway tries the agent's other phones or the ring group.
       invitation.reject({ statusCode: 486 }).catch(() => undefined);
       return;
     }
     const identity = invitation.remoteIdentity;
     const party = identity.displayName ? `${identity.displayName} <${identity.uri.user ?? ""}>` : (identity.uri.user ?? "");
-    this.track(invitation, "inbound", party);
-    this.update({ state: "incoming" });
+    this.track(invitation, "inbound", party, identity.uri.user ?? "");
     invitation.progress().catch(() => undefined);
   }
 
-  accept(): void {
-    const session = this.session;
-    if (session === null || this.view?.state !== "incoming") {
-      throw new Error("no call is ringing");
-    }
-    this.accepting();
-    (session as Invitation)
+  /** Answer the ringing line `id` (the newest ringing one if null), holding the one talking. */
+  async accept(id: number | null = null): Promise<void> {
+    const line = this.lineOf(id, (l) => l.view.state === "incoming", "no call is ringing");
+    await this.holdOthers(line);
+    line.accepting();
+    await (line.session as Invitation)
       .accept({ sessionDescriptionHandlerOptions: { constraints: AUDIO_CONSTRAINTS } })
-      .catch((error: unknown) => this.update({ state: "ended", message: `Could not answer: ${String(error)}` }));
+      .catch((error: unknown) => this.update(line, { state: "ended", message: `Could not answer: ${String(error)}` }));
   }
 
   /** Decline a ringing call with 486 Busy Here: a 6xx would stop the gateway ringing colleagues. */
-  reject(): void {
-    const session = this.session;
-    if (session === null || this.view?.state !== "incoming") {
-      throw new Error("no call is ringing");
-    }
-    (session as Invitation).reject({ statusCode: 486 }).catch(() => undefined);
-    this.update({ state: "ended", message: "Call declined" });
+  reject(id: number | null = null): void {
+    const line = this.lineOf(id, (l) => l.view.state === "incoming", "no call is ringing");
+    (line.session as Invitation).reject({ statusCode: 486 }).catch(() => undefined);
+    this.update(line, { state: "ended", message: "Call declined" });
   }
 
-  hangup(): void {
-    const session = this.session;
-    if (session === null) {
+  hangup(id: number | null = null): void {
+    const line = this.lines.get(id ?? this.current() ?? -1);
+    if (line === undefined) {
       return;
     }
+    const session = line.session;
     if (session.state === SessionState.Established) {
       session.bye().catch(() => undefined);
     } else if (session instanceof Inviter) {
@@ -357,9 +378,20 @@ export class Phone {
     }
   }
 
-  /** Hold (a sendonly re-INVITE, RFC 3264 8.4) or resume the established call. */
-  async setHold(hold: boolean): Promise<void> {
-    const session = this.requireEstablished();
+  /**
+   * Hold or resume a line (the current one if null). Resuming a line holds the one talking first:
+   * the swap between two calls is "resume the other".
+   */
+  async setHold(hold: boolean, id: number | null = null): Promise<void> {
+    const line = this.lineOf(id, (l) => l.session.state === SessionState.Established, "no call is up");
+    if (!hold) {
+      await this.holdOthers(line);
+    }
+    await this.reinvite(line, hold);
+  }
+
+  private async reinvite(line: Line, hold: boolean): Promise<void> {
+    const session = line.session;
     session.sessionDescriptionHandlerOptionsReInvite = { hold } as Web.SessionDescriptionHandlerOptions;
     await new Promise<void>((resolve, reject) => {
       session
@@ -371,13 +403,26 @@ export class Phone {
         })
         .catch(reject);
     });
-    this.update({ state: hold ? "held" : "established" });
+    this.update(line, { state: hold ? "held" : "established" });
+    if (!hold) {
+      this.attachAudio(line.session);
+    }
   }
 
-  setMuted(muted: boolean): void {
-    const handler = this.requireEstablished().sessionDescriptionHandler as Web.SessionDescriptionHandler | undefined;
+  /** Hold every established, unheld line but `keep`: only one line is ever unheld. */
+  private async holdOthers(keep: Line | null): Promise<void> {
+    for (const other of this.live()) {
+      if (other !== keep && other.view.state === "established") {
+        await this.reinvite(other, true);
+      }
+    }
+  }
+
+  setMuted(muted: boolean, id: number | null = null): void {
+    const line = this.lineOf(id, (l) => l.session.state === SessionState.Established, "no call is up");
+    const handler = line.session.sessionDescriptionHandler as Web.SessionDescriptionHandler | undefined;
     handler?.enableSenderTracks(!muted);
-    this.update({ muted });
+    this.update(line, { muted });
   }
 
   /** One digit as SIP INFO (application/dtmf-relay), which the gateway plays as RFC 4733. */
@@ -386,7 +431,7 @@ export class Phone {
       throw new Error(`not a DTMF digit: ${digit}`);
     }
     this.requireEstablished()
-      .info({
+      .session.info({
         requestOptions: {
           body: {
             contentDisposition: "render",
@@ -404,18 +449,18 @@ export class Phone {
    * followed by its BYE, and a failure leaves the call with this phone.
    */
   transfer(target: string): void {
-    const session = this.requireEstablished();
+    const line = this.requireEstablished();
     const user = dialable(target);
     const uri = UserAgent.makeURI(`sip:${user}@${this.ua.configuration.uri.host}`);
     if (user === "" || uri === undefined) {
       throw new Error("type who to transfer to");
     }
-    this.update({ transfer: `Transferring to ${target}…` });
-    session
+    this.update(line, { transfer: `Transferring to ${target}…` });
+    line.session
       .refer(uri, {
         requestDelegate: {
           onReject: (response) =>
-            this.update({
+            this.update(line, {
               transfer: `Transfer refused: ${response.message.statusCode ?? ""} ${response.message.reasonPhrase ?? ""}`,
             }),
         },
@@ -427,35 +472,42 @@ export class Phone {
           }
           const status = Number(frag[1]);
           if (status >= 200 && status < 300) {
-            this.transferred = true;
-            this.update({ transfer: `Transferred to ${target}` });
+            line.transferred = true;
+            this.update(line, { transfer: `Transferred to ${target}` });
           } else if (status >= 300) {
-            this.update({ transfer: `Transfer to ${target} failed: ${this.messageFor(status)} (${status} ${frag[2] ?? ""})` });
+            this.update(line, {
+              transfer: `Transfer to ${target} failed: ${this.messageFor(status)} (${status} ${frag[2] ?? ""})`,
+            });
           }
         },
       })
-      .catch((error: unknown) => this.update({ transfer: `Transfer failed: ${String(error)}` }));
+      .catch((error: unknown) => this.update(line, { transfer: `Transfer failed: ${String(error)}` }));
   }
 
-  private requireEstablished(): Session {
-    const session = this.session;
-    if (session === null || session.state !== SessionState.Established) {
+  /** The line talking now (established and not held): DTMF and transfer act on it. */
+  private requireEstablished(): Line {
+    const line = this.live().find((l) => l.view.state === "established");
+    if (line === undefined || line.session.state !== SessionState.Established) {
       throw new Error("no call is up");
     }
-    return session;
+    return line;
   }
 
-  private busy(): boolean {
-    return this.session !== null && this.session.state !== SessionState.Terminated;
+  private lineOf(id: number | null, fits: (line: Line) => boolean, otherwise: string): Line {
+    const line = id !== null ? this.lines.get(id) : this.live().reverse().find(fits);
+    if (line === undefined || !fits(line)) {
+      throw new Error(otherwise);
+    }
+    return line;
   }
 
-  private track(session: Session, direction: "outbound" | "inbound", party: string): void {
-    this.session = session;
-    this.transferred = false;
-    this.view = {
+  private track(session: Session, direction: "outbound" | "inbound", party: string, number: string): Line {
+    const view: CallView = {
+      id: this.nextLine++,
       state: direction === "outbound" ? "calling" : "incoming",
       direction,
       party,
+      number,
       answeredAt: null,
       muted: false,
       message: null,
@@ -464,51 +516,71 @@ export class Phone {
       transfer: null,
       setupMs: null,
     };
-    this.events.call({ ...this.view });
     let started = performance.now();
-    if (direction === "inbound") {
+    const line: Line = {
+      session,
+      view,
+      transferred: false,
       // An incoming call's set-up time is counted from the agent's Accept.
-      this.accepting = () => {
+      accepting: () => {
         started = performance.now();
-      };
-    }
-    session.stateChange.addListener((state) => {
-      if (this.session !== session) {
-        return;
+      },
+    };
+    // Lines over for a while make room: the page keeps showing how they ended until then.
+    for (const [id, old] of this.lines) {
+      if (old.view.state === "ended") {
+        this.lines.delete(id);
       }
+    }
+    this.lines.set(view.id, line);
+    this.events.call({ ...view });
+    session.stateChange.addListener((state) => {
       if (state === SessionState.Established) {
         this.attachAudio(session);
         const setupMs = Math.round(performance.now() - started);
         this.events.log("log", `call established ${setupMs} ms after it was placed or accepted`);
-        this.update({ state: "established", answeredAt: Date.now(), setupMs });
+        this.update(line, { state: "established", answeredAt: Date.now(), setupMs });
       } else if (state === SessionState.Terminated) {
-        this.remoteAudio.srcObject = null;
-        if (this.view?.state !== "ended") {
-          const message = this.transferred ? "Call transferred" : this.view?.answeredAt ? "Call ended" : "Call canceled";
-          this.update({ state: "ended", message });
+        if (this.playing === session) {
+          this.remoteAudio.srcObject = null;
+          this.playing = null;
+        }
+        if (line.view.state !== "ended") {
+          const message = line.transferred ? "Call transferred" : line.view.answeredAt ? "Call ended" : "Call canceled";
+          this.update(line, { state: "ended", message });
         }
       }
     });
+    return line;
   }
 
-  private failed(sipStatus: number, sipReason: string): void {
-    this.update({ state: "ended", sipStatus, sipReason, message: this.messageFor(sipStatus) });
+  private failed(line: Line, sipStatus: number, sipReason: string): void {
+    this.update(line, { state: "ended", sipStatus, sipReason, message: this.messageFor(sipStatus) });
   }
 
+  /** Play this session's audio: one <audio> element, the unheld line's. */
   private attachAudio(session: Session): void {
     const handler = session.sessionDescriptionHandler as Web.SessionDescriptionHandler | undefined;
     if (handler === undefined) {
       return;
     }
+    this.playing = session;
     this.remoteAudio.srcObject = handler.remoteMediaStream;
     this.remoteAudio.play().catch((error: unknown) => this.events.log("warn", `audio: ${String(error)}`));
   }
 
-  private update(change: Partial<CallView>): void {
-    if (this.view === null) {
-      return;
-    }
-    this.view = { ...this.view, ...change };
-    this.events.call({ ...this.view });
+  private update(line: Line, change: Partial<CallView>): void {
+    line.view = { ...line.view, ...change };
+    this.events.call({ ...line.view });
   }
+}
+
+/** One call of this phone and what the page shows of it. */
+interface Line {
+  session: Session;
+  view: CallView;
+  /** Whether the call was handed over by a transfer (its BYE then means "transferred"). */
+  transferred: boolean;
+  /** Restarts the incoming call's set-up clock when the agent accepts. */
+  accepting: () => void;
 }

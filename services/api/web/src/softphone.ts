@@ -1,12 +1,14 @@
 /**
  * The softphone page: the agent picks who they are, types their SIP password, and the page
  * registers over the gateway's WebSocket; then a dial pad with the E.164 preview as they type,
- * call, hang up, hold, mute, DTMF, and incoming calls to accept or reject. Failure messages come
- * from the api's /v1/sip-outcomes (shared/outcomes.py), the same words the call log shows.
+ * call, hang up, hold, mute, DTMF, and incoming calls to accept or reject; a second line while a
+ * call is up (call waiting: one line talking, the other held), and pausing a call's recording.
+ * Failure messages come from the api's /v1/sip-outcomes (shared/outcomes.py), the same words the
+ * call log shows.
  */
 
 import { api, ApiError, byId, el, formatSeconds, withApiKey } from "./api";
-import { type CallView, Phone, type ConnectionState, type RegistrationState } from "./phone";
+import { type CallView, type ConnectionState, MAX_LINES, Phone, type RegistrationState } from "./phone";
 import { Ringer } from "./ringer";
 
 interface Agent {
@@ -41,7 +43,6 @@ const DEBUG_STORAGE = "echodesk.debug";
 const LAST_AGENT_STORAGE = "echodesk.agent";
 
 let phone: Phone | null = null;
-let timer: number | null = null;
 const ringer = new Ringer();
 const TITLE = document.title;
 
@@ -82,19 +83,176 @@ function appendLog(level: string, text: string): void {
   }
 }
 
-function renderCall(view: CallView | null): void {
-  const state = view?.state ?? "idle";
-  if (state === "incoming") {
+/** Every line the page knows of, by line id; a line over stays until the next call comes up. */
+const lines = new Map<number, CallView>();
+/** The line last changed: the main panel shows it when no line is up any more (how it ended). */
+let lastLine: number | null = null;
+
+function onCall(view: CallView): void {
+  if (!lines.has(view.id)) {
+    for (const [id, old] of lines) {
+      if (old.state === "ended") {
+        lines.delete(id);
+      }
+    }
+  }
+  lines.set(view.id, view);
+  lastLine = view.id;
+  renderLines();
+}
+
+/** The line the main panel and its buttons act on: the talking one, else the newest still up. */
+function shown(): CallView | null {
+  const id = phone?.current() ?? lastLine;
+  return id === null ? null : (lines.get(id) ?? null);
+}
+
+function tickTimers(): void {
+  for (const view of lines.values()) {
+    const text = view.answeredAt !== null && view.state !== "ended" ? formatSeconds((Date.now() - view.answeredAt) / 1000) : "";
+    const node = document.querySelector<HTMLElement>(`#lines li[data-line="${view.id}"] .timer`);
+    if (node !== null) {
+      node.textContent = text;
+    }
+    if (view.id === shown()?.id) {
+      byId("call-timer").textContent = text;
+    }
+  }
+  if (shown() === null) {
+    byId("call-timer").textContent = "";
+  }
+}
+
+/** The agent this page registered as (the api's agent id). */
+let signedInAgent: string | null = null;
+/** Lines whose recording the agent paused. */
+const paused = new Set<number>();
+/** The api's call id of each line, once looked up. */
+const callIds = new Map<number, string>();
+
+interface CallRow {
+  id: string;
+  agent_id: string | null;
+}
+
+/**
+ * The api's id of a line's call. SIP does not carry it to the browser, so the call log is asked
+ * for the call in progress with this line's number, answered around when the line was; among
+ * several (a colleague talks to the same customer), the one of this agent.
+ */
+async function callIdOf(view: CallView): Promise<string> {
+  const known = callIds.get(view.id);
+  if (known !== undefined) {
+    return known;
+  }
+  const since = new Date((view.answeredAt ?? Date.now()) - 300_000).toISOString();
+  const query = `/v1/calls?status=in-progress&number=${encodeURIComponent(view.number)}&since=${encodeURIComponent(since)}`;
+  // The call log is written from the call's events a moment after they happen.
+  for (let attempt = 0; attempt < 5; attempt++) {
+    const page = await api<{ items: CallRow[] }>(query);
+    const mine = page.items.length === 1 ? page.items : page.items.filter((c) => c.agent_id === signedInAgent);
+    const found = mine.length === 1 ? mine[0] : undefined;
+    if (found !== undefined) {
+      callIds.set(view.id, found.id);
+      return found.id;
+    }
+    await new Promise((resolve) => window.setTimeout(resolve, 600));
+  }
+  throw new Error("this call is not in the call log yet: try again in a moment");
+}
+
+/** Pause or resume the recording of a talking line (POST /v1/calls/{id}/recording). */
+async function toggleRecording(button: HTMLButtonElement, view: CallView | null): Promise<void> {
+  if (view === null) {
+    return;
+  }
+  const action = paused.has(view.id) ? "resume" : "pause";
+  button.disabled = true;
+  try {
+    const id = await callIdOf(view);
+    await api(`/v1/calls/${encodeURIComponent(id)}/recording`, { method: "POST", body: { action } });
+    if (action === "pause") {
+      paused.add(view.id);
+    } else {
+      paused.delete(view.id);
+    }
+  } finally {
+    button.disabled = false;
+    // The list and this button only: the main panel would write over an error shown under the call.
+    renderLineList();
+    renderRecordingButton(shown());
+  }
+}
+
+/** The main panel's recording button: for the line shown, while it talks. */
+function renderRecordingButton(view: CallView | null): void {
+  const button = byId<HTMLButtonElement>("recording");
+  button.disabled = view?.state !== "established";
+  button.textContent = view !== null && paused.has(view.id) ? "Resume recording" : "Pause recording";
+}
+
+/** Each line with its number, party, state and timer, and what can be done with it. */
+function renderLineList(): void {
+  const list = byId<HTMLElement>("lines");
+  // One call is the main panel alone; with a second, every line is listed with its own buttons.
+  list.hidden = lines.size < 2;
+  list.replaceChildren(
+    ...[...lines.values()].map((view, slot) => {
+      const button = (action: string, words: string, cls = ""): HTMLElement =>
+        el("button", { type: "button", "data-action": action, ...(cls ? { class: cls } : {}) }, words);
+      const actions: HTMLElement[] = [];
+      if (view.state === "incoming") {
+        actions.push(button("accept", "Answer", "go"), button("reject", "Reject", "stop"));
+      } else if (view.state !== "ended") {
+        if (view.state === "held") {
+          actions.push(button("resume", "Resume"));
+        } else if (view.state === "established") {
+          actions.push(button("hold", "Hold"));
+        }
+        if (view.state === "established") {
+          actions.push(button("recording", paused.has(view.id) ? "Resume recording" : "Pause recording"));
+        }
+        actions.push(button("hangup", "Hang up", "stop"));
+      }
+      return el(
+        "li",
+        { "data-line": String(view.id), "data-state": view.state },
+        el("span", { class: "line-id" }, `Line ${slot + 1}`),
+        " ",
+        el("span", { class: "party" }, view.party),
+        " ",
+        el("span", { class: "state" }, view.state === "ended" ? (view.message ?? CALL_WORDS.ended) : CALL_WORDS[view.state]),
+        " ",
+        el("span", { class: "timer" }),
+        " ",
+        ...actions,
+      );
+    }),
+  );
+}
+
+function renderLines(): void {
+  const anyRinging = [...lines.values()].find((v) => v.state === "incoming");
+  if (anyRinging !== undefined) {
     ringer.start();
-    document.title = `Incoming call: ${view?.party ?? ""}`;
+    document.title = `Incoming call: ${anyRinging.party}`;
   } else {
     ringer.stop();
     document.title = TITLE;
   }
+  renderLineList();
+  renderCall(shown(), anyRinging !== undefined);
+  tickTimers();
+}
+
+function renderCall(view: CallView | null, ringing: boolean): void {
+  const state = view?.state ?? "idle";
   const up = state === "established" || state === "held";
-  const live = view !== null && state !== "ended";
+  const live = [...lines.values()].filter((v) => v.state !== "ended").length;
   show("call-state", view === null ? "No call" : CALL_WORDS[view.state], state);
-  byId("call-state").dataset.setupMs = view?.setupMs === null || view === null ? "" : String(view.setupMs);
+  const call = byId("call-state");
+  call.dataset.setupMs = view?.setupMs === null || view === null ? "" : String(view.setupMs);
+  call.dataset.line = view === null ? "" : String(view.id);
   byId("call-party").textContent = view?.party ?? "";
   const message = byId("call-message");
   message.textContent = view?.message ?? "";
@@ -103,31 +261,18 @@ function renderCall(view: CallView | null): void {
   const sip = byId("call-sip");
   sip.textContent = view?.sipStatus ? `SIP ${view.sipStatus} ${view.sipReason ?? ""}` : "";
   sip.dataset.status = view?.sipStatus ? String(view.sipStatus) : "";
-  byId<HTMLButtonElement>("call").disabled = live;
-  byId<HTMLButtonElement>("hangup").disabled = !live || state === "incoming";
-  byId<HTMLButtonElement>("accept").hidden = state !== "incoming";
-  byId<HTMLButtonElement>("reject").hidden = state !== "incoming";
+  // A second call may be placed while one is up (the first is held): up to MAX_LINES.
+  byId<HTMLButtonElement>("call").disabled = live >= MAX_LINES || state === "calling" || state === "ringing";
+  byId<HTMLButtonElement>("hangup").disabled = view === null || state === "ended" || state === "incoming";
+  byId<HTMLButtonElement>("accept").hidden = !ringing;
+  byId<HTMLButtonElement>("reject").hidden = !ringing;
   byId<HTMLButtonElement>("hold").disabled = !up;
   byId<HTMLButtonElement>("hold").textContent = state === "held" ? "Resume" : "Hold";
   byId<HTMLButtonElement>("mute").disabled = !up;
   byId<HTMLButtonElement>("transfer").disabled = state !== "established";
   byId("transfer-state").textContent = view?.transfer ?? "";
   byId<HTMLButtonElement>("mute").textContent = view?.muted ? "Unmute" : "Mute";
-  if (timer !== null && !up) {
-    window.clearInterval(timer);
-    timer = null;
-  }
-  const answeredAt = view?.answeredAt ?? null;
-  if (up && timer === null && answeredAt !== null) {
-    const tick = (): void => {
-      byId("call-timer").textContent = formatSeconds((Date.now() - answeredAt) / 1000);
-    };
-    tick();
-    timer = window.setInterval(tick, 500);
-  }
-  if (view === null) {
-    byId("call-timer").textContent = "";
-  }
+  renderRecordingButton(view);
 }
 
 const CALL_WORDS: Record<CallView["state"], string> = {
@@ -283,6 +428,7 @@ async function register(messageFor: (status: number) => string): Promise<void> {
   const config = await api<WebRtcConfig>(`/v1/agents/${encodeURIComponent(agentId)}/webrtc-config`);
   const server = byId<HTMLInputElement>("ws-server").value.trim() || config.ws_server;
   localStorage.setItem(LAST_AGENT_STORAGE, agentId);
+  signedInAgent = agentId;
   const created = new Phone(
     {
       server,
@@ -300,7 +446,7 @@ async function register(messageFor: (status: number) => string): Promise<void> {
     {
       connection: (state, detail) => show("connection-state", `${CONNECTION_WORDS[state]}${detail ? ` (${detail})` : ""}`, state),
       registration: (state, detail) => show("registration-state", `${REGISTRATION_WORDS[state]}${detail ? `: ${detail}` : ""}`, state),
-      call: renderCall,
+      call: onCall,
       log: appendLog,
       message: (from, displayName, text) => {
         chatLine("in", displayName && displayName !== from ? `${displayName} (${from})` : from, text, "received");
@@ -356,16 +502,42 @@ async function render(): Promise<void> {
     byId("dtmf-sent").textContent = "";
     guard(() => phone?.call(byId<HTMLInputElement>("number").value));
   });
-  byId("hangup").addEventListener("click", () => guard(() => phone?.hangup()));
+  byId("hangup").addEventListener("click", () => guard(() => phone?.hangup(shown()?.id ?? null)));
   byId("accept").addEventListener("click", () => guard(() => phone?.accept()));
   byId("reject").addEventListener("click", () => guard(() => phone?.reject()));
   byId("hold").addEventListener("click", () =>
-    guard(async () => phone?.setHold(byId("call-state").dataset.state !== "held")),
+    guard(async () => phone?.setHold(shown()?.state !== "held", shown()?.id ?? null)),
   );
+  byId("lines").addEventListener("click", (event) => {
+    const button = (event.target as HTMLElement).closest<HTMLButtonElement>("button[data-action]");
+    const id = Number(button?.closest<HTMLElement>("li[data-line]")?.dataset.line);
+    if (button === null || phone === null || !Number.isInteger(id)) {
+      return;
+    }
+    const p = phone;
+    const actions: Record<string, () => void | Promise<void>> = {
+      accept: () => p.accept(id),
+      reject: () => p.reject(id),
+      hold: () => p.setHold(true, id),
+      resume: () => p.setHold(false, id),
+      hangup: () => p.hangup(id),
+      recording: () => toggleRecording(button, lines.get(id) ?? null),
+    };
+    const action = actions[button.dataset.action ?? ""];
+    if (action !== undefined) {
+      guard(action);
+    }
+  });
+  byId("recording").addEventListener("click", () =>
+    guard(() => toggleRecording(byId<HTMLButtonElement>("recording"), shown())),
+  );
+  window.setInterval(tickTimers, 500);
   byId("transfer").addEventListener("click", () =>
     guard(() => phone?.transfer(byId<HTMLInputElement>("transfer-target").value)),
   );
-  byId("mute").addEventListener("click", () => guard(() => phone?.setMuted(byId("mute").textContent === "Mute")));
+  byId("mute").addEventListener("click", () =>
+    guard(() => phone?.setMuted(byId("mute").textContent === "Mute", shown()?.id ?? null)),
+  );
   byId<HTMLFormElement>("chat-form").addEventListener("submit", (event) => {
     event.preventDefault();
     void sendChat(messageFor);
@@ -378,7 +550,7 @@ async function render(): Promise<void> {
       byId("setup").hidden = false;
     }),
   );
-  renderCall(null);
+  renderLines();
 }
 
 withApiKey(render).catch((error: unknown) => {
