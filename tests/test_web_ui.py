@@ -6,7 +6,8 @@ signaling, media, recorder, api) and Debian's headless Chromium on the pages the
   the E.164 preview shows what the dial plan makes of 555123456, the dial pad calls the echo line
   (*43) and the page hears its own 440 Hz tone back, sends DTMF, holds and resumes, hangs up;
   agent 101 talking to 100 takes 102's call as a second line (the first held), pauses its
-  recording, swaps back and hears 100 again, hangs up on 102, then transfers 100 to 102; a
+  recording, swaps back and hears 100 again, hangs up on 102, calls 102 with 100 held, resumes
+  100 and transfers 100 to 102; a
   call the dial plan refuses shows shared/outcomes.py's message for its status; signaling killed
   (the supervisor restarts it) puts the page into "reconnecting" and it registers again by itself.
 - Trunks: a trunk saved with a port out of range shows the api's 422 next to the port field; saved
@@ -210,9 +211,9 @@ async def test_web_ui_softphone_trunks_and_call_log(
             await expect(live.locator("#live-state")).to_have_attribute("data-state", "connected")
             await softphone(page, stack, shots)
             await trunks(page, carrier.port, shots)
-            # Refused, echo, declined, answered (and transferred), the second line: all there
+            # Refused, echo, declined, answered (and transferred), the two second lines: all there
             # without a reload.
-            await expect(live.locator("#calls tbody tr.row")).to_have_count(5)
+            await expect(live.locator("#calls tbody tr.row")).to_have_count(6)
             await live.close()
             await call_log(page, shots)
             await page.goto(f"{stack.api_url}/status")
@@ -390,7 +391,8 @@ async def softphone(page: Page, stack: Stack, shots: Path) -> None:
 async def call_waiting(agent: Page, caller: Page, shots: Path) -> None:
     """While ``agent`` (101) talks to 100, ``caller`` (102) rings it as a second line: the agent
     answers it (the first line goes on hold), pauses and resumes its recording, swaps back to the
-    first line and hears it again, and hangs up the second."""
+    first line and hears it again, and hangs up the second; then calls 102 itself while the first
+    line is up, hangs that up and resumes the first."""
     lines = agent.locator("#lines li")
     await caller.fill("#number", "101")
     await caller.click("#call")
@@ -426,6 +428,21 @@ async def call_waiting(agent: Page, caller: Page, shots: Path) -> None:
     await second.locator("button[data-action=hangup]").click()
     await expect(second).to_have_attribute("data-state", "ended")
     await expect(caller.locator("#call-state")).to_have_attribute("data-state", "ended")
+    await expect(agent.locator("#call-state")).to_have_attribute("data-state", "established")
+    # A call placed while one is up: the first goes on hold; once the second is over, the main
+    # panel shows the held line and resumes it.
+    await agent.fill("#number", "102")
+    await agent.click("#call")
+    await expect(caller.locator("#call-state")).to_have_attribute("data-state", "incoming")
+    await expect(first).to_have_attribute("data-state", "held")
+    await caller.click("#accept")
+    await expect(lines.nth(1)).to_have_attribute("data-state", "established")
+    await expect(agent.locator("#call")).to_be_disabled()  # both lines taken
+    await agent.click("#hangup")
+    await expect(caller.locator("#call-state")).to_have_attribute("data-state", "ended")
+    await expect(agent.locator("#call-state")).to_have_attribute("data-state", "held")
+    await agent.click("#hold")
+    await expect(first).to_have_attribute("data-state", "established")
     await expect(agent.locator("#call-state")).to_have_attribute("data-state", "established")
 
 
@@ -468,7 +485,7 @@ async def call_log(page: Page, shots: Path) -> None:
     await expect(rows.first).to_contain_text("Line busy")
     await page.select_option("#filters select[name=status]", "")
     await page.click("#filters button[type=submit]")
-    await expect(rows).to_have_count(5)  # refused, echo, declined, answered (and transferred), 102's
+    await expect(rows).to_have_count(6)  # refused, echo, declined, answered (transferred), two lines
     echo = page.locator("#calls tbody tr.row", has_text="*43")
     await expect(echo).to_have_count(1)
     await echo.click()
