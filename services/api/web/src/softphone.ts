@@ -234,7 +234,7 @@ function renderLineList(): void {
 function renderLines(): void {
   const anyRinging = [...lines.values()].find((v) => v.state === "incoming");
   if (anyRinging !== undefined) {
-    ringer.start();
+    ringer.start([...lines.values()].some((v) => v.state === "established" || v.state === "held"));
     document.title = `Incoming call: ${anyRinging.party}`;
   } else {
     ringer.stop();
