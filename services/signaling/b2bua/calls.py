@@ -78,6 +78,7 @@ from services.signaling.stack import SipStack, aor_of
 from services.signaling.tenants import TenantDirectory
 from services.signaling.transport.flow import Flow, TransportKind
 from services.signaling.transport.layer import TransportUnavailable
+from services.signaling.trunk.numbers import called_number, caller_number
 from services.signaling.trunk.trunks import Trunks
 from shared import subjects
 from shared.bus import Bus, BusError, Rejected, RemoteError
@@ -122,7 +123,6 @@ from shared.media import (
     SessionClosed,
     SessionCreated,
 )
-from shared.numbers import NumberError, normalize
 from shared.outcomes import for_cause
 from shared.records import AgentRecord, TrunkRecord
 from shared.sdp import SdpError, SessionDescription
@@ -398,7 +398,7 @@ class Calls:
         self, txn: ServerTransaction, request: Request, flow: Flow, carriers: list[TrunkRecord], now: float
     ) -> None:
         """A carrier's INVITE: which of our numbers it calls, then ring that number's agents."""
-        called = _called_number(request, carriers)
+        called = called_number(request, carriers)
         if called is None:
             log.info("inbound call for a number no trunk serves", source=str(flow), uri=str(request.uri))
             self.stack.respond(txn, make_response(request, 404, "Number not served here", to_tag=txn.to_tag))
@@ -414,11 +414,10 @@ class Calls:
                 f"trunk {trunk.name} is at its limit of {trunk.max_concurrent_calls} calls",
             )
             self.stack.respond(txn, make_response(request, 486, "Busy Here", to_tag=txn.to_tag))
-            caller_number = _caller_number(request, trunk)
             self._refused(
                 call_id,
                 trunk.tenant_id,
-                caller_number,
+                caller_number(request, trunk),
                 did,
                 why,
                 direction=Direction.INBOUND,
@@ -437,7 +436,7 @@ class Calls:
             address=self._address_for(flow.transport.value, self.trunks.contact_host(trunk.sip_server)),
             webrtc=False,
             party=Party.CUSTOMER,
-            number=_caller_number(request, trunk),
+            number=caller_number(request, trunk),
             display_name=request.from_.display_name or None,
             trunk_id=trunk.trunk_id,
         )
@@ -1648,50 +1647,6 @@ def _slot_of(leg: _Leg, flow: Flow) -> Slot:
 def _webrtc(flow: Flow) -> bool:
     """Agents on WebSockets are browsers (WebRTC media); on UDP, TCP and TLS, desk phones (RTP)."""
     return flow.transport in (TransportKind.WS, TransportKind.WSS)
-
-
-def _e164(raw: str, region: str) -> str | None:
-    try:
-        number = normalize(raw, region)
-    except NumberError:
-        return None
-    return number.number if number.is_phone_number else None
-
-
-def _called_number(request: Request, carriers: list[TrunkRecord]) -> tuple[TrunkRecord, str] | None:
-    """Which trunk and which of its numbers a carrier's INVITE is for.
-
-    Carriers put the number called either in the Request-URI or, when they call the Contact we
-    registered, only in To. A number is ours when it is one of the trunk's DIDs; a call to the
-    registered Contact is the trunk's whatever the number; a trunk that lists no DIDs takes
-    everything its carrier sends.
-    """
-    uri, to_uri = request.uri, request.to.uri
-    candidates = [u.user for u in (uri, to_uri) if isinstance(u, SipUri) and u.user]
-    for trunk in carriers:
-        dids = {n for did in trunk.dids if (n := _e164(did, trunk.default_region))}
-        for raw in candidates:
-            number = _e164(raw, trunk.default_region)
-            if number is not None and number in dids:
-                return trunk, number
-    uri_user = uri.user if isinstance(uri, SipUri) else None
-    for trunk in carriers:
-        if (trunk.username and uri_user == trunk.username) or not trunk.dids:
-            dialed = next(
-                (n for raw in reversed(candidates) if (n := _e164(raw, trunk.default_region))), None
-            )
-            return trunk, dialed or (trunk.dids[0] if trunk.dids else (candidates[-1] if candidates else "?"))
-    return None
-
-
-def _caller_number(request: Request, trunk: TrunkRecord) -> str:
-    """The customer's number as the agent and the events see it: E.164 where it is one (RFC 3261
-    20.20 From), ``anonymous`` for a withheld number."""
-    uri = request.from_.uri
-    user = uri.user if isinstance(uri, SipUri) and uri.user else ""
-    if not user or user.lower() in ("anonymous", "unknown", "restricted"):
-        return "anonymous"
-    return _e164(user, trunk.default_region) or user[:64]
 
 
 def _now() -> float:

@@ -25,7 +25,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
-from services.signaling.b2bua.calls import _called_number, _caller_number
 from services.signaling.b2bua.dialplan import (
     CallCounts,
     Refused,
@@ -52,6 +51,7 @@ from services.signaling.sip.uri import SipUri
 from services.signaling.stack import SipStack
 from services.signaling.transport.flow import Flow
 from services.signaling.transport.layer import TransportUnavailable
+from services.signaling.trunk.numbers import called_number, caller_number
 from services.signaling.trunk.trunks import Trunks
 from shared.bus import Rejected
 from shared.conversations import conversation_id
@@ -306,7 +306,7 @@ class Messages:
         self, txn: ServerTransaction, request: Request, flow: Flow, carriers: list[TrunkRecord]
     ) -> None:
         """A customer's text: for which of our numbers, then to that number's ring group."""
-        called = _called_number(request, carriers)
+        called = called_number(request, carriers)
         if called is None:
             log.info("message for a number no trunk serves", source=str(flow), uri=str(request.uri))
             self._answer(txn, request, 404, "Number not served here")
@@ -316,7 +316,7 @@ class Messages:
         if isinstance(body, BodyRefused):
             self._answer(txn, request, body.status, body.reason, body.headers)
             return
-        customer = _caller_number(request, trunk)
+        customer = caller_number(request, trunk)
         agents = [
             a
             for a in self.directory.agents()
