@@ -14,8 +14,6 @@ Runs in a loopback-only network namespace, as tests/test_browser_call.py explain
 
 from __future__ import annotations
 
-import asyncio
-import uuid
 from pathlib import Path
 
 import pytest
@@ -28,11 +26,18 @@ from shared.events import (
     MessageReceived,
     MessageSent,
 )
-from tests.support.browser import AgentError, BrowserAgent, browser_agent
-from tests.support.gateway import AGENT_PASSWORD, DOMAIN, Gateway, add_agent, add_inbound_trunk, gateway_stack
+from tests.support.browser import AgentError, browser_agent
+from tests.support.gateway import (
+    AGENT_PASSWORD,
+    DOMAIN,
+    add_agent,
+    add_inbound_trunk,
+    gateway_stack,
+    register_browser,
+)
 from tests.support.messaging import GEORGIAN, message_events
 from tests.support.nats import NatsServer
-from tests.support.netns import isolated, rerun_isolated
+from tests.support.netns import with_nats_isolated
 from tests.support.sipp import Sipp
 
 pytestmark = [pytest.mark.needs_chromium, pytest.mark.needs_sipp, pytest.mark.needs_nats]
@@ -44,39 +49,13 @@ DID = "+995322000000"
 async def test_two_browsers_write_to_each_other_in_georgian(
     request: pytest.FixtureRequest, tmp_path: Path
 ) -> None:
-    if not isolated():
-        await asyncio.to_thread(rerun_isolated, request.node.nodeid)
-        return
-    nats_server = NatsServer(store_dir=tmp_path / "nats").start()
-    try:
-        await _messages(nats_server, tmp_path)
-    finally:
-        nats_server.stop()
+    await with_nats_isolated(request, tmp_path, _messages)
 
 
 async def test_a_customers_text_reaches_the_ring_groups_browsers(
     request: pytest.FixtureRequest, tmp_path: Path
 ) -> None:
-    if not isolated():
-        await asyncio.to_thread(rerun_isolated, request.node.nodeid)
-        return
-    nats_server = NatsServer(store_dir=tmp_path / "nats").start()
-    try:
-        await _inbound(nats_server, tmp_path)
-    finally:
-        nats_server.stop()
-
-
-async def _register(agent: BrowserAgent, gateway: Gateway, user: str, password: str) -> None:
-    registration = await agent.register(
-        server=gateway.ws_url,
-        aor=f"sip:{user}@{DOMAIN}",
-        user=user,
-        password=password,
-        instance_id=str(uuid.uuid4()),
-        reg_id=1,
-    )
-    assert registration.state == "Registered"
+    await with_nats_isolated(request, tmp_path, _inbound)
 
 
 async def _messages(nats_server: NatsServer, tmp_path: Path) -> None:
@@ -84,14 +63,14 @@ async def _messages(nats_server: NatsServer, tmp_path: Path) -> None:
     async with gateway_stack(nats_server, tmp_path, signaling_settings=settings) as (gateway, _):
         await add_agent(gateway.bus, "101", "pw-101")
         async with browser_agent() as first, browser_agent() as second:
-            await _register(first, gateway, "100", AGENT_PASSWORD)
+            await register_browser(first, gateway, "100", AGENT_PASSWORD)
             # 101 is not registered yet: the message waits for them.
             waiting = await first.message("101", GEORGIAN)
             assert (waiting.status, waiting.reason) == (
                 202,
                 "Accepted: the agent will get it when they register",
             )
-            await _register(second, gateway, "101", "pw-101")
+            await register_browser(second, gateway, "101", "pw-101")
             delivered = await second.wait_for_message()
             assert delivered.body == GEORGIAN
             assert delivered.from_uri == f"sip:100@{DOMAIN}"
@@ -164,8 +143,8 @@ async def _inbound(nats_server: NatsServer, tmp_path: Path) -> None:
         await add_agent(gateway.bus, "101", "pw-101")
         port = await add_inbound_trunk(gateway.bus, (DID,))
         async with browser_agent() as first, browser_agent() as second:
-            await _register(first, gateway, "100", AGENT_PASSWORD)
-            await _register(second, gateway, "101", "pw-101")
+            await register_browser(first, gateway, "100", AGENT_PASSWORD)
+            await register_browser(second, gateway, "101", "pw-101")
             carrier = Sipp(
                 "carrier_message_uac",
                 tmp_path,

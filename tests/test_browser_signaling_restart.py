@@ -11,7 +11,6 @@ and its BYE, over the new WebSocket, ends the call on both legs with one ``call.
 from __future__ import annotations
 
 import asyncio
-import uuid
 from pathlib import Path
 
 import pytest
@@ -20,9 +19,13 @@ from services.signaling.b2bua.call_store import load
 from shared import subjects
 from shared.events import CallEnded, CallStatus, EndCause, Party
 from tests.support.browser import AUTOPLAY, BrowserAgent, browser_agent, write_tone
-from tests.support.gateway import AGENT_PASSWORD, AGENT_USER, DOMAIN, call_events, gateway_stack
+from tests.support.gateway import (
+    call_events,
+    gateway_stack,
+    register_browser,
+)
 from tests.support.nats import NatsServer
-from tests.support.netns import isolated, rerun_isolated
+from tests.support.netns import with_nats_isolated
 
 pytestmark = [pytest.mark.needs_chromium, pytest.mark.needs_sipp, pytest.mark.needs_nats]
 
@@ -40,14 +43,7 @@ async def _hears_its_tone(agent: BrowserAgent) -> None:
 async def test_a_browser_call_survives_sigkill_of_signaling(
     request: pytest.FixtureRequest, tmp_path: Path
 ) -> None:
-    if not isolated():
-        await asyncio.to_thread(rerun_isolated, request.node.nodeid)
-        return
-    nats_server = NatsServer(store_dir=tmp_path / "nats").start()
-    try:
-        await _survives(nats_server, tmp_path)
-    finally:
-        nats_server.stop()
+    await with_nats_isolated(request, tmp_path, _survives)
 
 
 async def _survives(nats_server: NatsServer, tmp_path: Path) -> None:
@@ -55,15 +51,7 @@ async def _survives(nats_server: NatsServer, tmp_path: Path) -> None:
     settings = {"ECHODESK_INSTANCE_ID": NODE, "ECHODESK_SIGNALING_AGENT_RECONNECT_GRACE_S": "30"}
     async with gateway_stack(nats_server, tmp_path, signaling_settings=settings) as (gateway, carrier):
         async with browser_agent(fake_audio=tone, extra_args=(AUTOPLAY,), step_timeout=20) as agent:
-            registration = await agent.register(
-                server=gateway.ws_url,
-                aor=f"sip:{AGENT_USER}@{DOMAIN}",
-                user=AGENT_USER,
-                password=AGENT_PASSWORD,
-                instance_id=str(uuid.uuid4()),
-                reg_id=1,
-            )
-            assert registration.state == "Registered"
+            await register_browser(agent, gateway)
             call = await agent.invite("555123456")
             assert (call.state, call.status) == ("Established", 200)
             await _hears_its_tone(agent)
