@@ -285,16 +285,16 @@ export class Phone {
   //
   // Several lines (call waiting): the agent has up to MAX_LINES calls at once, and at most one of
   // them is unheld. Answering or placing a call, or resuming a held one, first holds the line that
-  // is talking (a sendonly re-INVITE, RFC 3264 8.4), so the customer on it hears the gateway's
-  // silence rather than the other conversation. The gateway rings an agent while a call is up as
-  // long as the agent's max_concurrent_calls (2 by default) allows.
+  // is talking (a sendonly re-INVITE, RFC 3264 8.4), so the party on it does not hear the other
+  // conversation. The gateway rings an agent while a call is up as long as the agent's
+  // max_concurrent_calls (2 by default) allows.
 
   /** The lines that are not over yet, oldest first. */
   private live(): Line[] {
     return [...this.lines.values()].filter((line) => line.view.state !== "ended");
   }
 
-  /** The line the main controls act on: the talking one, else the newest that is not over. */
+  /** The line the main controls act on: the one talking or being set up, else the newest not over. */
   current(): number | null {
     const live = this.live();
     const talking = live.find((line) => line.view.state !== "held" && line.view.state !== "incoming");
@@ -353,7 +353,12 @@ export class Phone {
     line.accepting();
     await (line.session as Invitation)
       .accept({ sessionDescriptionHandlerOptions: { constraints: AUDIO_CONSTRAINTS } })
-      .catch((error: unknown) => this.update(line, { state: "ended", message: `Could not answer: ${String(error)}` }));
+      .catch((error: unknown) => {
+        // A caller who gave up while the other line was being held: the line already says so.
+        if (line.view.state !== "ended") {
+          this.update(line, { state: "ended", message: `Could not answer: ${String(error)}` });
+        }
+      });
   }
 
   /** Decline a ringing call with 486 Busy Here: a 6xx would stop the gateway ringing colleagues. */

@@ -429,6 +429,11 @@ async function register(messageFor: (status: number) => string): Promise<void> {
   const server = byId<HTMLInputElement>("ws-server").value.trim() || config.ws_server;
   localStorage.setItem(LAST_AGENT_STORAGE, agentId);
   signedInAgent = agentId;
+  // A new phone numbers its lines from 1 again: forget the last one's.
+  lines.clear();
+  paused.clear();
+  callIds.clear();
+  lastLine = null;
   const created = new Phone(
     {
       server,
