@@ -357,7 +357,7 @@ async def softphone(page: Page, stack: Stack, shots: Path) -> None:
     third = await page.context.new_page()
     await sign_in(third, stack)
     await register(third, stack, "102")
-    await call_waiting(colleague, third, shots)
+    await call_waiting(colleague, page, third, shots)
 
     # 101 hands the call over to 102 (a blind transfer, RFC 3515 REFER): 102 rings in a third tab
     # and answers; 101's call ends as transferred, 100 talks to 102.
@@ -388,11 +388,11 @@ async def softphone(page: Page, stack: Stack, shots: Path) -> None:
     )
 
 
-async def call_waiting(agent: Page, caller: Page, shots: Path) -> None:
-    """While ``agent`` (101) talks to 100, ``caller`` (102) rings it as a second line: the agent
-    answers it (the first line goes on hold), pauses and resumes its recording, swaps back to the
-    first line and hears it again, and hangs up the second; then calls 102 itself while the first
-    line is up, hangs that up and resumes the first."""
+async def call_waiting(agent: Page, first_party: Page, caller: Page, shots: Path) -> None:
+    """While ``agent`` (101) talks to ``first_party`` (100), ``caller`` (102) rings it as a second
+    line: the agent answers it (the first line goes on hold), pauses and resumes its recording,
+    swaps back to the first line, where each side hears the other again, and hangs up the second;
+    then calls 102 itself while the first line is up, hangs that up and resumes the first."""
     lines = agent.locator("#lines li")
     await caller.fill("#number", "101")
     await caller.click("#call")
@@ -419,11 +419,14 @@ async def call_waiting(agent: Page, caller: Page, shots: Path) -> None:
     await agent.screenshot(path=shots / "softphone-two-lines.png", full_page=True)
     await pause.click()
     await expect(pause).to_have_text("Pause recording")
-    # Swap: resuming the first line holds the second; the first is heard again.
+    # Swap: resuming the first line holds the second; the first is heard again, both ways (every
+    # tab's microphone plays the same tone, so 100 hearing it shows 101 sends on the first line).
     await first.locator("button[data-action=resume]").click()
     await expect(first).to_have_attribute("data-state", "established")
     await expect(second).to_have_attribute("data-state", "held")
     heard = await agent.evaluate(ANALYSE_REMOTE_AUDIO, 1.0)
+    assert heard == pytest.approx(TONE_HZ, abs=15), heard
+    heard = await first_party.evaluate(ANALYSE_REMOTE_AUDIO, 1.0)
     assert heard == pytest.approx(TONE_HZ, abs=15), heard
     await second.locator("button[data-action=hangup]").click()
     await expect(second).to_have_attribute("data-state", "ended")
