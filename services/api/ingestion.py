@@ -11,8 +11,8 @@ its events are applied (PostgreSQL), so replicas never interleave one call's upd
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any, TypeGuard, get_args
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol, TypeGuard, TypeVar, get_args
 
 from prometheus_client import Counter
 from sqlalchemy import select, tuple_
@@ -37,6 +37,15 @@ from shared.events import (
 from shared.logging import get_logger
 
 log = get_logger("echodesk.api.ingestion")
+
+
+class _Keyed(Protocol):
+    tenant_id: str
+    id: str
+
+
+_Row = TypeVar("_Row", bound=_Keyed)
+_E = TypeVar("_E")
 
 INGESTED = Counter("echodesk_api_events_ingested_total", "Events taken into the database", ["outcome"])
 
@@ -138,64 +147,36 @@ class EventIngestion:
 
     async def _apply_calls(self, session: AsyncSession, events: list[Event]) -> None:
         call_events: list[CallEvent] = [e for e in events if is_call_event(e)]
-        if not call_events:
-            return
-        keys = sorted({(e.tenant_id, e.call_id) for e in call_events})
-        # Locked in key order, so two replicas locking the same calls cannot deadlock.
-        rows = await session.scalars(
-            select(Call)
-            .where(tuple_(Call.tenant_id, Call.id).in_(keys))
-            .order_by(Call.tenant_id, Call.id)
-            .with_for_update()
+        await _fold(
+            session,
+            Call,
+            call_events,
+            lambda e: (e.tenant_id, e.call_id),
+            lambda e: new_call(e.tenant_id, e.call_id, e.occurred_at),
+            apply_call_event,
         )
-        calls = {(c.tenant_id, c.id): c for c in rows}
-        for event in call_events:
-            key = (event.tenant_id, event.call_id)
-            call = calls.get(key)
-            if call is None:
-                call = calls[key] = new_call(event.tenant_id, event.call_id, event.occurred_at)
-                session.add(call)
-            apply_call_event(call, event)
 
     async def _apply_recordings(self, session: AsyncSession, events: list[Event]) -> None:
         recording_events: list[RecordingEvent] = [e for e in events if is_recording_event(e)]
-        if not recording_events:
-            return
-        keys = sorted({(e.tenant_id, e.data.recording_id) for e in recording_events})
-        rows = await session.scalars(
-            select(Recording)
-            .where(tuple_(Recording.tenant_id, Recording.id).in_(keys))
-            .order_by(Recording.tenant_id, Recording.id)
-            .with_for_update()
+        await _fold(
+            session,
+            Recording,
+            recording_events,
+            lambda e: (e.tenant_id, e.data.recording_id),
+            lambda e: new_recording(e.tenant_id, e),
+            apply_recording_event,
         )
-        recordings = {(r.tenant_id, r.id): r for r in rows}
-        for event in recording_events:
-            key = (event.tenant_id, event.data.recording_id)
-            recording = recordings.get(key)
-            if recording is None:
-                recording = recordings[key] = new_recording(event.tenant_id, event)
-                session.add(recording)
-            apply_recording_event(recording, event)
 
     async def _apply_messages(self, session: AsyncSession, events: list[Event]) -> None:
         message_events: list[MessageEvent] = [e for e in events if is_message_event(e)]
-        if not message_events:
-            return
-        keys = sorted({(e.tenant_id, e.message_id) for e in message_events})
-        rows = await session.scalars(
-            select(Message)
-            .where(tuple_(Message.tenant_id, Message.id).in_(keys))
-            .order_by(Message.tenant_id, Message.id)
-            .with_for_update()
+        await _fold(
+            session,
+            Message,
+            message_events,
+            lambda e: (e.tenant_id, e.message_id),
+            lambda e: new_message(e.tenant_id, e.message_id, e.occurred_at),
+            apply_message_event,
         )
-        messages = {(m.tenant_id, m.id): m for m in rows}
-        for event in message_events:
-            key = (event.tenant_id, event.message_id)
-            row = messages.get(key)
-            if row is None:
-                row = messages[key] = new_message(event.tenant_id, event.message_id, event.occurred_at)
-                session.add(row)
-            apply_message_event(row, event)
 
     async def _apply_states(self, session: AsyncSession, events: list[Event]) -> None:
         """Agents' presence and trunks' registration: the newest event wins (by ``occurred_at``;
@@ -234,6 +215,36 @@ class EventIngestion:
                 registration.expires_s = info.expires_s
                 registration.retry_in_s = info.retry_in_s
                 registration.changed_at = event.occurred_at
+
+
+async def _fold(
+    session: AsyncSession,
+    model: type[_Row],
+    events: Sequence[_E],
+    key: Callable[[_E], tuple[str, str]],
+    new: Callable[[_E], _Row],
+    apply: Callable[[_Row, _E], None],
+) -> None:
+    """Fold ``events`` into their rows of ``model`` (by tenant and id), creating the missing ones.
+    The rows are locked in key order, so two replicas locking the same rows cannot deadlock."""
+    if not events:
+        return
+    keys = sorted({key(e) for e in events})
+    table: Any = model
+    rows = await session.scalars(
+        select(model)
+        .where(tuple_(table.tenant_id, table.id).in_(keys))
+        .order_by(table.tenant_id, table.id)
+        .with_for_update()
+    )
+    found: dict[tuple[str, str], _Row] = {(row.tenant_id, row.id): row for row in rows}
+    for event in events:
+        row_key = key(event)
+        row = found.get(row_key)
+        if row is None:
+            row = found[row_key] = new(event)
+            session.add(row)
+        apply(row, event)
 
 
 __all__ = ["EVENT_STREAMS", "EventIngestion", "durable_name"]
