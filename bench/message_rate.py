@@ -62,24 +62,6 @@ class Sent:
     delivered_event: float = 0.0
 
 
-class Sender(Agent):
-    """An agent whose requests carry text: setup_delay's agent labels every body SDP."""
-
-    def _request(
-        self,
-        method: str,
-        uri: str,
-        call_id: str,
-        cseq: int,
-        from_tag: str,
-        to: str,
-        extra: list[str],
-        body: str = "",
-    ) -> str:
-        text = super()._request(method, uri, call_id, cseq, from_tag, to, extra, body)
-        return text.replace("Content-Type: application/sdp\r\n", "")
-
-
 class Recipient(Agent):
     """An agent that records each MESSAGE it gets (and answers 200, as SIP.js does)."""
 
@@ -160,7 +142,7 @@ async def measure(
     book: dict[str, Sent] = {}
     by_message_id: dict[str, str] = {}
     reported = asyncio.Event()
-    senders = [Sender(str(100 + n), f"pw{n}", ws_url) for n in range(SENDERS)]
+    senders = [Agent(str(100 + n), f"pw{n}", ws_url) for n in range(SENDERS)]
     recipients = [Recipient(str(100 + n), f"pw{n}", ws_url, book) for n in range(SENDERS, AGENTS)]
     bus = await Bus.connect(nats_url, name="bench-events", timeout=10)
 

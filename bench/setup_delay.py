@@ -191,8 +191,8 @@ class Agent:
             "Supported: outbound",
             *extra,
         ]
-        if body:
-            lines.append("Content-Type: application/sdp")
+        if body and not any(line.lower().startswith("content-type:") for line in extra):
+            lines.append("Content-Type: application/sdp")  # what an INVITE carries
         return "\r\n".join(lines) + f"\r\nContent-Length: {len(body.encode())}\r\n\r\n{body}"
 
     async def transact(
