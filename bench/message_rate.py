@@ -32,21 +32,27 @@ import secrets
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from call_rate import AGENTS, DOMAIN, configure, percentile, sample, start_gateway  # bench/ is on sys.path
+from call_rate import (  # bench/ is on sys.path
+    AGENTS,
+    DOMAIN,
+    bench_bus,
+    configure,
+    percentile,
+    sample,
+    start_gateway,
+)
 from setup_delay import Agent
 from sip_register import cpu_seconds
 
 from services.signaling.sip.message import Request, parse_message
 from shared import subjects
 from shared.bus import Bus
-from tests.support.nats import NatsServer
 
 SENDERS = AGENTS // 2
 #: Georgian, as the helpdesk's customers write (three bytes a letter).
@@ -234,19 +240,8 @@ def main() -> None:
     parser.add_argument("--py-spy", type=Path, default=None, help="write signaling's py-spy samples here")
     args = parser.parse_args()
     rates = [int(r) for r in args.rates.split(",") if r]
-    work = Path(tempfile.mkdtemp(prefix="echodesk-bench-"))
-    nats = NatsServer(store_dir=work / "nats").start()
-    services: list[subprocess.Popen[str]] = []
-    try:
+    with bench_bus() as (_, nats, services):
         asyncio.run(measure(nats.url, services, rates, args.duration, args.timeout, args.py_spy))
-    finally:
-        for process in reversed(services):
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.communicate(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-        nats.stop()
 
 
 if __name__ == "__main__":
