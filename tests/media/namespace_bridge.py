@@ -50,12 +50,12 @@ from shared.media import (
     RemoteDescription,
     SendDtmf,
     SessionClosed,
-    SessionCreated,
     SessionKind,
 )
 from shared.service import ServiceContext
 from shared.settings import MediaSettings
 from tests.media.namespace_echo import ADDRESS, ToneTrack, analyse, set_up_network
+from tests.support.media import create_session
 from tests.support.nats import NatsServer
 from tests.support.rtp_peer import RtpPeer
 from tests.support.rtp_peer import analyse as analyse_rtp
@@ -118,13 +118,11 @@ async def bridge(
         events.append(event)
 
     await bus.subscribe(subjects.media_events("t1", "call-1"), MediaEvent, on_event)
-    created = await bus.request(
-        subjects.media_session_create(),
+    created = await create_session(
+        bus,
         CreateSession(
             tenant_id="t1", call_id="call-1", kind=SessionKind.WEBRTC_RTP, agent_offer=await browser.offer()
         ),
-        SessionCreated,
-        timeout=5,
     )
     assert created.agent_sdp is not None
     assert created.customer_sdp is not None
@@ -169,13 +167,11 @@ async def bridge(
 
 async def echo(bus: Bus, worker: MediaService, seconds: float) -> dict[str, Any]:
     browser = Browser(440)
-    created = await bus.request(
-        subjects.media_session_create(),
+    created = await create_session(
+        bus,
         CreateSession(
             tenant_id="t1", call_id="call-echo", kind=SessionKind.ECHO, agent_offer=await browser.offer()
         ),
-        SessionCreated,
-        timeout=5,
     )
     assert created.agent_sdp is not None
     await browser.answer(created.agent_sdp)

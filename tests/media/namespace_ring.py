@@ -38,13 +38,13 @@ from shared.media import (
     LocalDescription,
     RemoteDescription,
     SessionClosed,
-    SessionCreated,
     SessionKind,
 )
 from shared.service import ServiceContext
 from shared.settings import MediaSettings
 from tests.media.namespace_bridge import Browser
 from tests.media.namespace_echo import ADDRESS, set_up_network
+from tests.support.media import create_session
 from tests.support.nats import NatsServer
 from tests.support.rtp_peer import RtpPeer
 from tests.support.rtp_peer import analyse as analyse_rtp
@@ -87,16 +87,14 @@ async def heard_after(browser: Browser, seconds: float) -> dict[str, float] | No
 async def ring(bus: Bus, worker: MediaService) -> dict[str, Any]:
     carrier = await RtpPeer.open(ADDRESS)
     browser = Browser(440)
-    created = await bus.request(
-        subjects.media_session_create(),
+    created = await create_session(
+        bus,
         CreateSession(
             tenant_id="t1",
             call_id="call-in",
             kind=SessionKind.WEBRTC_RTP,
             customer_offer=carrier.description(),
         ),
-        SessionCreated,
-        timeout=5,
     )
     assert created.agent_sdp is not None
     assert created.customer_sdp is not None
@@ -169,16 +167,14 @@ async def ring(bus: Bus, worker: MediaService) -> dict[str, Any]:
 
 async def agents(bus: Bus, worker: MediaService) -> dict[str, Any]:
     caller, callee = Browser(440), Browser(1000)
-    created = await bus.request(
-        subjects.media_session_create(),
+    created = await create_session(
+        bus,
         CreateSession(
             tenant_id="t1",
             call_id="call-a2a",
             kind=SessionKind.WEBRTC_WEBRTC,
             agent_offer=await caller.offer(),
         ),
-        SessionCreated,
-        timeout=5,
     )
     assert created.agent_sdp is not None
     assert created.customer_sdp is not None

@@ -35,7 +35,7 @@ from services.media.prompt import (
 from services.media.rtp import OutboundStream
 from services.media.service import MediaService
 from shared import subjects
-from shared.bus import Bus, NoResponders, RemoteError
+from shared.bus import Bus, RemoteError
 from shared.events import LegKind
 from shared.media import (
     CloseSession,
@@ -45,12 +45,12 @@ from shared.media import (
     MediaEventKind,
     RemoteDescription,
     SessionClosed,
-    SessionCreated,
     SessionKind,
 )
 from shared.service import ServiceContext
 from shared.settings import MediaSettings
 from shared.supervisor import free_port
+from tests.support.media import create_session
 from tests.support.nats import NatsServer
 from tests.support.prompt_stream import frame_indexes, frames_heard
 from tests.support.rtp_peer import RtpPeer, analyse
@@ -305,19 +305,6 @@ async def worker(nats_server: NatsServer, tmp_path: Path) -> AsyncIterator[Media
         await worker_bus.close()
 
 
-async def _create(bus: Bus, request: CreateSession) -> SessionCreated:
-    for attempt in range(3):
-        try:
-            return await bus.request(subjects.media_session_create(), request, SessionCreated, timeout=5)
-        except NoResponders:
-            # As in test_media_service.py: right after the worker joined, the first request may
-            # find no responder; a moment later it does.
-            if attempt == 2:
-                raise
-            await asyncio.sleep(0.2)
-    raise AssertionError("unreachable")
-
-
 @pytest.mark.parametrize(("codecs", "payload_type"), [("0 8", 0), ("8", 8)])
 async def test_a_desk_phone_hears_the_prompt_until_the_session_closes(
     bus: Bus, worker: MediaService, codecs: str, payload_type: int
@@ -331,7 +318,7 @@ async def test_a_desk_phone_hears_the_prompt_until_the_session_closes(
     await bus.nc.flush()
     phone = await RtpPeer.open(HOST)
     try:
-        created = await _create(
+        created = await create_session(
             bus,
             CreateSession(
                 tenant_id="t1",
@@ -387,7 +374,7 @@ async def test_a_desk_phone_hears_the_prompt_until_the_session_closes(
 async def test_a_re_offer_in_the_other_law_moves_the_prompt_to_it(bus: Bus, worker: MediaService) -> None:
     phone = await RtpPeer.open(HOST)
     try:
-        created = await _create(
+        created = await create_session(
             bus,
             CreateSession(
                 tenant_id="t1",
@@ -429,4 +416,6 @@ async def test_a_re_offer_in_the_other_law_moves_the_prompt_to_it(bus: Bus, work
 
 async def test_an_announcement_needs_the_callers_offer(bus: Bus, worker: MediaService) -> None:
     with pytest.raises(RemoteError, match="offer"):
-        await _create(bus, CreateSession(tenant_id="t1", call_id="demo-2", kind=SessionKind.ANNOUNCEMENT))
+        await create_session(
+            bus, CreateSession(tenant_id="t1", call_id="demo-2", kind=SessionKind.ANNOUNCEMENT)
+        )

@@ -43,6 +43,7 @@ from shared.media import (
 from shared.service import PortInUse, ServiceContext
 from shared.settings import MediaSettings
 from shared.supervisor import free_port
+from tests.support.media import create_session
 from tests.support.nats import NatsServer
 from tests.support.processes import scrape
 from tests.support.rtp_peer import RtpPeer, analyse
@@ -118,17 +119,7 @@ async def _rtp_call(
     request = CreateSession(
         tenant_id="t1", call_id=call, kind=SessionKind.RTP_RTP, agent_offer=agent.description(), owner=owner
     )
-    # Seen about once in ten runs: the first request right after a worker joined its queue group
-    # finds no responder although the worker flushed its subscription. Under investigation; a
-    # second try a moment later always finds it.
-    for attempt in range(3):
-        try:
-            created = await bus.request(subjects.media_session_create(), request, SessionCreated, timeout=5)
-            break
-        except NoResponders:
-            if attempt == 2:
-                raise
-            await asyncio.sleep(0.2)
+    created = await create_session(bus, request)
     assert created.agent_sdp is not None
     assert created.customer_sdp is not None
     agent.learn(created.agent_sdp)
